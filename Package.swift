@@ -1,0 +1,109 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "meridian",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "meridian", targets: ["meridian"]),
+        .executable(name: "protocol-codegen", targets: ["protocol-codegen"]),
+        .library(name: "KafkaClient", targets: ["KafkaClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // CRC-32C with SSE4.2 / ARMv8 CRC instructions and a portable fallback.
+        .target(name: "CCRC32C"),
+        // Sans-I/O Kafka protocol: primitives, headers, generated messages, record batches.
+        .target(
+            name: "KafkaProtocol",
+            dependencies: [
+                "CCRC32C",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
+        ),
+        // NIO glue: framing, server request decoding, client connections, TLS configuration.
+        .target(
+            name: "KafkaWire",
+            dependencies: [
+                "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Partition logs on disk.
+        .target(
+            name: "LogStorage",
+            dependencies: [
+                "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // topology.json model and validation.
+        .target(name: "Topology"),
+        // The broker: listeners, request handlers, partition state.
+        .target(
+            name: "Broker",
+            dependencies: [
+                "KafkaProtocol", "KafkaWire", "LogStorage", "Topology",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+        // Kafka client used by the CLI, the benchmarks and (later) the mirror.
+        .target(
+            name: "KafkaClient",
+            dependencies: [
+                "KafkaProtocol", "KafkaWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Generator of Sources/KafkaProtocol/Generated from the Kafka JSON schemas.
+        .target(name: "ProtocolCodegen"),
+        .executableTarget(name: "protocol-codegen", dependencies: ["ProtocolCodegen"]),
+        .executableTarget(
+            name: "meridian",
+            dependencies: [
+                "Broker", "KafkaClient", "Topology", "KafkaProtocol", "KafkaWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "ProtocolCodegen"]),
+        .testTarget(name: "LogStorageTests", dependencies: ["LogStorage", "KafkaProtocol"]),
+        .testTarget(
+            name: "BrokerTests",
+            dependencies: [
+                "Broker", "KafkaWire", "KafkaProtocol", "KafkaClient", "Topology",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "ConformanceTests", dependencies: ["KafkaProtocol", "Topology"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

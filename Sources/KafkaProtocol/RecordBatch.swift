@@ -1,0 +1,107 @@
+import NIOCore
+
+/// Operations on v2 record batches held as bytes.
+///
+/// Batches are never re-encoded on the broker's hot path: validation reads the header and checks the
+/// CRC over the bytes in place; appending rewrites `baseOffset` (and `partitionLeaderEpoch`), which
+/// the CRC does not cover.
+public enum RecordBatch {
+    /// The smallest legal v2 batch: a header and one minimal record.
+    public static let minimumSize = RecordBatchHeader.size + 7
+
+    /// Checks the batch starting at absolute index `index` of `buffer`: the length field fits the
+    /// buffer, magic is 2, the record count agrees with `lastOffsetDelta`, and the CRC matches.
+    /// Returns the header on success.
+    public static func validate(_ buffer: ByteBuffer, at index: Int) throws -> RecordBatchHeader {
+        let header = try RecordBatchHeader(buffer, at: index)
+        guard header.batchLength >= Int32(RecordBatchHeader.size - RecordBatchHeader.logOverhead) else {
+            throw KafkaProtocolError.invalidRecordBatch("batch length \(header.batchLength) is smaller than a header")
+        }
+        guard index + header.totalSize <= buffer.writerIndex else {
+            throw KafkaProtocolError.truncated("record batch of \(header.totalSize) bytes")
+        }
+        guard header.magic == 2 else {
+            throw KafkaProtocolError.invalidRecordBatch("magic \(header.magic); only v2 batches (magic 2) are supported")
+        }
+        let crc = CRC32C.checksum(buffer, at: index + RecordBatchHeader.attributesOffset,
+                                  length: header.totalSize - RecordBatchHeader.attributesOffset)
+        guard crc == header.crc else {
+            throw KafkaProtocolError.corruptRecordBatch(expected: header.crc, actual: crc)
+        }
+        return header
+    }
+
+    /// Checks the producer-facing rules: positive record count that agrees with `lastOffsetDelta`,
+    /// not a control batch, and a sequence number whenever a producer id is set.
+    public static func validateForProduce(_ header: RecordBatchHeader) throws {
+        guard header.recordsCount > 0, Int64(header.lastOffsetDelta) + 1 == Int64(header.recordsCount) else {
+            throw KafkaProtocolError.invalidRecordBatch(
+                "records count \(header.recordsCount) does not match last offset delta \(header.lastOffsetDelta)")
+        }
+        guard !header.isControl else {
+            throw KafkaProtocolError.invalidRecordBatch("clients may not produce control batches")
+        }
+        if header.producerID >= 0 && header.baseSequence < 0 {
+            throw KafkaProtocolError.invalidRecordBatch("producer id \(header.producerID) without a base sequence")
+        }
+    }
+
+    public static func setBaseOffset(_ offset: Int64, in buffer: inout ByteBuffer, at index: Int) {
+        buffer.setInteger(offset, at: index, endianness: .big)
+    }
+
+    public static func setPartitionLeaderEpoch(_ epoch: Int32, in buffer: inout ByteBuffer, at index: Int) {
+        buffer.setInteger(epoch, at: index + 12, endianness: .big)
+    }
+
+    /// Stamps LogAppendTime: sets the timestamp-type bit and `maxTimestamp`, then recomputes the CRC.
+    public static func setLogAppendTime(_ timestamp: Int64, in buffer: inout ByteBuffer, at index: Int) throws {
+        let header = try RecordBatchHeader(buffer, at: index)
+        buffer.setInteger(header.attributes | 0x8, at: index + RecordBatchHeader.attributesOffset, endianness: .big)
+        buffer.setInteger(timestamp, at: index + RecordBatchHeader.maxTimestampOffset, endianness: .big)
+        let crc = CRC32C.checksum(buffer, at: index + RecordBatchHeader.attributesOffset,
+                                  length: header.totalSize - RecordBatchHeader.attributesOffset)
+        buffer.setInteger(crc, at: index + RecordBatchHeader.crcOffset, endianness: .big)
+    }
+
+    /// Splits a records payload into the headers and absolute start indexes of its whole batches.
+    /// A partial batch at the end (as fetch responses may carry) is ignored.
+    public static func batches(in buffer: ByteBuffer) -> [(header: RecordBatchHeader, index: Int)] {
+        var result: [(RecordBatchHeader, Int)] = []
+        var i = buffer.readerIndex
+        while i + RecordBatchHeader.size <= buffer.writerIndex,
+              let header = try? RecordBatchHeader(buffer, at: i),
+              header.batchLength > 0, i + header.totalSize <= buffer.writerIndex
+        {
+            result.append((header, i))
+            i += header.totalSize
+        }
+        return result
+    }
+
+    /// Decodes the records of the batch at `index`, inflating gzip. Offsets and timestamps are absolute.
+    public static func records(in buffer: ByteBuffer, at index: Int) throws -> [Record] {
+        let header = try RecordBatchHeader(buffer, at: index)
+        guard index + header.totalSize <= buffer.writerIndex else {
+            throw KafkaProtocolError.truncated("record batch")
+        }
+        guard var body = buffer.getSlice(at: index + RecordBatchHeader.size,
+                                         length: header.totalSize - RecordBatchHeader.size)
+        else { throw KafkaProtocolError.truncated("record batch body") }
+        if header.compression != .none {
+            body = try header.compression.decompress(body)
+        }
+        let count = Int(header.recordsCount)
+        guard count >= 0, count <= body.readableBytes else {
+            throw KafkaProtocolError.invalidRecordBatch("records count \(count) is larger than the batch")
+        }
+        var out: [Record] = []
+        out.reserveCapacity(count)
+        for _ in 0..<count {
+            var r = try Record(decoding: &body, baseOffset: header.baseOffset, baseTimestamp: header.baseTimestamp)
+            if header.isLogAppendTime { r.timestamp = header.maxTimestamp }
+            out.append(r)
+        }
+        return out
+    }
+}
