@@ -41,6 +41,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -54,18 +55,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Durable cluster metadata (topics, ids); embedded files for a single node.
+        .target(name: "ClusterMetadata"),
         // topology.json model and validation.
         .target(name: "Topology"),
         // The broker: listeners, request handlers, partition state.
         .target(
             name: "Broker",
             dependencies: [
-                "KafkaProtocol", "KafkaWire", "LogStorage", "Topology",
+                "KafkaProtocol", "KafkaWire", "LogStorage", "Topology", "ClusterMetadata",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Kafka client used by the CLI, the benchmarks and (later) the mirror.

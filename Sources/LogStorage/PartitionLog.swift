@@ -424,6 +424,13 @@ public final class PartitionLog: @unchecked Sendable {
         public var highWatermark: Int64
         public var logStartOffset: Int64
         public var logEndOffset: Int64
+
+        public init(slice: Slice?, highWatermark: Int64, logStartOffset: Int64, logEndOffset: Int64) {
+            self.slice = slice
+            self.highWatermark = highWatermark
+            self.logStartOffset = logStartOffset
+            self.logEndOffset = logEndOffset
+        }
     }
 
     /// Bytes to answer a fetch at `offset`: whole batches starting with the one containing `offset`,

@@ -1,0 +1,253 @@
+import DequeModule
+import KafkaProtocol
+import KafkaWire
+import Logging
+import NIOCore
+
+/// Serves the requests of one client connection, answering in request order.
+///
+/// Requests are handled as they arrive (so appends happen in arrival order); a handler that must wait
+/// (long-poll fetch, fsync for acks=-1) returns a future, and responses to later requests queue
+/// behind it. When `maxInFlight` responses are pending the handler stops reading from the socket.
+/// A request that cannot be decoded closes the connection, as Kafka does.
+final class BrokerConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = IOData
+
+    private enum Slot {
+        case pending
+        case ready(KafkaWriter)
+    }
+
+    private let broker: Broker
+    private let listenerIndex: Int
+    private let isTLS: Bool
+    private var logger: Logger
+    private var slots = Deque<(id: UInt64, slot: Slot)>()
+    private var nextSlotID: UInt64 = 0
+    private var readsPaused = false
+    private var closing = false
+    private var remote = "?"
+
+    init(broker: Broker, listenerIndex: Int, isTLS: Bool) {
+        self.broker = broker
+        self.listenerIndex = listenerIndex
+        self.isTLS = isTLS
+        self.logger = broker.logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        remote = context.remoteAddress.map { "\($0)" } ?? "?"
+        logger[metadataKey: "client"] = "\(remote)"
+        logger.debug("connection opened")
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        logger.debug("connection closed")
+        dropPendingRegions()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        var frame = unwrapInboundIn(data)
+        let header: RequestHeader
+        do {
+            header = try RequestHeader(from: &frame) { key, version in
+                Self.requestHeaderVersion(key, version)
+            }
+        } catch {
+            return closeForBadRequest(context, "unreadable request header: \(error)")
+        }
+        var requestLogger = self.logger
+        requestLogger[metadataKey: "api"] = "\(header.apiKey.name)"
+        requestLogger[metadataKey: "version"] = "\(header.apiVersion)"
+        requestLogger[metadataKey: "client_id"] = "\(header.clientID ?? "")"
+        let logger = requestLogger
+
+        guard let range = Broker.advertisedByKey[header.apiKey.rawValue] else {
+            return closeForBadRequest(context, "request for unknown or unsupported API key \(header.apiKey.rawValue)")
+        }
+        if !range.contains(header.apiVersion) && header.apiKey != .apiVersions {
+            return closeForBadRequest(context, "\(header.apiKey.name) v\(header.apiVersion) is outside the supported range \(range)")
+        }
+        let ctx = RequestContext(header: header, eventLoop: context.eventLoop, listenerIndex: listenerIndex,
+                                 isTLS: isTLS, remoteAddress: remote)
+        let reply: Reply
+        do {
+            reply = try broker.dispatch(ctx, body: &frame)
+        } catch {
+            return closeForBadRequest(context, "malformed \(header.apiKey.name) v\(header.apiVersion) request: \(error)")
+        }
+        // ApiVersions above our maximum is answered in the v0 format.
+        let responseVersion = header.apiKey == .apiVersions && header.apiVersion > 4 ? 0 : header.apiVersion
+        switch reply {
+        case .noResponse:
+            break
+        case .close(let why):
+            closeForBadRequest(context, why)
+        case .response(let body):
+            enqueue(context, encode(body, correlationID: header.correlationID, version: responseVersion, logger: logger))
+        case .deferred(let future):
+            let id = nextSlotID
+            nextSlotID += 1
+            slots.append((id, .pending))
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            future.whenComplete { result in
+                let (handler, ctx) = loopBound.value
+                switch result {
+                case .success(let body):
+                    let w = handler.encode(body, correlationID: header.correlationID, version: responseVersion, logger: logger)
+                    handler.complete(ctx, slotID: id, writer: w)
+                case .failure(let error):
+                    logger.error("request failed", metadata: ["error": "\(error)"])
+                    handler.closeForBadRequest(ctx, "internal error: \(error)")
+                }
+            }
+            pauseReadsIfNeeded(context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let e = error as? KafkaFrameError {
+            logger.warning("closing connection: \(e)")
+        } else if "\(error)".contains("Connection reset") || "\(error)".contains("EOF") {
+            logger.debug("connection error", metadata: ["error": "\(error)"])
+        } else {
+            logger.info("closing connection after an error", metadata: ["error": "\(error)"])
+        }
+        closing = true
+        context.close(promise: nil)
+    }
+
+    // MARK: - Ordering
+
+    private func enqueue(_ context: ChannelHandlerContext, _ writer: KafkaWriter) {
+        if slots.isEmpty {
+            write(context, writer)
+        } else {
+            let id = nextSlotID
+            nextSlotID += 1
+            slots.append((id, .ready(writer)))
+            pauseReadsIfNeeded(context)
+        }
+    }
+
+    private func complete(_ context: ChannelHandlerContext, slotID: UInt64, writer: KafkaWriter) {
+        guard let i = slots.firstIndex(where: { $0.id == slotID }) else {
+            Self.closeRegions(writer)
+            return
+        }
+        slots[i].slot = .ready(writer)
+        var wrote = false
+        while let head = slots.first, case .ready(let w) = head.slot {
+            slots.removeFirst()
+            write(context, w)
+            wrote = true
+        }
+        if wrote { context.flush() }
+        if readsPaused && slots.count < broker.config.maxInFlightPerConnection / 2 {
+            readsPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            context.read()
+        }
+    }
+
+    private func pauseReadsIfNeeded(_ context: ChannelHandlerContext) {
+        if !readsPaused && slots.count >= broker.config.maxInFlightPerConnection {
+            readsPaused = true
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        }
+    }
+
+    // MARK: - Encoding and writing
+
+    private func encode(_ body: any KafkaResponseMessage, correlationID: Int32, version: Int16, logger: Logger) -> KafkaWriter {
+        var w = KafkaWriter(capacity: 512)
+        let sizeAt = KafkaFrame.begin(&w)
+        let headerVersion = type(of: body).responseHeaderVersion(version)
+        ResponseHeader(correlationID: correlationID).encode(to: &w, headerVersion: headerVersion)
+        do {
+            try body.encode(to: &w, version: version)
+        } catch {
+            // A response we built cannot be encoded: a bug. Answer nothing rather than garbage.
+            logger.error("cannot encode response", metadata: ["error": "\(error)"])
+            Self.closeRegions(w)
+            var empty = KafkaWriter()
+            let at = KafkaFrame.begin(&empty)
+            ResponseHeader(correlationID: correlationID).encode(to: &empty, headerVersion: headerVersion)
+            KafkaFrame.finish(&empty, sizeAt: at)
+            return empty
+        }
+        KafkaFrame.finish(&w, sizeAt: sizeAt)
+        return w
+    }
+
+    /// Writes buffer bytes and spliced file regions in order; file handles close once written.
+    private func write(_ context: ChannelHandlerContext, _ w: KafkaWriter) {
+        if w.fileSplices.isEmpty {
+            context.write(wrapOutboundOut(.byteBuffer(w.buffer)), promise: nil)
+            return
+        }
+        var cursor = w.buffer.readerIndex
+        for splice in w.fileSplices {
+            if splice.offset > cursor {
+                context.write(wrapOutboundOut(.byteBuffer(w.buffer.getSlice(at: cursor, length: splice.offset - cursor)!)), promise: nil)
+            }
+            let handle = splice.region.fileHandle
+            let p = context.eventLoop.makePromise(of: Void.self)
+            p.futureResult.whenComplete { _ in try? handle.close() }
+            context.write(wrapOutboundOut(.fileRegion(splice.region)), promise: p)
+            cursor = splice.offset
+        }
+        if cursor < w.buffer.writerIndex {
+            context.write(wrapOutboundOut(.byteBuffer(w.buffer.getSlice(at: cursor, length: w.buffer.writerIndex - cursor)!)), promise: nil)
+        }
+    }
+
+    static func closeRegions(_ w: KafkaWriter) {
+        for s in w.fileSplices { try? s.region.fileHandle.close() }
+    }
+
+    private func dropPendingRegions() {
+        for (_, slot) in slots {
+            if case .ready(let w) = slot { Self.closeRegions(w) }
+        }
+        slots.removeAll()
+    }
+
+    private func closeForBadRequest(_ context: ChannelHandlerContext, _ why: String) {
+        guard !closing else { return }
+        logger.warning("closing connection: \(why)")
+        closing = true
+        context.flush()
+        context.close(promise: nil)
+    }
+
+    /// Request header version: v2 for flexible versions of known APIs, else v1.
+    static func requestHeaderVersion(_ key: ApiKey, _ version: Int16) -> Int16 {
+        guard let first = firstFlexible[key.rawValue] else { return 1 }
+        return first.map { version >= $0 ? 2 : 1 } ?? 1
+    }
+
+    static let firstFlexible: [Int16: Int16?] = {
+        var m: [Int16: Int16?] = [:]
+        func add<R: KafkaRequestMessage>(_ t: R.Type) { m[R.apiKey.rawValue] = R.firstFlexibleVersion }
+        add(ProduceRequest.self); add(FetchRequest.self); add(ListOffsetsRequest.self); add(MetadataRequest.self)
+        add(OffsetCommitRequest.self); add(OffsetFetchRequest.self); add(FindCoordinatorRequest.self)
+        add(JoinGroupRequest.self); add(HeartbeatRequest.self); add(LeaveGroupRequest.self); add(SyncGroupRequest.self)
+        add(DescribeGroupsRequest.self); add(ListGroupsRequest.self); add(ApiVersionsRequest.self)
+        add(CreateTopicsRequest.self); add(DeleteTopicsRequest.self); add(DeleteRecordsRequest.self)
+        add(InitProducerIDRequest.self); add(OffsetForLeaderEpochRequest.self); add(DescribeConfigsRequest.self)
+        add(AlterConfigsRequest.self); add(CreatePartitionsRequest.self); add(DeleteGroupsRequest.self)
+        add(IncrementalAlterConfigsRequest.self); add(OffsetDeleteRequest.self); add(DescribeClusterRequest.self)
+        add(DescribeProducersRequest.self)
+        return m
+    }()
+}

@@ -1,0 +1,25 @@
+import KafkaProtocol
+
+// CreatePartitions (key 37), versions 0–3.
+// - count is the new total; it must exceed the current count (INVALID_PARTITIONS otherwise).
+// - Assignments, when given, may only name this broker. validate_only changes nothing.
+
+extension Broker {
+    func handleCreatePartitions(_ req: CreatePartitionsRequest, _ ctx: RequestContext) -> Reply {
+        var resp = CreatePartitionsResponse()
+        for t in req.topics {
+            var r = CreatePartitionsResponse.CreatePartitionsTopicResult(name: t.name)
+            do {
+                if let a = t.assignments, !a.allSatisfy({ $0.brokerIDs == [brokerID] }) {
+                    throw BrokerError(.invalidReplicaAssignment, "assignments may only name broker \(brokerID)")
+                }
+                try logs.createPartitions(t.name, count: t.count, validateOnly: req.validateOnly)
+            } catch {
+                r.errorCode = BrokerError.code(for: error).rawValue
+                r.errorMessage = BrokerError.message(for: error)
+            }
+            resp.results.append(r)
+        }
+        return .response(resp)
+    }
+}

@@ -1,0 +1,24 @@
+import KafkaProtocol
+
+// DeleteTopics (key 20), versions 1–5 (v6 addresses topics by id and is not advertised).
+// - Deletion is immediate: the topic leaves the metadata first, then its log directories go.
+// - Unknown topics get UNKNOWN_TOPIC_OR_PARTITION; internal topics TOPIC_DELETION_DISABLED.
+// - error_message from v5.
+
+extension Broker {
+    func handleDeleteTopics(_ req: DeleteTopicsRequest, _ ctx: RequestContext) -> Reply {
+        var resp = DeleteTopicsResponse()
+        let names = req.topicNames + req.topics.compactMap(\.name)
+        for name in names {
+            var r = DeleteTopicsResponse.DeletableTopicResult(name: name)
+            do {
+                r.topicID = try logs.deleteTopic(name)
+            } catch {
+                r.errorCode = BrokerError.code(for: error).rawValue
+                r.errorMessage = BrokerError.message(for: error)
+            }
+            resp.responses.append(r)
+        }
+        return .response(resp)
+    }
+}

@@ -1,0 +1,196 @@
+import KafkaProtocol
+import LogStorage
+import NIOConcurrencyHelpers
+import NIOCore
+
+// Fetch (key 1), versions 4–12 (v13+ would need topic ids).
+// - Whole batches from the one containing fetch_offset; at least one whole batch for the first
+//   partition with data even above max_bytes (KIP-74); partition_max_bytes and max_bytes otherwise.
+// - Long poll: with fewer than min_bytes available the request waits up to max_wait_ms, woken by
+//   appends to the partitions it asked for (no polling loop); the timer ends it otherwise.
+// - last_stable_offset = high watermark (no transactions), aborted_transactions = [],
+//   preferred_read_replica = -1 (v11+), no fetch sessions (session_id 0; a request naming a session
+//   we never created gets FETCH_SESSION_ID_NOT_FOUND).
+// - Record bytes come straight from the segment file: as a FileRegion (sendfile) on plaintext
+//   connections for large slices, read into memory on TLS connections and for small slices.
+
+extension Broker {
+    /// Slices at or below this size are copied into the response buffer; a pread is cheaper than
+    /// dup + sendfile + close for them.
+    static let inlineFetchBytes = 32 * 1024
+
+    func handleFetch(_ req: FetchRequest, _ ctx: RequestContext) -> Reply {
+        if ctx.version >= 7 && req.sessionID != 0 {
+            var resp = FetchResponse()
+            resp.errorCode = ErrorCode.fetchSessionIDNotFound.rawValue
+            return .response(resp)
+        }
+        let op = FetchOperation(broker: self, request: req, context: ctx)
+        return op.start()
+    }
+}
+
+/// One fetch request, possibly waiting for data. Lives on the connection's event loop; log waiters
+/// hop back to that loop before touching it.
+final class FetchOperation: @unchecked Sendable {
+    private let broker: Broker
+    private let request: FetchRequest
+    private let context: RequestContext
+    private var promise: EventLoopPromise<any KafkaResponseMessage>?
+    private var waiters: [(PartitionLog, UInt64)] = []
+    private var timer: Scheduled<Void>?
+    private var finished = false
+
+    init(broker: Broker, request: FetchRequest, context: RequestContext) {
+        self.broker = broker
+        self.request = request
+        self.context = context
+    }
+
+    private struct Plan {
+        var slices: [[PartitionLog.Slice?]]
+        var results: [[FetchResponse.PartitionData]]
+        var bytes = 0
+        var hasError = false
+    }
+
+    func start() -> Reply {
+        let plan = evaluate()
+        if request.maxWaitMs <= 0 || plan.bytes >= max(1, Int(request.minBytes)) || plan.hasError {
+            return .response(materialize(plan))
+        }
+        let p = context.eventLoop.makePromise(of: (any KafkaResponseMessage).self)
+        promise = p
+        timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(request.maxWaitMs))) { [self] in
+            finish()
+        }
+        registerWaiters()
+        // Data may have arrived between the first look and registering: look again.
+        wake()
+        return .deferred(p.futureResult)
+    }
+
+    private func registerWaiters() {
+        let loop = context.eventLoop
+        for t in request.topics {
+            for p in t.partitions {
+                guard let log = broker.logs.log(t.topic, p.partition) else { continue }
+                let id = log.addWaiter { [self] in
+                    loop.execute { self.wake() }
+                }
+                waiters.append((log, id))
+            }
+        }
+    }
+
+    private func unregisterWaiters() {
+        for (log, id) in waiters { log.removeWaiter(id) }
+        waiters.removeAll()
+    }
+
+    private func wake() {
+        guard !finished else { return }
+        let plan = evaluate()
+        if plan.bytes >= max(1, Int(request.minBytes)) || plan.hasError {
+            complete(plan)
+        } else {
+            unregisterWaiters()
+            registerWaiters()
+        }
+    }
+
+    private func finish() {
+        guard !finished else { return }
+        complete(evaluate())
+    }
+
+    private func complete(_ plan: Plan) {
+        finished = true
+        timer?.cancel()
+        unregisterWaiters()
+        promise?.succeed(materialize(plan))
+    }
+
+    /// Decides which byte ranges to return without reading them.
+    private func evaluate() -> Plan {
+        var plan = Plan(slices: [], results: [])
+        var remaining = Int(request.maxBytes)
+        for t in request.topics {
+            var slices: [PartitionLog.Slice?] = []
+            var results: [FetchResponse.PartitionData] = []
+            for p in t.partitions {
+                var pd = FetchResponse.PartitionData(partitionIndex: p.partition)
+                pd.abortedTransactions = []
+                pd.preferredReadReplica = -1
+                var slice: PartitionLog.Slice? = nil
+                if let log = broker.logs.log(t.topic, p.partition) {
+                    do {
+                        let limit = min(Int(p.partitionMaxBytes), remaining)
+                        let r: PartitionLog.ReadResult
+                        if limit > 0 || plan.bytes == 0 {
+                            r = try log.read(offset: p.fetchOffset, maxBytes: max(limit, 1))
+                        } else {
+                            let o = log.offsets
+                            if p.fetchOffset < o.logStartOffset || p.fetchOffset > o.logEndOffset {
+                                throw LogError.offsetOutOfRange(requested: p.fetchOffset, logStart: o.logStartOffset, logEnd: o.logEndOffset)
+                            }
+                            r = .init(slice: nil, highWatermark: o.highWatermark, logStartOffset: o.logStartOffset, logEndOffset: o.logEndOffset)
+                        }
+                        pd.highWatermark = r.highWatermark
+                        pd.lastStableOffset = r.highWatermark
+                        pd.logStartOffset = r.logStartOffset
+                        if let s = r.slice {
+                            slice = s
+                            plan.bytes += s.length
+                            remaining -= s.length
+                        }
+                    } catch {
+                        pd.errorCode = BrokerError.code(for: error).rawValue
+                        pd.highWatermark = -1
+                        pd.lastStableOffset = -1
+                        plan.hasError = true
+                    }
+                } else {
+                    pd.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    pd.highWatermark = -1
+                    pd.lastStableOffset = -1
+                    plan.hasError = true
+                }
+                slices.append(slice)
+                results.append(pd)
+            }
+            plan.slices.append(slices)
+            plan.results.append(results)
+        }
+        return plan
+    }
+
+    /// Builds the response, attaching record bytes (file regions or copies).
+    private func materialize(_ plan: Plan) -> FetchResponse {
+        var resp = FetchResponse()
+        resp.sessionID = 0
+        for (ti, t) in request.topics.enumerated() {
+            var tr = FetchResponse.FetchableTopicResponse(topic: t.topic)
+            tr.partitions = plan.results[ti]
+            for pi in tr.partitions.indices {
+                guard let s = plan.slices[ti][pi] else {
+                    tr.partitions[pi].records = .bytes(ByteBuffer())
+                    continue
+                }
+                do {
+                    if context.isTLS || s.length <= Broker.inlineFetchBytes {
+                        tr.partitions[pi].records = .bytes(try s.file.read(at: s.position, length: s.length))
+                    } else {
+                        tr.partitions[pi].records = .file(try s.file.region(offset: s.position, length: s.length))
+                    }
+                } catch {
+                    broker.logger.error("reading a segment for fetch failed", metadata: ["topic": "\(t.topic)", "error": "\(error)"])
+                    tr.partitions[pi].errorCode = ErrorCode.kafkaStorageError.rawValue
+                    tr.partitions[pi].records = .bytes(ByteBuffer())
+                }
+            }
+            resp.responses.append(tr)
+        }
+        return resp
+    }
+}

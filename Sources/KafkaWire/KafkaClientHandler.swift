@@ -1,0 +1,129 @@
+import DequeModule
+import KafkaProtocol
+import NIOCore
+
+/// One request on its way out of a client connection.
+public struct OutboundKafkaRequest: Sendable {
+    /// The whole frame (size prefix, header, body); the correlation id at bytes 8..<12 is filled in here.
+    public var frame: ByteBuffer
+    /// Completed with the response payload after the correlation id; nil for requests with no response.
+    public var promise: EventLoopPromise<ByteBuffer>?
+    public var deadline: NIODeadline
+
+    public init(frame: ByteBuffer, promise: EventLoopPromise<ByteBuffer>?, deadline: NIODeadline) {
+        self.frame = frame
+        self.promise = promise
+        self.deadline = deadline
+    }
+}
+
+/// Matches responses to requests on one client connection.
+///
+/// Kafka answers requests on a connection in the order they were sent, so pending requests form a
+/// FIFO; the correlation id (assigned here, on the channel's event loop) is checked against the head.
+/// Any mismatch, a timeout of the oldest request, or the connection closing fails every pending
+/// request and closes the channel: after that the byte stream cannot be trusted.
+final class KafkaClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = OutboundKafkaRequest
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        var correlationID: Int32
+        var promise: EventLoopPromise<ByteBuffer>
+        var deadline: NIODeadline
+    }
+
+    private var pending = Deque<Pending>()
+    private var nextCorrelationID: Int32 = 1
+    private var timeoutTask: RepeatedTask?
+    private var failure: Error?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timeoutTask = context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { _ in
+            let (handler, ctx) = loopBound.value
+            handler.checkTimeouts(context: ctx)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timeoutTask?.cancel()
+        failAll(KafkaConnectionError.connectionClosed)
+    }
+
+    private func checkTimeouts(context: ChannelHandlerContext) {
+        if let head = pending.first, head.deadline < .now() {
+            failAll(KafkaConnectionError.timedOut(correlationID: head.correlationID))
+            context.close(promise: nil)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var req = unwrapOutboundIn(data)
+        if let failure {
+            req.promise?.fail(failure)
+            promise?.fail(failure)
+            return
+        }
+        let id = nextCorrelationID
+        nextCorrelationID = nextCorrelationID == Int32.max ? 1 : nextCorrelationID + 1
+        req.frame.setInteger(id, at: req.frame.readerIndex + 8, endianness: .big)
+        if let p = req.promise {
+            pending.append(Pending(correlationID: id, promise: p, deadline: req.deadline))
+        }
+        context.write(wrapOutboundOut(req.frame), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var frame = unwrapInboundIn(data)
+        guard let id = frame.readInteger(endianness: .big, as: Int32.self), let head = pending.popFirst() else {
+            failAll(KafkaConnectionError.unexpectedResponse)
+            context.close(promise: nil)
+            return
+        }
+        guard head.correlationID == id else {
+            head.promise.fail(KafkaConnectionError.correlationMismatch(expected: head.correlationID, got: id))
+            failAll(KafkaConnectionError.correlationMismatch(expected: head.correlationID, got: id))
+            context.close(promise: nil)
+            return
+        }
+        head.promise.succeed(frame)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(KafkaConnectionError.connectionClosed)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failAll(KafkaConnectionError.transport("\(error)"))
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: Error) {
+        if failure == nil { failure = error }
+        while let p = pending.popFirst() { p.promise.fail(error) }
+    }
+}
+
+/// Why a request on a connection did not get its response.
+public enum KafkaConnectionError: Error, Equatable, CustomStringConvertible {
+    case connectionClosed
+    case timedOut(correlationID: Int32)
+    case unexpectedResponse
+    case correlationMismatch(expected: Int32, got: Int32)
+    case transport(String)
+    case connectFailed(host: String, port: Int, reason: String)
+
+    public var description: String {
+        switch self {
+        case .connectionClosed: return "the connection to the broker closed before the response arrived"
+        case .timedOut(let id): return "request \(id) timed out; the connection was closed"
+        case .unexpectedResponse: return "the broker sent a response nobody asked for"
+        case .correlationMismatch(let e, let g): return "response correlation id \(g) does not match request \(e)"
+        case .transport(let why): return "connection error: \(why)"
+        case .connectFailed(let h, let p, let why): return "cannot connect to \(h):\(p): \(why)"
+        }
+    }
+}

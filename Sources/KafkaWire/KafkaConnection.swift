@@ -1,0 +1,181 @@
+import KafkaProtocol
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// A client connection to one Kafka broker, with pipelined requests.
+///
+/// After ``connect(host:port:tls:group:clientID:)`` the connection has negotiated API versions with
+/// the broker (ApiVersions, falling back to v0 when the broker rejects our version). Requests may be
+/// sent from any thread; they are encoded on the caller's thread and written in call order.
+public final class KafkaConnection: Sendable {
+    public let channel: Channel
+    public let host: String
+    public let port: Int
+    public let clientID: String
+    /// Version ranges the broker advertised, by API key.
+    public let brokerVersions: [Int16: ClosedRange<Int16>]
+    public let requestTimeout: TimeAmount
+
+    private init(channel: Channel, host: String, port: Int, clientID: String, brokerVersions: [Int16: ClosedRange<Int16>],
+                 requestTimeout: TimeAmount) {
+        self.channel = channel
+        self.host = host
+        self.port = port
+        self.clientID = clientID
+        self.brokerVersions = brokerVersions
+        self.requestTimeout = requestTimeout
+    }
+
+    public var eventLoop: EventLoop { channel.eventLoop }
+
+    /// Opens a TCP (or TLS) connection and negotiates API versions.
+    public static func connect(host: String, port: Int, tls: TLSSettings? = nil, group: EventLoopGroup,
+                               clientID: String = "meridian", requestTimeout: TimeAmount = .seconds(30),
+                               connectTimeout: TimeAmount = .seconds(10)) async throws -> KafkaConnection {
+        let sslContext = try tls.map { try NIOSSLContext(configuration: try $0.clientConfiguration()) }
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        let serverName = host.first?.isNumber == true || host.contains(":") ? nil : host
+                        let h = try NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
+                        try channel.pipeline.syncOperations.addHandler(h)
+                    }
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(KafkaFrameDecoder(minimumFrameSize: 4)))
+                    try channel.pipeline.syncOperations.addHandler(KafkaClientHandler())
+                }
+            }
+        let channel: Channel
+        do {
+            channel = try await bootstrap.connect(host: host, port: port).get()
+        } catch {
+            throw KafkaConnectionError.connectFailed(host: host, port: port, reason: "\(error)")
+        }
+        do {
+            let versions = try await negotiate(channel: channel, clientID: clientID, timeout: requestTimeout)
+            return KafkaConnection(channel: channel, host: host, port: port, clientID: clientID,
+                                   brokerVersions: versions, requestTimeout: requestTimeout)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    private static func negotiate(channel: Channel, clientID: String, timeout: TimeAmount) async throws -> [Int16: ClosedRange<Int16>] {
+        var version: Int16 = 3
+        for _ in 0..<2 {
+            var req = ApiVersionsRequest()
+            if version >= 3 {
+                req.clientSoftwareName = "meridian"
+                req.clientSoftwareVersion = "0.1.0"
+            }
+            let frame = try encodeFrame(req, version: version, clientID: clientID)
+            let p = channel.eventLoop.makePromise(of: ByteBuffer.self)
+            channel.writeAndFlush(OutboundKafkaRequest(frame: frame, promise: p, deadline: .now() + timeout), promise: nil)
+            var payload = try await p.futureResult.get()
+            // ApiVersions responses always use header v0; on UNSUPPORTED_VERSION the body is v0-shaped.
+            let peek = payload.getInteger(at: payload.readerIndex, endianness: .big, as: Int16.self) ?? 0
+            let decodeVersion: Int16 = peek == ErrorCode.unsupportedVersion.rawValue ? 0 : version
+            let resp = try ApiVersionsResponse(from: &payload, version: decodeVersion)
+            if resp.errorCode == ErrorCode.unsupportedVersion.rawValue {
+                let brokerMax = resp.apiKeys.first { $0.apiKey == ApiKey.apiVersions.rawValue }?.maxVersion ?? 0
+                version = min(version - 1, brokerMax)
+                continue
+            }
+            guard resp.errorCode == 0 else {
+                throw KafkaClientError.broker(ErrorCode(resp.errorCode), "ApiVersions")
+            }
+            var out: [Int16: ClosedRange<Int16>] = [:]
+            for k in resp.apiKeys where k.minVersion <= k.maxVersion { out[k.apiKey] = k.minVersion...k.maxVersion }
+            return out
+        }
+        throw KafkaClientError.noCommonVersion(ApiKey.apiVersions)
+    }
+
+    /// Encodes a complete request frame (correlation id left 0; the handler assigns it).
+    public static func encodeFrame<R: KafkaRequestMessage>(_ request: R, version: Int16, clientID: String) throws -> ByteBuffer {
+        var w = KafkaWriter(capacity: 256)
+        let sizeAt = KafkaFrame.begin(&w)
+        RequestHeader(apiKey: R.apiKey, apiVersion: version, correlationID: 0, clientID: clientID)
+            .encode(to: &w, headerVersion: R.requestHeaderVersion(version))
+        try request.encode(to: &w, version: version)
+        KafkaFrame.finish(&w, sizeAt: sizeAt)
+        return w.buffer
+    }
+
+    /// Highest version of `R` both sides support, capped at `max`.
+    public func version<R: KafkaRequestMessage>(for _: R.Type, max ourMax: Int16? = nil) throws -> Int16 {
+        let ours = R.validVersions
+        guard let theirs = brokerVersions[R.apiKey.rawValue] else { throw KafkaClientError.noCommonVersion(R.apiKey) }
+        let hi = min(theirs.upperBound, ours.upperBound, ourMax ?? Int16.max)
+        let lo = Swift.max(theirs.lowerBound, ours.lowerBound)
+        guard lo <= hi else { throw KafkaClientError.noCommonVersion(R.apiKey) }
+        return hi
+    }
+
+    /// Sends a request and decodes its response.
+    public func send<R: KafkaRequestMessage>(_ request: R, version: Int16? = nil) -> EventLoopFuture<R.Response> {
+        let v: Int16
+        let frame: ByteBuffer
+        do {
+            v = try version ?? self.version(for: R.self)
+            frame = try Self.encodeFrame(request, version: v, clientID: clientID)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+        return sendFrame(frame).flatMapThrowing { payload in
+            var p = payload
+            if R.Response.responseHeaderVersion(v) >= 1 {
+                // Header v1: tagged fields follow the correlation id (already consumed).
+                let n = try p.readUnsignedVarint()
+                for _ in 0..<n {
+                    _ = try p.readUnsignedVarint()
+                    _ = try p.readKafkaSlice(length: Int(try p.readUnsignedVarint()))
+                }
+            }
+            return try R.Response(from: &p, version: v)
+        }
+    }
+
+    public func send<R: KafkaRequestMessage>(_ request: R, version: Int16? = nil) async throws -> R.Response {
+        try await send(request, version: version).get()
+    }
+
+    /// Sends a pre-encoded frame and returns the payload after the correlation id.
+    public func sendFrame(_ frame: ByteBuffer) -> EventLoopFuture<ByteBuffer> {
+        let p = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        channel.writeAndFlush(OutboundKafkaRequest(frame: frame, promise: p, deadline: .now() + requestTimeout), promise: nil)
+        return p.futureResult
+    }
+
+    /// Sends a frame for which the broker sends no response (Produce with acks=0).
+    public func sendFrameWithoutResponse(_ frame: ByteBuffer) -> EventLoopFuture<Void> {
+        let p = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(OutboundKafkaRequest(frame: frame, promise: nil, deadline: .now() + requestTimeout), promise: p)
+        return p.futureResult
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+/// Errors the client reports, with the broker's error code where there is one.
+public enum KafkaClientError: Error, Equatable, CustomStringConvertible {
+    case broker(ErrorCode, String)
+    case noCommonVersion(ApiKey)
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case .broker(let code, let ctx): return "\(ctx) failed with \(code)"
+        case .noCommonVersion(let key): return "the broker does not support any version of \(key) this client speaks"
+        case .invalidArgument(let why): return why
+        }
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// The `meridian` command: every tool of the platform behind one executable.
+@main
+struct Meridian: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "meridian",
+        abstract: "Kafka-compatible streaming with geo-replication.",
+        discussion: """
+            Start with `meridian up` to run every region of topology.json on this machine, or
+            `meridian broker` to run one broker. Kafka clients (kcat, librdkafka, the Java client,
+            kafka-python) connect to the listeners as they would to Apache Kafka.
+            """,
+        subcommands: [BrokerCommand.self, UpCommand.self, BenchCommand.self, TopologyCommand.self]
+    )
+}
