@@ -98,18 +98,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Helpers shared by the test targets: broker processes, external tools.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "ProtocolCodegen"]),
         .testTarget(name: "LogStorageTests", dependencies: ["LogStorage", "KafkaProtocol"]),
         .testTarget(
             name: "BrokerTests",
             dependencies: [
-                "Broker", "KafkaWire", "KafkaProtocol", "KafkaClient", "Topology",
+                "Broker", "KafkaWire", "KafkaProtocol", "KafkaClient", "Topology", "TestSupport", "LogStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "ConformanceTests", dependencies: ["KafkaProtocol", "Topology"]),
+        .testTarget(
+            name: "ConformanceTests",
+            dependencies: ["KafkaProtocol", "KafkaWire", "TestSupport", "meridian",
+                           .product(name: "NIOPosix", package: "swift-nio")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

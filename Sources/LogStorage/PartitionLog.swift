@@ -108,7 +108,7 @@ public final class PartitionLog: @unchecked Sendable {
                                segments: segments, logStartOffset: max(checkpointStart, segments[0].baseOffset),
                                logger: logger)
         try log.loadProducerState()
-        if !clean {
+        if !clean && !bases.isEmpty {
             logger.info("opened partition log after an unclean shutdown",
                         metadata: ["topic": "\(topic)", "partition": "\(partition)",
                                    "log_start_offset": "\(log._logStartOffset)", "log_end_offset": "\(log.logEndOffsetLocked)"])

@@ -1,0 +1,101 @@
+import Foundation
+
+/// Finds the real clients the conformance tests drive, and decides what happens when one is missing:
+/// in CI (`CI` set) a missing tool fails the test loudly; on a developer machine the test is skipped
+/// and says so.
+public enum ExternalTools {
+    public static var isCI: Bool {
+        let v = ProcessInfo.processInfo.environment["CI"] ?? ""
+        return !v.isEmpty && v != "0" && v.lowercased() != "false"
+    }
+
+    public static func which(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let p = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
+
+    public static var kcat: String? { which("kcat") }
+    public static var openssl: String? { which("openssl") }
+
+    /// The Python interpreter of the test venv that has confluent-kafka and kafka-python.
+    public static var python: String? {
+        if let p = ProcessInfo.processInfo.environment["MERIDIAN_PYTHON"], FileManager.default.isExecutableFile(atPath: p) {
+            return p
+        }
+        let p = packageRoot.appendingPathComponent(".venv/bin/python").path
+        return FileManager.default.isExecutableFile(atPath: p) ? p : nil
+    }
+
+    /// Whether a test needing `tool` should run: always in CI (so a missing tool fails), otherwise
+    /// only when the tool is present.
+    public static func shouldRun(_ tool: String?) -> Bool {
+        if tool != nil { return true }
+        if !isCI { print("note: skipping a test whose external tool is missing (outside CI only; run .ci/run to install)") }
+        return isCI
+    }
+
+    public struct Missing: Error, CustomStringConvertible {
+        public var tool: String
+        public var description: String {
+            "\(tool) is not installed; .ci/run installs it (apt-get install -y kcat; python venv in .venv with confluent-kafka and kafka-python)"
+        }
+    }
+
+    public static func require(_ path: String?, _ name: String) throws -> String {
+        guard let path else { throw Missing(tool: name) }
+        return path
+    }
+
+    /// The package root (the directory holding Package.swift).
+    public static var packageRoot: URL {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    }
+}
+
+/// Result of running a child process to completion.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs `executable` with `arguments`, feeding `input`, and waits up to `timeout` seconds
+/// (the process is killed after that and the result says so).
+public func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil, timeout: Double = 120,
+                       environment: [String: String]? = nil) throws -> ProcessResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("proc-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let outURL = dir.appendingPathComponent("out"), errURL = dir.appendingPathComponent("err"), inURL = dir.appendingPathComponent("in")
+    FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    FileManager.default.createFile(atPath: inURL.path, contents: input ?? Data())
+    p.standardOutput = try FileHandle(forWritingTo: outURL)
+    p.standardError = try FileHandle(forWritingTo: errURL)
+    p.standardInput = try FileHandle(forReadingFrom: inURL)
+    try p.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(20_000) }
+    var timedOut = false
+    if p.isRunning {
+        timedOut = true
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+    let out = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
+    var err = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+    if timedOut { err += "\n[killed after \(timeout) s]" }
+    return ProcessResult(status: timedOut ? -9 : p.terminationStatus, stdout: out, stderr: err)
+}
