@@ -132,6 +132,7 @@ public final class BrokerProcess: @unchecked Sendable {
 
 public struct BrokerFailed: Error, CustomStringConvertible {
     public var message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 
