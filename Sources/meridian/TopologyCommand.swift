@@ -28,11 +28,11 @@ struct TopologyCommand: ParsableCommand {
             let topo = try Topology.load(path: topology)
             let problems = topo.validate()
             for r in topo.regions {
-                print("region \(r.name): \(r.brokers.count) broker(s)")
+                say("region \(r.name): \(r.brokers.count) broker(s)")
                 for b in r.brokers { print("  broker \(b.id): \(b.listeners.joined(separator: ", "))  data: \(b.dataDir)") }
             }
             if problems.isEmpty {
-                print("\(topology): OK")
+                say("\(topology): OK")
             } else {
                 for p in problems { printError("problem: \(p)") }
                 throw ExitCode(1)

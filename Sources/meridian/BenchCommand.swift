@@ -1,3 +1,2 @@
-struct UpCommand: ParsableCommand { static let configuration = CommandConfiguration(commandName: "up") }
 struct BenchCommand: ParsableCommand { static let configuration = CommandConfiguration(commandName: "bench") }
 import ArgumentParser
