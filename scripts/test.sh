@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh machine, then runs the whole test suite.
+#   - kcat from Debian (real librdkafka 2.0.2 client)
+#   - a Python venv in .venv with confluent-kafka and kafka-python
+#   - openssl (for the deploy certificates)
+# Then: swift test. Extra arguments are passed to swift test (e.g. --filter KcatTests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_apt[*]} with apt-get"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! .venv/bin/python -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
+  echo "test.sh: creating .venv with confluent-kafka and kafka-python"
+  rm -rf .venv
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check confluent-kafka kafka-python
+fi
+
+echo "test.sh: kcat $(kcat -V 2>/dev/null | sed -n 's/^Version \([^ ]*\).*librdkafka \([^ )]*\).*/\1 (librdkafka \2)/p'), $(.venv/bin/python -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.version()[0], "/ kafka-python", kafka.__version__)')"
+exec swift test "$@"
