@@ -265,6 +265,32 @@ struct PartitionLogTests {
         log.close()
     }
 
+    @Test func rollsBySegmentMsMeasuredFromTheFirstBatch() throws {
+        let dir = TempDir()
+        let log = try open(dir, ["segment.ms": "1000"])
+        _ = try log.append(try batch(["a"], timestamp: 10_000), nowMs: 10_000)
+        _ = try log.append(try batch(["b"], timestamp: 10_500), nowMs: 10_500)
+        #expect(log.segmentCount == 1)
+        _ = try log.append(try batch(["c"], timestamp: 11_200), nowMs: 11_200)
+        #expect(log.segmentBaseOffsets == [0, 2], "a batch more than segment.ms after the first starts a new segment")
+        log.close()
+    }
+
+    @Test func flushPolicyByMessagesAndTime() throws {
+        let dir = TempDir()
+        let log = try open(dir, ["flush.messages": "5", "flush.ms": "1000"])
+        #expect(try log.append(try batch(["1", "2"]), nowMs: 10_000).flushDue == false)
+        #expect(try log.append(try batch(["3", "4", "5"]), nowMs: 10_100).flushDue == true)
+        #expect(log.timeFlushDue(nowMs: 10_500) == false)
+        #expect(log.timeFlushDue(nowMs: 11_000) == true)
+        #expect(log.durableOffset == 0)
+        #expect(try log.flush() == 5)
+        #expect(log.durableOffset == 5)
+        #expect(log.timeFlushDue(nowMs: 20_000) == false, "nothing unflushed after a flush")
+        #expect(try log.append(try batch(["6"]), nowMs: 20_000).flushDue == false, "the count restarts after a flush")
+        log.close()
+    }
+
     @Test func waitersFireOnAppend() throws {
         let dir = TempDir()
         let log = try open(dir)

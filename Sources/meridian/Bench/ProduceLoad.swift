@@ -51,7 +51,8 @@ final class ProduceLoad: @unchecked Sendable {
         self.partitions = partitions
         self.recordSize = recordSize
         self.acks = acks
-        self.bytesPerPartitionBatch = max(recordSize, bytesPerRequest / Int(partitions))
+        // Stay under the default max.message.bytes (1048588) like librdkafka's batch.size (1000000).
+        self.bytesPerPartitionBatch = min(900_000, max(recordSize, bytesPerRequest / Int(partitions)))
         self.inFlight = inFlight
         self.duration = duration
         var g = SystemRandomNumberGenerator()
