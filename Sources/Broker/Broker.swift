@@ -19,6 +19,7 @@ public final class Broker: @unchecked Sendable {
     public let producerIDs: ProducerIDManager
     public let clusterID: String
     public let logger: Logger
+    public let stats = BrokerStats()
     private let lock = NIOLock()
     private var _advertised: [ListenerAddress]
 

@@ -1,5 +1,6 @@
 import KafkaProtocol
 import LogStorage
+import Atomics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -113,6 +114,7 @@ final class FetchOperation: @unchecked Sendable {
 
     /// Decides which byte ranges to return without reading them.
     private func evaluate() -> Plan {
+        broker.stats.fetchEvaluations.wrappingIncrement(ordering: .relaxed)
         var plan = Plan(slices: [], results: [])
         var remaining = Int(request.maxBytes)
         for t in request.topics {

@@ -1,3 +1,4 @@
+import Atomics
 import KafkaProtocol
 import LogStorage
 import NIOCore
@@ -25,6 +26,7 @@ extension Broker {
     }
 
     func handleProduce(_ req: ProduceRequest, _ ctx: RequestContext) -> Reply {
+        stats.produceRequests.wrappingIncrement(ordering: .relaxed)
         let now = currentTimeMillis()
         var resp = ProduceResponse()
         var waits: [(Int, Int, EventLoopFuture<Void>)] = []
