@@ -26,5 +26,5 @@ if ! .venv/bin/python -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
   .venv/bin/pip install --quiet --disable-pip-version-check confluent-kafka kafka-python
 fi
 
-echo "test.sh: kcat $(kcat -V 2>/dev/null | sed -n 's/^Version \([^ ]*\).*librdkafka \([^ )]*\).*/\1 (librdkafka \2)/p'), $(.venv/bin/python -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.version()[0], "/ kafka-python", kafka.__version__)')"
+echo "test.sh: kcat $(kcat -V 2>/dev/null | sed -n 's/^Version \([^ ]*\).*librdkafka \([^ )]*\).*/\1 (librdkafka \2)/p'), $(.venv/bin/python -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.__version__, "/ kafka-python", kafka.__version__)')"
 exec swift test "$@"
