@@ -155,6 +155,18 @@ extension ByteBuffer {
         try readKafkaLength(flexible: flexible, wide: true, what: "array")
     }
 
+    /// Reads a tagged-field section (count, then tag/size/bytes per field) without interpreting it.
+    public mutating func readTaggedFields() throws -> [TaggedField] {
+        let count = try readUnsignedVarint()
+        guard count > 0 else { return [] }
+        var fields: [TaggedField] = []
+        for _ in 0..<count {
+            let tag = try readUnsignedVarint()
+            fields.append(TaggedField(tag: tag, data: try readKafkaSlice(length: Int(try readUnsignedVarint()))))
+        }
+        return fields
+    }
+
     public mutating func readKafkaSlice(length: Int) throws -> ByteBuffer {
         guard length >= 0, let s = readSlice(length: length) else { throw KafkaProtocolError.truncated("\(length) bytes") }
         return s

@@ -30,12 +30,7 @@ public struct RequestHeader: Sendable, Equatable {
             clientID = try buffer.readKafkaNullableString(flexible: false)
         }
         if hv >= 2 {
-            let count = try buffer.readUnsignedVarint()
-            for _ in 0..<count {
-                let tag = try buffer.readUnsignedVarint()
-                let data = try buffer.readKafkaSlice(length: Int(try buffer.readUnsignedVarint()))
-                taggedFields.append(TaggedField(tag: tag, data: data))
-            }
+            taggedFields = try buffer.readTaggedFields()
         }
     }
 
@@ -64,12 +59,7 @@ public struct ResponseHeader: Sendable, Equatable {
     public init(from buffer: inout ByteBuffer, headerVersion: Int16) throws {
         self.correlationID = try buffer.readKafkaInt32()
         if headerVersion >= 1 {
-            let count = try buffer.readUnsignedVarint()
-            for _ in 0..<count {
-                let tag = try buffer.readUnsignedVarint()
-                let data = try buffer.readKafkaSlice(length: Int(try buffer.readUnsignedVarint()))
-                taggedFields.append(TaggedField(tag: tag, data: data))
-            }
+            taggedFields = try buffer.readTaggedFields()
         }
     }
 

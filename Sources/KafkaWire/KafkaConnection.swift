@@ -132,11 +132,7 @@ public final class KafkaConnection: Sendable {
             var p = payload
             if R.Response.responseHeaderVersion(v) >= 1 {
                 // Header v1: tagged fields follow the correlation id (already consumed).
-                let n = try p.readUnsignedVarint()
-                for _ in 0..<n {
-                    _ = try p.readUnsignedVarint()
-                    _ = try p.readKafkaSlice(length: Int(try p.readUnsignedVarint()))
-                }
+                _ = try p.readTaggedFields()
             }
             return try R.Response(from: &p, version: v)
         }

@@ -47,17 +47,7 @@ struct OffsetIndex {
 
     /// Largest entry whose offset is <= `relativeOffset`, or nil if none.
     func floor(_ relativeOffset: UInt32) -> Entry? {
-        var lo = 0, hi = entries.count - 1, found: Entry? = nil
-        while lo <= hi {
-            let mid = (lo + hi) / 2
-            if entries[mid].relativeOffset <= relativeOffset {
-                found = entries[mid]
-                lo = mid + 1
-            } else {
-                hi = mid - 1
-            }
-        }
-        return found
+        entries.lastElement { $0.relativeOffset <= relativeOffset }
     }
 
     /// Drops entries at or after `position` and rewrites the file length.
@@ -118,17 +108,7 @@ struct TimeIndex {
 
     /// Last entry whose timestamp is below `timestamp`: every record up to its offset is older.
     func lastBefore(_ timestamp: Int64) -> Entry? {
-        var lo = 0, hi = entries.count - 1, found: Entry? = nil
-        while lo <= hi {
-            let mid = (lo + hi) / 2
-            if entries[mid].timestamp < timestamp {
-                found = entries[mid]
-                lo = mid + 1
-            } else {
-                hi = mid - 1
-            }
-        }
-        return found
+        entries.lastElement { $0.timestamp < timestamp }
     }
 
     mutating func truncate(atOrAfterRelativeOffset rel: UInt32) throws {
@@ -139,5 +119,27 @@ struct TimeIndex {
     mutating func reset() throws {
         entries = []
         try file.truncate(to: 0)
+    }
+}
+
+extension RandomAccessCollection where Index == Int {
+    /// Index of the last element for which `isBelow` holds, by binary search; the collection must be
+    /// ordered so that `isBelow` is true for a prefix and false after it.
+    func lastIndex(below isBelow: (Element) -> Bool) -> Int? {
+        var lo = startIndex, hi = endIndex - 1, found: Int? = nil
+        while lo <= hi {
+            let mid = (lo + hi) / 2
+            if isBelow(self[mid]) {
+                found = mid
+                lo = mid + 1
+            } else {
+                hi = mid - 1
+            }
+        }
+        return found
+    }
+
+    func lastElement(where isBelow: (Element) -> Bool) -> Element? {
+        lastIndex(below: isBelow).map { self[$0] }
     }
 }

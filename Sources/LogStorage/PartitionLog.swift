@@ -465,12 +465,7 @@ public final class PartitionLog: @unchecked Sendable {
     }
 
     private func segmentIndex(for offset: Int64) -> Int {
-        var lo = 0, hi = segments.count - 1, found = 0
-        while lo <= hi {
-            let mid = (lo + hi) / 2
-            if segments[mid].baseOffset <= offset { found = mid; lo = mid + 1 } else { hi = mid - 1 }
-        }
-        return found
+        segments.lastIndex(below: { $0.baseOffset <= offset }) ?? 0
     }
 
     /// Registers a one-shot callback for the next append (or close). Returns an id for ``removeWaiter(_:)``.

@@ -109,12 +109,7 @@ final class ProduceLoad: @unchecked Sendable {
             let now = NIODeadline.now()
             switch r {
             case .success(var payload):
-                if self.version >= 9 {
-                    // Header v1: skip the tagged-field count (always 0 from our broker, but be exact).
-                    if let n = try? payload.readUnsignedVarint(), n > 0 {
-                        for _ in 0..<n { _ = try? payload.readUnsignedVarint(); if let l = try? payload.readUnsignedVarint() { payload.moveReaderIndex(forwardBy: Int(l)) } }
-                    }
-                }
+                if ProduceResponse.responseHeaderVersion(self.version) >= 1 { _ = try? payload.readTaggedFields() }
                 if let resp = try? ProduceResponse(from: &payload, version: self.version) {
                     var failed = false
                     for t in resp.responses {
