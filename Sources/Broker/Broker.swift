@@ -17,13 +17,15 @@ public final class Broker: @unchecked Sendable {
     public let logs: LogManager
     public let flusher: LogFlusher
     public let producerIDs: ProducerIDManager
+    public let groups: GroupCoordinator
     public let clusterID: String
     public let logger: Logger
     public let stats = BrokerStats()
     private let lock = NIOLock()
     private var _advertised: [ListenerAddress]
 
-    public init(config: BrokerConfig, logger: Logger) throws {
+    /// - Parameter eventLoopGroup: where the group coordinator runs its timers.
+    public init(config: BrokerConfig, logger: Logger, eventLoopGroup: EventLoopGroup) throws {
         self.config = config
         var l = logger
         l[metadataKey: "broker"] = "\(config.brokerID)"
@@ -34,6 +36,8 @@ public final class Broker: @unchecked Sendable {
                               brokerDefaults: config.topicConfigDefaults, logger: l)
         flusher = LogFlusher(logger: l)
         producerIDs = ProducerIDManager(store: store)
+        groups = try GroupCoordinator(logs: logs, flusher: flusher, settings: config.groups,
+                                      timerLoop: eventLoopGroup.next(), logger: l)
         _advertised = config.advertisedListeners ?? config.listeners
     }
 
@@ -78,6 +82,28 @@ public final class Broker: @unchecked Sendable {
             return handleDeleteRecords(try DeleteRecordsRequest(from: &body, version: v), context)
         case .describeCluster:
             return handleDescribeCluster(try DescribeClusterRequest(from: &body, version: v), context)
+        case .findCoordinator:
+            return handleFindCoordinator(try FindCoordinatorRequest(from: &body, version: v), context)
+        case .joinGroup:
+            return handleJoinGroup(try JoinGroupRequest(from: &body, version: v), context)
+        case .syncGroup:
+            return handleSyncGroup(try SyncGroupRequest(from: &body, version: v), context)
+        case .heartbeat:
+            return handleHeartbeat(try HeartbeatRequest(from: &body, version: v), context)
+        case .leaveGroup:
+            return handleLeaveGroup(try LeaveGroupRequest(from: &body, version: v), context)
+        case .offsetCommit:
+            return handleOffsetCommit(try OffsetCommitRequest(from: &body, version: v), context)
+        case .offsetFetch:
+            return handleOffsetFetch(try OffsetFetchRequest(from: &body, version: v), context)
+        case .listGroups:
+            return handleListGroups(try ListGroupsRequest(from: &body, version: v), context)
+        case .describeGroups:
+            return handleDescribeGroups(try DescribeGroupsRequest(from: &body, version: v), context)
+        case .deleteGroups:
+            return handleDeleteGroups(try DeleteGroupsRequest(from: &body, version: v), context)
+        case .offsetDelete:
+            return handleOffsetDelete(try OffsetDeleteRequest(from: &body, version: v), context)
         default:
             return .close("API \(context.header.apiKey) is not supported")
         }

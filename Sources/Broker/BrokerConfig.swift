@@ -18,10 +18,14 @@ public struct BrokerConfig: Sendable {
     public var fsyncOnAcksAll = true
     /// How often retention and time-based flushes run (`log.retention.check.interval.ms`).
     public var retentionCheckIntervalMs: Int64 = 300_000
+    /// How often the log cleaner looks for compacted topics to clean (`log.cleaner.backoff.ms`).
+    public var logCleanerBackoffMs: Int64 = 15_000
     /// Requests a connection may have in flight before the broker stops reading from it.
     public var maxInFlightPerConnection = 64
     /// Rack reported in Metadata, if any.
     public var rack: String? = nil
+    /// Consumer-group and committed-offset settings (`group.*`, `offsets.*`).
+    public var groups = GroupCoordinator.Settings()
     /// Event-loop threads; defaults to the number of cores.
     public var threads: Int = System.coreCount
 

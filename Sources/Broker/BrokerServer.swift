@@ -109,10 +109,14 @@ public final class BrokerServer: Service, @unchecked Sendable {
     }
 
     private func startHousekeeping() -> RepeatedTask {
-        let interval = max(100, min(broker.config.retentionCheckIntervalMs, 1000))
+        let interval = max(100, min(broker.config.retentionCheckIntervalMs, broker.config.groups.offsetsRetentionCheckIntervalMs, broker.config.logCleanerBackoffMs, 1000))
         let retentionEvery = broker.config.retentionCheckIntervalMs
         let broker = self.broker
         let lastRetention = NIOLockedValueBox(currentTimeMillis())
+        let lastOffsetExpiry = NIOLockedValueBox(currentTimeMillis())
+        let offsetExpiryEvery = broker.config.groups.offsetsRetentionCheckIntervalMs
+        let lastClean = NIOLockedValueBox(currentTimeMillis())
+        let cleanEvery = broker.config.logCleanerBackoffMs
         let loop = group.next()
         return loop.scheduleRepeatedAsyncTask(initialDelay: .milliseconds(interval), delay: .milliseconds(interval)) { _ in
             let p = loop.makePromise(of: Void.self)
@@ -125,6 +129,16 @@ public final class BrokerServer: Service, @unchecked Sendable {
                     return false
                 }
                 if due { broker.logs.enforceRetention() }
+                let expiryDue = lastOffsetExpiry.withLockedValue { last -> Bool in
+                    if now - last >= offsetExpiryEvery { last = now; return true }
+                    return false
+                }
+                if expiryDue { broker.groups.expireOffsets() }
+                let cleanDue = lastClean.withLockedValue { last -> Bool in
+                    if now - last >= cleanEvery { last = now; return true }
+                    return false
+                }
+                if cleanDue { broker.logs.compactLogs() }
                 p.succeed()
             }
             return p.futureResult

@@ -213,6 +213,22 @@ public final class LogManager: @unchecked Sendable {
         return deleted
     }
 
+    /// Runs a compaction pass on every compacted log whose dirty ratio calls for one.
+    @discardableResult
+    public func compactLogs() -> Int {
+        var cleaned = 0
+        let now = clock()
+        for log in allLogs where log.config.compact {
+            do {
+                if try log.compact(nowMs: now) != nil { cleaned += 1 }
+            } catch {
+                logger.error("compaction failed", metadata: ["topic": "\(log.topic)", "partition": "\(log.partition)",
+                                                             "error": "\(error)"])
+            }
+        }
+        return cleaned
+    }
+
     /// Logs whose `flush.ms` has elapsed.
     public func logsDueForTimeFlush() -> [PartitionLog] {
         let now = clock()

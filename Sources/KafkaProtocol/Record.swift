@@ -63,6 +63,12 @@ public struct Record: Sendable, Equatable {
         return r.readSlice(length: n)!
     }
 
+    static func writeVarBytes(_ b: ByteBuffer?, to out: inout ByteBuffer) {
+        guard let b else { out.writeVarint(-1); return }
+        out.writeVarint(Int32(b.readableBytes))
+        out.writeImmutableBuffer(b)
+    }
+
     /// Size of the body (everything after the length varint) when encoded with these deltas.
     static func bodySize(timestampDelta: Int64, offsetDelta: Int32, key: ByteBuffer?, value: ByteBuffer?,
                          headers: [RecordHeader]) -> Int {

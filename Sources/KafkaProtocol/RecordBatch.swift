@@ -105,3 +105,53 @@ public enum RecordBatch {
         return out
     }
 }
+
+extension RecordBatch {
+    /// A batch holding only `records` (a subset of `header`'s batch, offsets and timestamps absolute),
+    /// keeping the base offset, last offset delta, producer fields and codec of the original, so
+    /// offsets never change and the batch still ends where it ended. Used by log compaction.
+    public static func rebuild(_ header: RecordBatchHeader, keeping records: [Record]) throws -> ByteBuffer {
+        var body = ByteBuffer()
+        var maxTs = Int64.min
+        for r in records {
+            let tsDelta = (header.isLogAppendTime ? header.baseTimestamp : r.timestamp) &- header.baseTimestamp
+            let offDelta = Int32(r.offset - header.baseOffset)
+            let size = Record.bodySize(timestampDelta: tsDelta, offsetDelta: offDelta, key: r.key, value: r.value, headers: r.headers)
+            body.writeVarint(Int32(size))
+            body.writeInteger(Int8(0))
+            body.writeVarlong(tsDelta)
+            body.writeVarint(offDelta)
+            Record.writeVarBytes(r.key, to: &body)
+            Record.writeVarBytes(r.value, to: &body)
+            body.writeVarint(Int32(r.headers.count))
+            for h in r.headers {
+                body.writeVarint(Int32(h.key.utf8.count))
+                body.writeString(h.key)
+                Record.writeVarBytes(h.value, to: &body)
+            }
+            maxTs = max(maxTs, r.timestamp)
+        }
+        let codec = header.compression.isSupportedLocally ? header.compression : .none
+        let payload = try codec.compress(body)
+        var h = header
+        h.batchLength = Int32(RecordBatchHeader.size - RecordBatchHeader.logOverhead + payload.readableBytes)
+        h.recordsCount = Int32(records.count)
+        h.attributes = (header.attributes & ~0x7) | Int16(codec.rawValue)
+        if !header.isLogAppendTime && !records.isEmpty { h.maxTimestamp = maxTs }
+        var out = ByteBufferAllocator().buffer(capacity: RecordBatchHeader.size + payload.readableBytes)
+        h.write(to: &out)
+        out.writeImmutableBuffer(payload)
+        let crc = CRC32C.checksum(out, at: out.readerIndex + RecordBatchHeader.attributesOffset,
+                                  length: out.readableBytes - RecordBatchHeader.attributesOffset)
+        out.setInteger(crc, at: out.readerIndex + RecordBatchHeader.crcOffset, endianness: .big)
+        return out
+    }
+
+    /// Whether every record of the batch at `index` has a key (compacted topics require keys).
+    /// Batches in codecs this build cannot read are assumed to comply.
+    public static func allRecordsHaveKeys(_ buffer: ByteBuffer, at index: Int) throws -> Bool {
+        let header = try RecordBatchHeader(buffer, at: index)
+        guard header.compression.isSupportedLocally else { return true }
+        return try records(in: buffer, at: index).allSatisfy { $0.key != nil }
+    }
+}

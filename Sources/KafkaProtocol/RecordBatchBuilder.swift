@@ -33,22 +33,16 @@ public struct RecordBatchBuilder: Sendable {
         records.writeInteger(Int8(0))
         records.writeVarlong(tsDelta)
         records.writeVarint(offDelta)
-        Self.writeVarBytes(key, to: &records)
-        Self.writeVarBytes(value, to: &records)
+        Record.writeVarBytes(key, to: &records)
+        Record.writeVarBytes(value, to: &records)
         records.writeVarint(Int32(headers.count))
         for h in headers {
             records.writeVarint(Int32(h.key.utf8.count))
             records.writeString(h.key)
-            Self.writeVarBytes(h.value, to: &records)
+            Record.writeVarBytes(h.value, to: &records)
         }
         recordCount += 1
         if timestamp > maxTimestamp { maxTimestamp = timestamp }
-    }
-
-    private static func writeVarBytes(_ b: ByteBuffer?, to out: inout ByteBuffer) {
-        guard let b else { out.writeVarint(-1); return }
-        out.writeVarint(Int32(b.readableBytes))
-        out.writeImmutableBuffer(b)
     }
 
     /// The finished batch with baseOffset 0 (the broker assigns the real one).

@@ -8,7 +8,7 @@ import NIOCore
 /// The log file is a ``SegmentFile`` so readers can keep reading a segment that retention drops.
 final class LogSegment {
     let baseOffset: Int64
-    let directory: String
+    private(set) var directory: String
     let log: SegmentFile
     private(set) var index: OffsetIndex
     private(set) var timeIndex: TimeIndex
@@ -266,6 +266,34 @@ final class LogSegment {
         try log.sync()
         try index.file.sync()
         try timeIndex.file.sync()
+    }
+
+    /// Moves this segment's files from a staging directory into `target`, replacing the files of
+    /// the segment with the same base offset there. Old index files go first so that a crash at
+    /// any point leaves either a log without index (rebuilt on open) or a complete new segment.
+    func moveFiles(into target: String) throws {
+        let fm = FileManager.default
+        let names = [Self.fileName(baseOffset, ".index"), Self.fileName(baseOffset, ".timeindex")]
+        for n in names { unlink("\(target)/\(n)") }
+        guard rename(logPath, "\(target)/\(Self.fileName(baseOffset, ".log"))") == 0 else {
+            throw LogError.io("rename \(logPath)", errno: errno)
+        }
+        for n in names { _ = rename("\(directory)/\(n)", "\(target)/\(n)") }
+        if (try? fm.contentsOfDirectory(atPath: directory))?.isEmpty == true { try? fm.removeItem(atPath: directory) }
+        directory = target
+    }
+
+    /// Writes `data` as a new segment in `directory` (a staging directory) and indexes it.
+    static func build(directory: String, baseOffset: Int64, data: ByteBuffer, config: LogConfig, nowMs: Int64) throws -> LogSegment {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = "\(directory)/\(fileName(baseOffset, ".log"))"
+        let f = try SegmentFile(path: path, create: true)
+        try f.truncate(to: 0)
+        try data.withUnsafeReadableBytes { try f.write($0, at: 0) }
+        try f.sync()
+        let (seg, _) = try open(directory: directory, baseOffset: baseOffset, recover: true, config: config, nowMs: nowMs)
+        try seg.syncAll()
+        return seg
     }
 
     func deleteFiles() {

@@ -15,11 +15,11 @@ public final class PartitionLog: @unchecked Sendable {
     public let topic: TopicName
     public let partition: Int32
     public let directory: String
-    private let logger: Logger
-    private let lock = NIOLock()
+    let logger: Logger
+    let lock = NIOLock()
 
-    private var segments: [LogSegment]
-    private var _config: LogConfig
+    var segments: [LogSegment]
+    var _config: LogConfig
     private var _logStartOffset: Int64
     private var _highWatermark: Int64
     private var producers: ProducerStateTable
@@ -28,7 +28,7 @@ public final class PartitionLog: @unchecked Sendable {
     private var oldestUnflushedMs: Int64? = nil
     private var waiters: [UInt64: @Sendable () -> Void] = [:]
     private var nextWaiterID: UInt64 = 0
-    private var closed = false
+    var closed = false
     /// Leader epoch stamped into appended batches; -1 while the cluster runs without epochs.
     private var _leaderEpoch: Int32 = -1
     /// When true the high watermark follows the log end offset on every append (single replica).
@@ -61,6 +61,8 @@ public final class PartitionLog: @unchecked Sendable {
                             nowMs: Int64, logger: Logger) throws -> PartitionLog {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // A compaction that did not finish left only staged files behind; the originals are intact.
+        try? fm.removeItem(atPath: "\(directory)/.cleaning")
         let marker = "\(directory)/\(cleanShutdownFile)"
         let clean = fm.fileExists(atPath: marker)
         if clean { try? fm.removeItem(atPath: marker) }
@@ -250,7 +252,7 @@ public final class PartitionLog: @unchecked Sendable {
         var headers: [RecordBatchHeader] = []
         var starts: [Int] = []
         var i = records.readerIndex
-        let maxBytes = lock.withLock { _config.maxMessageBytes }
+        let (maxBytes, compacted) = lock.withLock { (_config.maxMessageBytes, _config.compact) }
         while i < records.writerIndex {
             let h: RecordBatchHeader
             do {
@@ -261,6 +263,9 @@ public final class PartitionLog: @unchecked Sendable {
                 throw LogError.invalidBatch(e.description)
             }
             if Int64(h.totalSize) > maxBytes { throw LogError.batchTooLarge(size: h.totalSize, limit: maxBytes) }
+            if compacted, !((try? RecordBatch.allRecordsHaveKeys(records, at: i)) ?? true) {
+                throw LogError.invalidBatch("a compacted topic only accepts records with keys")
+            }
             headers.append(h)
             starts.append(i)
             i += h.totalSize

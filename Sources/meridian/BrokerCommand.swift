@@ -65,8 +65,29 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds between retention checks (log.retention.check.interval.ms).")
     var retentionCheckIntervalMs: Int64 = 300_000
 
+    @Option(help: "Milliseconds between log cleaner passes over compacted topics (log.cleaner.backoff.ms).")
+    var logCleanerBackoffMs: Int64 = 15_000
+
     @Option(help: "fsync before acknowledging acks=all produces: true or false.")
     var fsyncAcksAll: Bool = true
+
+    @Option(help: "Delay of an empty group's first rebalance, waiting for more members (group.initial.rebalance.delay.ms).")
+    var groupInitialRebalanceDelayMs: Int64 = 3000
+
+    @Option(help: "Smallest session timeout a consumer may ask for (group.min.session.timeout.ms).")
+    var groupMinSessionTimeoutMs: Int32 = 6000
+
+    @Option(help: "Largest session timeout a consumer may ask for (group.max.session.timeout.ms).")
+    var groupMaxSessionTimeoutMs: Int32 = 1_800_000
+
+    @Option(help: "Partitions of __consumer_offsets when it is first created (offsets.topic.num.partitions).")
+    var offsetsTopicPartitions: Int32 = 50
+
+    @Option(help: "How long committed offsets of an empty group are kept (offsets.retention.minutes).")
+    var offsetsRetentionMinutes: Int64 = 10080
+
+    @Option(help: "Milliseconds between expiry checks of committed offsets (offsets.retention.check.interval.ms).")
+    var offsetsRetentionCheckIntervalMs: Int64 = 600_000
 
     @Option(help: "topology.json to read this broker's settings from (with --region and --broker-id).")
     var topology: String?
@@ -152,6 +173,14 @@ struct BrokerCommand: AsyncParsableCommand {
         config.maxRequestBytes = socketRequestMaxBytes
         config.retentionCheckIntervalMs = retentionCheckIntervalMs
         config.fsyncOnAcksAll = fsyncAcksAll
+        config.logCleanerBackoffMs = logCleanerBackoffMs
+        config.groups.group.initialRebalanceDelayMs = groupInitialRebalanceDelayMs
+        config.groups.group.minSessionTimeoutMs = groupMinSessionTimeoutMs
+        config.groups.group.maxSessionTimeoutMs = groupMaxSessionTimeoutMs
+        guard offsetsTopicPartitions >= 1 else { throw ValidationError("--offsets-topic-partitions must be at least 1") }
+        config.groups.offsetsTopicPartitions = offsetsTopicPartitions
+        config.groups.offsetsRetentionMs = offsetsRetentionMinutes * 60_000
+        config.groups.offsetsRetentionCheckIntervalMs = offsetsRetentionCheckIntervalMs
         return config
     }
 
@@ -165,14 +194,15 @@ struct BrokerCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: config.threads)
         let broker: Broker
         do {
-            broker = try Broker(config: config, logger: logger)
+            broker = try Broker(config: config, logger: logger, eventLoopGroup: group)
         } catch {
             logger.critical("cannot open the data directory", metadata: ["dir": "\(config.dataDirectory)", "error": "\(error)"])
+            try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: config.threads)
         let server = BrokerServer(broker: broker, group: group) { bound in
             FileHandle.standardOutput.write(Data(("ready " + bound.map(\.description).joined(separator: ",") + "\n").utf8))
         }

@@ -17,11 +17,13 @@ final class InProcessBroker: @unchecked Sendable {
         dir = NSTemporaryDirectory() + "meridian-inproc-\(UUID().uuidString.prefix(8))"
         var config = BrokerConfig(dataDirectory: dir, listeners: [try ListenerAddress(parsing: "PLAINTEXT://127.0.0.1:0")])
         config.threads = 2
+        config.groups.offsetsTopicPartitions = 4
+        config.groups.group.initialRebalanceDelayMs = 0
         configure(&config)
         var logger = Logger(label: "test-broker")
         logger.logLevel = .error
         group = MultiThreadedEventLoopGroup.singleton
-        server = BrokerServer(broker: try Broker(config: config, logger: logger), group: group)
+        server = BrokerServer(broker: try Broker(config: config, logger: logger, eventLoopGroup: group), group: group)
         port = try await server.start()[0].port
     }
 

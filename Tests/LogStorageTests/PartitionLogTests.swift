@@ -308,3 +308,101 @@ final class ManagedAtomicFlag: @unchecked Sendable {
     func set() { lock.lock(); v = true; lock.unlock() }
     var value: Bool { lock.lock(); defer { lock.unlock() }; return v }
 }
+
+@Suite("Log compaction")
+struct CompactionTests {
+    func open(_ dir: TempDir, _ overrides: [String: String]) throws -> PartitionLog {
+        try PartitionLog.open(directory: dir.path + "/c-0", topic: "c", partition: 0,
+                              config: LogConfig(overrides: overrides), nowMs: 10_000, logger: quiet)
+    }
+
+    func keyed(_ pairs: [(String, String?)], timestamp: Int64, codec: CompressionCodec = .none) throws -> ByteBuffer {
+        var b = RecordBatchBuilder()
+        for (i, (k, v)) in pairs.enumerated() {
+            b.append(key: ByteBuffer(string: k), value: v.map { ByteBuffer(string: $0) }, timestamp: timestamp + Int64(i))
+        }
+        return try b.build(compression: codec)
+    }
+
+    @Test func keepsTheLatestValuePerKeyWithOffsetsUnchanged() throws {
+        let dir = TempDir()
+        let log = try open(dir, ["cleanup.policy": "compact", "segment.bytes": "1500", "min.cleanable.dirty.ratio": "0.01"])
+        var expected: [String: (Int64, String)] = [:]
+        var offset: Int64 = 0
+        for round in 0..<30 {
+            var pairs: [(String, String?)] = []
+            for k in 0..<5 { pairs.append(("key-\(k)", "r\(round)-k\(k)")) }
+            let r = try log.append(try keyed(pairs, timestamp: 1_000 + Int64(round), codec: round % 3 == 0 ? .gzip : .none), nowMs: 10_000)
+            for (i, p) in pairs.enumerated() { expected[p.0] = (r.baseOffset + Int64(i), p.1!) }
+            offset = r.lastOffset + 1
+        }
+        // One more batch so the last updates sit in a closed segment.
+        try log.roll(nowMs: 10_000)
+        _ = try log.append(try keyed([("other", "x")], timestamp: 2_000), nowMs: 10_000)
+        let before = try readAll(log)
+        #expect(before.count == 151)
+        let result = try #require(try log.compact(nowMs: 20_000))
+        #expect(result.recordsRemoved == 145)
+        let after = try readAll(log)
+        #expect(after.count == 6)
+        for (k, (o, v)) in expected {
+            let survivors = after.filter { $0.key == ByteBuffer(string: k) }
+            #expect(survivors.count == 1, "one record for \(k)")
+            #expect(survivors.first?.offset == o, "the survivor keeps its offset")
+            #expect(survivors.first.map { String(buffer: $0.value!) } == v)
+        }
+        #expect(log.offsets.logEndOffset == offset + 1, "the log end does not move")
+        // Reading from an offset inside a removed range lands on the next survivor.
+        let fromGap = try readAll(log, from: 3)
+        #expect(fromGap.first.map { $0.offset >= 3 } == true)
+        #expect(try log.append(try keyed([("key-0", "new")], timestamp: 3_000), nowMs: 10_000).baseOffset == offset + 1)
+        log.close()
+        // Still consistent after a restart.
+        let reopened = try open(dir, ["cleanup.policy": "compact", "segment.bytes": "1500"])
+        #expect(try readAll(reopened).count == 7)
+        reopened.close()
+    }
+
+    @Test func tombstonesGoAfterDeleteRetention() throws {
+        let dir = TempDir()
+        let log = try open(dir, ["cleanup.policy": "compact", "delete.retention.ms": "1000", "min.cleanable.dirty.ratio": "0"])
+        _ = try log.append(try keyed([("a", "1"), ("b", "1")], timestamp: 5_000), nowMs: 10_000)
+        _ = try log.append(try keyed([("a", nil)], timestamp: 5_100), nowMs: 10_000)
+        try log.roll(nowMs: 10_000)
+        _ = try log.append(try keyed([("z", "active")], timestamp: 5_200), nowMs: 10_000)
+        // Before the retention passes the tombstone stays (consumers must see the delete).
+        _ = try log.compact(nowMs: 5_500, force: true)
+        var view = try readAll(log)
+        #expect(view.map { $0.key.map { String(buffer: $0) } ?? "" } == ["b", "a", "z"])
+        #expect(view[1].value == nil)
+        _ = try log.compact(nowMs: 7_000, force: true)
+        view = try readAll(log)
+        #expect(view.map { $0.key.map { String(buffer: $0) } ?? "" } == ["b", "z"])
+        log.close()
+    }
+
+    @Test func dirtyRatioGatesCleaningAndKeylessRecordsAreRefused() throws {
+        let dir = TempDir()
+        let log = try open(dir, ["cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.5"])
+        #expect(throws: LogError.self) { try log.append(try batch(["no key"]), nowMs: 10_000) }
+        _ = try log.append(try keyed([("k", "1"), ("k", "2")], timestamp: 1_000), nowMs: 10_000)
+        try log.roll(nowMs: 10_000)
+        _ = try log.append(try keyed([("k", "3")], timestamp: 1_000), nowMs: 10_000)
+        #expect(log.dirtyRatio(nowMs: 10_000) == 1.0)
+        #expect(try log.compact(nowMs: 10_000) != nil)
+        #expect(log.dirtyRatio(nowMs: 10_000) == 0)
+        #expect(try log.compact(nowMs: 10_000) == nil, "nothing dirty: no pass")
+        log.close()
+    }
+
+    @Test func minCompactionLagProtectsRecentSegments() throws {
+        let dir = TempDir()
+        let log = try open(dir, ["cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "min.cleanable.dirty.ratio": "0"])
+        _ = try log.append(try keyed([("k", "1"), ("k", "2")], timestamp: 10_000), nowMs: 10_000)
+        try log.roll(nowMs: 10_000)
+        _ = try log.append(try keyed([("k", "3")], timestamp: 10_000), nowMs: 10_000)
+        #expect(try log.compact(nowMs: 20_000) == nil)
+        #expect(try log.compact(nowMs: 80_000)?.recordsRemoved == 1)
+        log.close()
+    }
+}

@@ -25,6 +25,17 @@ extension Broker {
         (.createPartitions, 0...3),
         (.incrementalAlterConfigs, 0...1),
         (.describeCluster, 0...1),
+        (.findCoordinator, 0...4),
+        (.joinGroup, 0...7),
+        (.syncGroup, 0...5),
+        (.heartbeat, 0...4),
+        (.leaveGroup, 0...4),
+        (.offsetCommit, 2...8),
+        (.offsetFetch, 1...7),
+        (.listGroups, 0...4),
+        (.describeGroups, 0...5),
+        (.deleteGroups, 0...2),
+        (.offsetDelete, 0...0),
     ]
 
     static let advertisedByKey: [Int16: ClosedRange<Int16>] = Dictionary(

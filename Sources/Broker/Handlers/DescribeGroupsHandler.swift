@@ -1,0 +1,30 @@
+import KafkaProtocol
+import NIOCore
+
+// DescribeGroups (key 15), versions 0–5: state, protocol type and chosen protocol, and every
+// member with client id, host, subscription metadata and assignment. An unknown group is
+// described as Dead with no members (what Kafka answers).
+
+extension Broker {
+    func handleDescribeGroups(_ req: DescribeGroupsRequest, _ ctx: RequestContext) -> Reply {
+        var resp = DescribeGroupsResponse()
+        for g in req.groups {
+            var d = DescribeGroupsResponse.DescribedGroup(groupID: g)
+            if g.rawValue.isEmpty {
+                d.errorCode = ErrorCode.invalidGroupID.rawValue
+            } else if let s = groups.describe(g) {
+                d.groupState = s.phase.rawValue
+                d.protocolType = s.protocolType
+                d.protocolData = s.protocolName
+                d.members = s.members.map { m in
+                    .init(memberID: m.memberID, groupInstanceID: m.groupInstanceID, clientID: m.clientID, clientHost: m.clientHost,
+                          memberMetadata: m.metadata(for: s.protocolName), memberAssignment: m.assignment)
+                }
+            } else {
+                d.groupState = "Dead"
+            }
+            resp.groups.append(d)
+        }
+        return .response(resp)
+    }
+}

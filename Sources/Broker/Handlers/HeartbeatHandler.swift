@@ -1,0 +1,14 @@
+import KafkaProtocol
+
+// Heartbeat (key 12), versions 0–4. Keeps a member's session alive. REBALANCE_IN_PROGRESS tells
+// the member to rejoin; UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION that it was removed or is behind;
+// FENCED_INSTANCE_ID that another process took its static identity.
+
+extension Broker {
+    func handleHeartbeat(_ req: HeartbeatRequest, _ ctx: RequestContext) -> Reply {
+        var resp = HeartbeatResponse()
+        resp.errorCode = groups.heartbeat(req.groupID, memberID: req.memberID, groupInstanceID: req.groupInstanceID,
+                                          generation: req.generationID).rawValue
+        return .response(resp)
+    }
+}

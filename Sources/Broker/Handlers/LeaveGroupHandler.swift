@@ -1,0 +1,22 @@
+import KafkaProtocol
+
+// LeaveGroup (key 13), versions 0–4. v0–2 name one member; v3+ a batch (by member id or static
+// instance id) with an error per member. A leaving member triggers a rebalance of the rest.
+
+extension Broker {
+    func handleLeaveGroup(_ req: LeaveGroupRequest, _ ctx: RequestContext) -> Reply {
+        var resp = LeaveGroupResponse()
+        if ctx.version < 3 {
+            let (_, errors) = groups.leave(req.groupID, [(req.memberID, nil)])
+            resp.errorCode = errors.first?.rawValue ?? 0
+        } else {
+            let members = req.members.map { (memberID: $0.memberID, instanceID: $0.groupInstanceID) }
+            let (top, errors) = groups.leave(req.groupID, members)
+            resp.errorCode = top.rawValue
+            resp.members = zip(req.members, errors).map {
+                .init(memberID: $0.0.memberID, groupInstanceID: $0.0.groupInstanceID, errorCode: $0.1.rawValue)
+            }
+        }
+        return .response(resp)
+    }
+}
