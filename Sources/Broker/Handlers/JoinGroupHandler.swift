@@ -13,7 +13,7 @@ import NIOCore
 extension Broker {
     func handleJoinGroup(_ req: JoinGroupRequest, _ ctx: RequestContext) -> Reply {
         let version = ctx.version
-        func respond(_ r: GroupStateMachine.JoinResult) -> JoinGroupResponse {
+        @Sendable func respond(_ r: GroupStateMachine.JoinResult) -> JoinGroupResponse {
             var resp = JoinGroupResponse()
             resp.errorCode = r.error.rawValue
             resp.generationID = r.generation

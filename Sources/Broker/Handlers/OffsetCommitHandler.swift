@@ -19,7 +19,7 @@ extension Broker {
                                                 metadata: p.committedMetadata ?? "", commitTimestamp: now)))
             }
         }
-        func respond(_ codes: [ErrorCode]) -> OffsetCommitResponse {
+        @Sendable func respond(_ codes: [ErrorCode]) -> OffsetCommitResponse {
             var resp = OffsetCommitResponse()
             var i = 0
             for t in req.topics {
