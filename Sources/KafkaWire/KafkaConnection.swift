@@ -163,15 +163,38 @@ public final class KafkaConnection: Sendable {
 
 /// Errors the client reports, with the broker's error code where there is one.
 public enum KafkaClientError: Error, Equatable, CustomStringConvertible {
+    /// The broker answered with an error code; the text says which request.
     case broker(ErrorCode, String)
     case noCommonVersion(ApiKey)
     case invalidArgument(String)
+    case unknownTopic(TopicName)
+    /// None of the bootstrap addresses could be reached.
+    case unreachable([String])
+
+    public var code: ErrorCode? {
+        if case .broker(let c, _) = self { return c }
+        if case .unknownTopic = self { return .unknownTopicOrPartition }
+        return nil
+    }
 
     public var description: String {
         switch self {
-        case .broker(let code, let ctx): return "\(ctx) failed with \(code)"
+        case .broker(let code, let ctx): return "\(ctx) failed with \(code)\(Self.advice(code))"
         case .noCommonVersion(let key): return "the broker does not support any version of \(key) this client speaks"
         case .invalidArgument(let why): return why
+        case .unknownTopic(let t): return "topic '\(t)' does not exist; create it with `meridian topics create \(t)`"
+        case .unreachable(let why): return "no bootstrap broker could be reached (\(why.joined(separator: "; "))); check --bootstrap and that the broker runs"
+        }
+    }
+
+    private static func advice(_ code: ErrorCode) -> String {
+        switch code {
+        case .unknownMemberID: return " (the group has active members; stop them first)"
+        case .groupIDNotFound: return " (no such group)"
+        case .nonEmptyGroup: return " (the group still has members; stop its consumers first)"
+        case .topicAlreadyExists: return " (choose another name or delete the topic first)"
+        case .invalidReplicationFactor: return " (a single-node region supports replication factor 1)"
+        default: return code.isRetriable ? " (retriable; try again)" : ""
         }
     }
 }

@@ -132,20 +132,6 @@ public struct CommittedOffset: Sendable, Equatable {
     public var commitTimestamp: Int64
 }
 
-/// A topic partition key.
-public struct TopicPartition: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public var topic: TopicName
-    public var partition: Int32
-    public init(_ topic: TopicName, _ partition: Int32) {
-        self.topic = topic
-        self.partition = partition
-    }
-    public static func < (a: TopicPartition, b: TopicPartition) -> Bool {
-        (a.topic.rawValue, a.partition) < (b.topic.rawValue, b.partition)
-    }
-    public var description: String { "\(topic)-\(partition)" }
-}
-
 extension GroupID {
     /// Kafka's `abs(groupId.hashCode) % partitions`, using Java's String.hashCode over UTF-16 units.
     func offsetsPartition(count: Int32) -> Int32 {

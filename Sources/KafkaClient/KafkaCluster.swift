@@ -1,0 +1,191 @@
+import Foundation
+import KafkaProtocol
+import KafkaWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Connections to the brokers of one cluster and a cache of its metadata.
+///
+/// Starts from a bootstrap list, learns brokers, partition leaders and coordinators from Metadata
+/// and FindCoordinator, and keeps one pipelined connection per broker, reconnecting on demand after
+/// a connection is lost. Only standard Kafka requests are used, so the same code talks to Meridian
+/// and to Apache Kafka. Thread-safe: state is guarded by a lock; network waits happen outside it.
+public final class KafkaCluster: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var clientID = "meridian"
+        public var tls: TLSSettings? = nil
+        public var requestTimeout: TimeAmount = .seconds(30)
+        public var connectTimeout: TimeAmount = .seconds(10)
+        public init() {}
+    }
+
+    public struct BrokerInfo: Sendable, Equatable {
+        public var id: BrokerID
+        public var host: String
+        public var port: Int
+        public var rack: String?
+    }
+
+    public struct PartitionInfo: Sendable, Equatable {
+        public var partition: Int32
+        public var leader: BrokerID
+        public var leaderEpoch: Int32
+        public var replicas: [BrokerID]
+        public var isr: [BrokerID]
+        public var error: ErrorCode
+    }
+
+    public struct TopicInfo: Sendable, Equatable {
+        public var name: TopicName
+        public var topicID: KafkaUUID
+        public var isInternal: Bool
+        public var partitions: [PartitionInfo]
+        public var error: ErrorCode
+    }
+
+    public let bootstrap: [BootstrapAddress]
+    public let options: Options
+    public let group: EventLoopGroup
+    private let lock = NIOLock()
+    private var brokers: [BrokerID: BrokerInfo] = [:]
+    private var connections: [BrokerID: KafkaConnection] = [:]
+    private var bootstrapConnection: KafkaConnection?
+    private var topics: [TopicName: TopicInfo] = [:]
+    private var _clusterID: String?
+    private var _controller: BrokerID = .none
+
+    public init(bootstrap: [BootstrapAddress], options: Options = Options(), group: EventLoopGroup) {
+        self.bootstrap = bootstrap
+        self.options = options
+        self.group = group
+    }
+
+    public var clusterID: String? { lock.withLock { _clusterID } }
+    public var controller: BrokerID { lock.withLock { _controller } }
+    public var knownBrokers: [BrokerInfo] { lock.withLock { brokers.values.sorted { $0.id < $1.id } } }
+
+    private func connect(_ host: String, _ port: Int) async throws -> KafkaConnection {
+        try await KafkaConnection.connect(host: host, port: port, tls: options.tls, group: group, clientID: options.clientID,
+                                          requestTimeout: options.requestTimeout, connectTimeout: options.connectTimeout)
+    }
+
+    /// A live connection to any broker: a known one first, else the bootstrap list in order.
+    public func anyConnection() async throws -> KafkaConnection {
+        let existing: KafkaConnection? = lock.withLock {
+            (Array(connections.values) + [bootstrapConnection].compactMap { $0 }).first { $0.channel.isActive }
+        }
+        if let existing { return existing }
+        var failures: [String] = []
+        for b in bootstrap {
+            do {
+                let c = try await connect(b.host, b.port)
+                lock.withLock { bootstrapConnection = c }
+                return c
+            } catch {
+                failures.append("\(b): \(error)")
+            }
+        }
+        throw KafkaClientError.unreachable(failures)
+    }
+
+    /// The connection to broker `id`, opened if needed (metadata must know the broker).
+    public func connection(to id: BrokerID) async throws -> KafkaConnection {
+        if let c = lock.withLock({ connections[id] }), c.channel.isActive { return c }
+        var info = lock.withLock { brokers[id] }
+        if info == nil {
+            _ = try await refreshMetadata(topics: [])
+            info = lock.withLock { brokers[id] }
+        }
+        guard let info else { throw KafkaClientError.invalidArgument("broker \(id) is not in the cluster metadata") }
+        let c = try await connect(info.host, info.port)
+        let replaced: KafkaConnection? = lock.withLock {
+            let old = connections[id]
+            connections[id] = c
+            return old
+        }
+        if let replaced { await replaced.close() }
+        return c
+    }
+
+    /// Fetches metadata for `topics` (nil: every topic) and updates the cache.
+    @discardableResult
+    public func refreshMetadata(topics wanted: [TopicName]?, allowAutoCreate: Bool = false) async throws -> [TopicInfo] {
+        let conn = try await anyConnection()
+        var req = MetadataRequest()
+        req.topics = wanted.map { $0.map { .init(name: $0) } }
+        req.allowAutoTopicCreation = allowAutoCreate
+        let resp = try await conn.send(req, version: try conn.version(for: MetadataRequest.self, max: 12))
+        let infos: [TopicInfo] = resp.topics.compactMap { t in
+            guard let name = t.name else { return nil }
+            return TopicInfo(name: name, topicID: t.topicID, isInternal: t.isInternal, partitions: t.partitions.map {
+                PartitionInfo(partition: $0.partitionIndex, leader: $0.leaderID, leaderEpoch: $0.leaderEpoch,
+                              replicas: $0.replicaNodes, isr: $0.isrNodes, error: ErrorCode($0.errorCode))
+            }.sorted { $0.partition < $1.partition }, error: ErrorCode(t.errorCode))
+        }
+        lock.withLock {
+            for b in resp.brokers { brokers[b.nodeID] = BrokerInfo(id: b.nodeID, host: b.host, port: Int(b.port), rack: b.rack) }
+            _clusterID = resp.clusterID
+            _controller = resp.controllerID
+            for t in infos where t.error == .none { topics[t.name] = t }
+            for t in infos where t.error == .unknownTopicOrPartition { topics[t.name] = nil }
+        }
+        return infos
+    }
+
+    /// Cached metadata for a topic, fetched when missing.
+    public func topic(_ name: TopicName) async throws -> TopicInfo {
+        if let t = lock.withLock({ topics[name] }) { return t }
+        let infos = try await refreshMetadata(topics: [name])
+        guard let t = infos.first(where: { $0.name == name }) else { throw KafkaClientError.unknownTopic(name) }
+        guard t.error == .none else {
+            if t.error == .unknownTopicOrPartition { throw KafkaClientError.unknownTopic(name) }
+            throw KafkaClientError.broker(t.error, "metadata of topic \(name)")
+        }
+        return t
+    }
+
+    /// Forgets cached partition leaders (after NOT_LEADER_OR_FOLLOWER and similar errors).
+    public func invalidate(_ name: TopicName) {
+        lock.withLock { _ = topics.removeValue(forKey: name) }
+    }
+
+    /// Connection to the leader of a partition.
+    public func leader(_ name: TopicName, _ partition: Int32) async throws -> KafkaConnection {
+        let t = try await topic(name)
+        guard let p = t.partitions.first(where: { $0.partition == partition }) else {
+            throw KafkaClientError.invalidArgument("topic \(name) has no partition \(partition) (it has \(t.partitions.count))")
+        }
+        guard p.leader.rawValue >= 0 else { throw KafkaClientError.broker(.leaderNotAvailable, "partition \(name)-\(partition)") }
+        return try await connection(to: p.leader)
+    }
+
+    /// Connection to the coordinator of a consumer group.
+    public func coordinator(for group: GroupID) async throws -> KafkaConnection {
+        let conn = try await anyConnection()
+        var req = FindCoordinatorRequest()
+        req.keyType = 0
+        let v = try conn.version(for: FindCoordinatorRequest.self, max: 4)
+        if v >= 4 { req.coordinatorKeys = [group.rawValue] } else { req.key = group.rawValue }
+        let resp = try await conn.send(req, version: v)
+        let (code, node, host, port): (Int16, BrokerID, String, Int32) = v >= 4
+            ? (resp.coordinators.first?.errorCode ?? ErrorCode.coordinatorNotAvailable.rawValue, resp.coordinators.first?.nodeID ?? -1,
+               resp.coordinators.first?.host ?? "", resp.coordinators.first?.port ?? -1)
+            : (resp.errorCode, resp.nodeID, resp.host, resp.port)
+        guard code == 0 else { throw KafkaClientError.broker(ErrorCode(code), "FindCoordinator for group \(group)") }
+        lock.withLock {
+            if brokers[node] == nil { brokers[node] = BrokerInfo(id: node, host: host, port: Int(port), rack: nil) }
+        }
+        return try await connection(to: node)
+    }
+
+    public func close() async {
+        let all: [KafkaConnection] = lock.withLock {
+            let a = Array(connections.values) + [bootstrapConnection].compactMap { $0 }
+            connections.removeAll()
+            bootstrapConnection = nil
+            return a
+        }
+        for c in all { await c.close() }
+    }
+}
