@@ -99,3 +99,51 @@ public func runProcess(_ executable: String, _ arguments: [String], input: Data?
     if timedOut { err += "\n[killed after \(timeout) s]" }
     return ProcessResult(status: timedOut ? -9 : p.terminationStatus, stdout: out, stderr: err)
 }
+
+/// A child process started with an empty signal mask and default signal actions.
+///
+/// Foundation's `Process` hands the parent's blocked-signal mask to the child, and the test runner
+/// blocks SIGTERM on its threads, so a child started that way ignores SIGTERM. Clients that must be
+/// stopped gracefully (a kcat group member that should leave its group) are started with this.
+public final class SpawnedProcess: @unchecked Sendable {
+    public let pid: pid_t
+
+    public init(_ executable: String, _ arguments: [String], stdoutPath: String) throws {
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, environ)
+        guard rc == 0 else { throw BrokerFailed(message: "cannot start \(executable): \(String(cString: strerror(rc)))") }
+        self.pid = pid
+    }
+
+    /// Sends `signal` and waits up to `timeout` seconds; SIGKILL after that. Returns the wait status.
+    @discardableResult
+    public func stop(_ signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32 {
+        kill(pid, signal)
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid { return status }
+            usleep(20_000)
+        }
+        kill(pid, SIGKILL)
+        waitpid(pid, &status, 0)
+        return status
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Consumer groups and compaction with real clients against a broker process.
+@Suite("Consumer groups")
+struct GroupTests {
+    static let fastGroups = ["--group-initial-rebalance-delay-ms", "1500", "--group-min-session-timeout-ms", "1000",
+                             "--offsets-topic-partitions", "5"]
+
+    func runScript(_ name: String, _ args: [String], timeout: Double = 180) throws -> [String: Any] {
+        let python = try ExternalTools.require(ExternalTools.python, "python venv with confluent-kafka and kafka-python")
+        let script = ExternalTools.packageRoot.appendingPathComponent("Tests/ConformanceTests/python/\(name)").path
+        let r = try runProcess(python, [script] + args, timeout: timeout)
+        guard r.status == 0, let line = r.stdout.split(separator: "\n").last,
+              let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw BrokerFailed(message: "\(name) failed (status \(r.status)):\n\(r.stdout)\n\(r.stderr)")
+        }
+        return obj
+    }
+
+    func kcat(_ args: [String], input: String? = nil, timeout: Double = 60) throws -> ProcessResult {
+        try runProcess(try ExternalTools.require(ExternalTools.kcat, "kcat"), args, input: input.map { Data($0.utf8) }, timeout: timeout)
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python)))
+    func threeConsumersShareAQueueExactlyOnceAcrossARebalance() throws {
+        let broker = try BrokerProcess(arguments: Self.fastGroups)
+        defer { broker.terminate(); broker.removeData() }
+        let r = try runScript("ck_group_queue.py", [broker.bootstrap, "queue-topic", "queue-group"])
+        #expect(r["distinct"] as? Int == 30_000, "every record consumed; missing e.g. \(r["missing"] ?? "")")
+        #expect(r["duplicates"] as? Int == 0, "no record consumed twice")
+        let initial = r["initial"] as? [String: [Int]] ?? [:]
+        #expect(initial.count == 3 && initial.values.allSatisfy { $0.count == 2 }, "6 partitions split 2/2/2: \(initial)")
+        #expect(Set(initial.values.flatMap { $0 }) == Set(0..<6))
+        let final = r["final"] as? [String: [Int]] ?? [:]
+        #expect(final["c0"] == [], "the consumer that left has nothing")
+        #expect(Set((final["c1"] ?? []) + (final["c2"] ?? [])) == Set(0..<6), "the other two took over: \(final)")
+        let byConsumer = r["by_consumer"] as? [String: Int] ?? [:]
+        #expect(byConsumer.count == 3 && byConsumer.values.allSatisfy { $0 > 0 }, "\(byConsumer)")
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
+    func twoGroupsEachGetEveryRecord() throws {
+        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "6"])
+        defer { broker.terminate(); broker.removeData() }
+        let lines = (0..<30_000).map { "k\($0 % 500):v\($0)" }.joined(separator: "\n") + "\n"
+        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "broadcast", "-K:"], input: lines).status == 0)
+        let r = try runScript("ck_group_broadcast.py", [broker.bootstrap, "broadcast", "30000"])
+        #expect(r["broadcast-a"] as? Int == 30_000)
+        #expect(r["broadcast-b"] as? Int == 30_000)
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
+    func kcatBalancedConsumersSplitAndResume() throws {
+        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "4"])
+        defer { broker.terminate(); broker.removeData() }
+        let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
+        let lines = (0..<4_000).map { "k\($0 % 40):v\($0)" }.joined(separator: "\n") + "\n"
+        #expect(try self.kcat(["-b", broker.bootstrap, "-P", "-t", "kg", "-K:"], input: lines).status == 0)
+        // Two kcat -G members at once: each gets part of the partitions, together everything once.
+        let outputs = [broker.dataDir + ".kcat0", broker.dataDir + ".kcat1"]
+        var procs: [SpawnedProcess] = []
+        for out in outputs {
+            procs.append(try SpawnedProcess(kcat, ["-b", broker.bootstrap, "-G", "kcat-group", "kg", "-q", "-u", "-f", "%p %s\\n",
+                                                  "-X", "auto.offset.reset=earliest", "-X", "enable.auto.commit=true",
+                                                  "-X", "auto.commit.interval.ms=100"], stdoutPath: out))
+        }
+        let deadline = Date().addingTimeInterval(60)
+        func readLines(_ path: String) -> [String] { ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        while Date() < deadline && outputs.map({ readLines($0).count }).reduce(0, +) < 4_000 { usleep(100_000) }
+        usleep(500_000)
+        for p in procs { p.stop() }  // SIGTERM: kcat commits and leaves the group
+        let got = outputs.map(readLines)
+        defer { for o in outputs { try? FileManager.default.removeItem(atPath: o) } }
+        #expect(got.map(\.count).reduce(0, +) == 4_000, "\(got.map(\.count))")
+        #expect(Set(got.flatMap { $0 }).count == 4_000, "no record twice")
+        let partitions = got.map { Set($0.map { $0.split(separator: " ")[0] }) }
+        #expect(partitions.allSatisfy { $0.count == 2 } && partitions[0].isDisjoint(with: partitions[1]), "\(partitions)")
+        // The group resumes at its commits: nothing old is read again.
+        #expect(try self.kcat(["-b", broker.bootstrap, "-P", "-t", "kg", "-p", "3"], input: "fresh\n").status == 0)
+        let resumed = try self.kcat(["-b", broker.bootstrap, "-G", "kcat-group", "kg", "-e", "-q"], timeout: 60)
+        #expect(resumed.stdout == "fresh\n", "\(resumed.stdout.prefix(200))")
+        // Another group gets everything (broadcast).
+        let other = try self.kcat(["-b", broker.bootstrap, "-G", "kcat-other", "kg", "-e", "-q", "-X", "auto.offset.reset=earliest"], timeout: 60)
+        #expect(other.stdout.split(separator: "\n").count == 4_001)
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python)))
+    func kafkaPythonGroupConsumers() throws {
+        let broker = try BrokerProcess(arguments: Self.fastGroups)
+        defer { broker.terminate(); broker.removeData() }
+        let r = try runScript("kp_group.py", [broker.bootstrap, "kp-group-topic", "2000"])
+        #expect(r["queue_distinct"] as? Int == 2000)
+        #expect(r["queue_dups"] as? Int == 0)
+        let parts = r["partitions"] as? [String: [Int]] ?? [:]
+        #expect(Set((parts["q0"] ?? []) + (parts["q1"] ?? [])) == Set(0..<4))
+        #expect((parts["q0"] ?? []).count == 2 && (parts["q1"] ?? []).count == 2, "\(parts)")
+        #expect(r["broadcast_distinct"] as? Int == 2000)
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
+    func commitsSurviveKillDashNine() throws {
+        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "3"])
+        defer { broker.terminate(); broker.removeData() }
+        let lines = (0..<3_000).map { "v\($0)" }.joined(separator: "\n") + "\n"
+        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "resume"], input: lines).status == 0)
+        let first = try runScript("ck_commit_then_resume.py", [broker.bootstrap, "resume", "resumers", "first", "1000"])
+        #expect(first["consumed"] as? Int == 1000)
+        let committed = first["committed"] as? [String: Int] ?? [:]
+        #expect(committed.values.reduce(0, +) == 1000)
+        broker.kill9()
+        try broker.start()
+        let second = try runScript("ck_commit_then_resume.py", [broker.bootstrap, "resume", "resumers", "second", "2000"])
+        #expect(second["consumed"] as? Int == 2000)
+        let before = Set(first["values"] as? [String] ?? [])
+        let after = Set(second["values"] as? [String] ?? [])
+        #expect(before.isDisjoint(with: after), "no re-read beyond the last commit")
+        #expect(before.union(after) == Set((0..<3_000).map { "v\($0)" }), "nothing skipped")
+        let firstSeen = second["first"] as? [String: Int] ?? [:]
+        for (p, f) in firstSeen {
+            #expect(f == committed[p] ?? 0, "partition \(p) resumes exactly at its commit")
+        }
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
+    func confluentAdminGroupOperations() throws {
+        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "2"])
+        defer { broker.terminate(); broker.removeData() }
+        let lines = (0..<200).map { "a\($0)" }.joined(separator: "\n") + "\n"
+        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "admin-groups"], input: lines).status == 0)
+        let r = try runScript("ck_admin_groups.py", [broker.bootstrap, "admin-groups", "admin-g"])
+        #expect(r["consumed"] as? Int == 100 || (r["consumed"] as? Int ?? 0) >= 100)
+        #expect((r["listed"] as? [String])?.contains("admin-g") == true)
+        let d = r["describe"] as? [String: Any] ?? [:]
+        #expect((d["state"] as? String)?.contains("STABLE") == true, "\(d)")
+        #expect(d["members"] as? Int == 1)
+        #expect(d["assigned"] as? [Int] == [0, 1])
+        #expect(r["delete_active_error"] as? String == "NON_EMPTY_GROUP")
+        let before = r["offsets_before"] as? [String: Int] ?? [:]
+        #expect(before.values.reduce(0, +) >= 100)
+        #expect((r["offsets_after"] as? [String: Int])?["0"] == 7)
+        #expect((r["listed_after_delete"] as? [String])?.contains("admin-g") == false)
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
+    func silentMemberIsExpiredAndItsPartitionsMove() throws {
+        let python = try ExternalTools.require(ExternalTools.python, "python venv")
+        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "4"])
+        defer { broker.terminate(); broker.removeData() }
+        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "expiry"], input: "x\n").status == 0)
+        let script = ExternalTools.packageRoot.appendingPathComponent("Tests/ConformanceTests/python/ck_member.py").path
+        var outs: [String] = []
+        var procs: [Process] = []
+        for i in 0..<2 {
+            let out = broker.dataDir + ".member\(i)"
+            FileManager.default.createFile(atPath: out, contents: nil)
+            outs.append(out)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: python)
+            p.arguments = [script, broker.bootstrap, "expiry", "expiry-group", "60"]
+            p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            procs.append(p)
+        }
+        defer { for p in procs where p.isRunning { kill(p.processIdentifier, SIGKILL) }; for o in outs { try? FileManager.default.removeItem(atPath: o) } }
+        func assignments(_ i: Int) -> [[Int]] {
+            ((try? String(contentsOfFile: outs[i], encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["assigned"] as? [Int]
+            }
+        }
+        var deadline = Date().addingTimeInterval(40)
+        while Date() < deadline && !(assignments(0).last?.count == 2 && assignments(1).last?.count == 2) { usleep(100_000) }
+        #expect(assignments(0).last?.count == 2 && assignments(1).last?.count == 2, "split 2/2 first: \(assignments(0)) \(assignments(1))")
+        // Member 0 dies without leaving: no more heartbeats.
+        kill(procs[0].processIdentifier, SIGKILL)
+        procs[0].waitUntilExit()
+        let killedAt = Date()
+        deadline = Date().addingTimeInterval(40)
+        while Date() < deadline && assignments(1).last != [0, 1, 2, 3] { usleep(100_000) }
+        #expect(assignments(1).last == [0, 1, 2, 3], "the survivor took every partition: \(assignments(1))")
+        #expect(Date().timeIntervalSince(killedAt) > 2.5, "not before the 3 s session timeout")
+        #expect(broker.tailOfLog(lines: 200).contains("members expired after their session timeout"))
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat) && ExternalTools.shouldRun(ExternalTools.python)))
+    func compactedTopicKeepsLatestValuePerKey() throws {
+        let broker = try BrokerProcess(arguments: ["--log-cleaner-backoff-ms", "200", "--retention-check-interval-ms", "200"])
+        defer { broker.terminate(); broker.removeData() }
+        // kcat cannot create topics with configs; the confluent-kafka admin can.
+        let python = try ExternalTools.require(ExternalTools.python, "python venv")
+        do {
+            let code = """
+                from confluent_kafka.admin import AdminClient, NewTopic
+                a = AdminClient({'bootstrap.servers': '\(broker.bootstrap)'})
+                a.create_topics([NewTopic('compacted', 1, 1, config={'cleanup.policy': 'compact', 'segment.bytes': '4096',
+                    'min.cleanable.dirty.ratio': '0.01', 'delete.retention.ms': '100'})])['compacted'].result(10)
+                """
+            #expect(try runProcess(python, ["-c", code]).status == 0)
+        }
+        var lines: [String] = []
+        for round in 0..<40 { for k in 0..<20 { lines.append("key\(k):round\(round)") } }
+        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "compacted", "-K:", "-X", "batch.num.messages=20"],
+                         input: lines.joined(separator: "\n") + "\n").status == 0)
+        // A tombstone for key0, then more data so everything above sits in closed segments.
+        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "compacted", "-K:", "-Z"], input: "key0:\n").status == 0)
+        let filler = (0..<200).map { "filler\($0):x" }.joined(separator: "\n") + "\n"
+        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "compacted", "-K:"], input: filler).status == 0)
+        let before = try kcat(["-b", broker.bootstrap, "-C", "-t", "compacted", "-o", "beginning", "-e", "-q", "-f", "%o %k %s\\n"])
+        let beforeRows = before.stdout.split(separator: "\n").map(String.init)
+        #expect(beforeRows.count == 1_001)
+        var originalOffset: [String: String] = [:]
+        for row in beforeRows {
+            let f = row.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            if f[1].hasPrefix("key") { originalOffset[f[1]] = f[0] }
+        }
+        // Wait for the cleaner.
+        var after: [String] = []
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let c = try kcat(["-b", broker.bootstrap, "-C", "-t", "compacted", "-o", "beginning", "-e", "-q", "-f", "%o %k %s\\n"])
+            after = c.stdout.split(separator: "\n").map(String.init)
+            if after.filter({ $0.contains(" key") }).count <= 20 { break }
+            usleep(200_000)
+        }
+        let keyed = after.filter { $0.split(separator: " ").count >= 2 && $0.split(separator: " ")[1].hasPrefix("key") }
+        let keys = keyed.map { String($0.split(separator: " ")[1]) }
+        #expect(Set(keys).count == keys.count, "one record per key: \(keys.count) records for \(Set(keys).count) keys")
+        for row in keyed {
+            let f = row.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            #expect(originalOffset[f[1]] == f[0], "\(f[1]) keeps its offset")
+            if f[1] != "key0" { #expect(f[2] == "round39", "\(f[1]) shows its latest value") }
+        }
+        #expect(broker.tailOfLog(lines: 100).contains("compacted log"))
+        #expect(after.last?.hasSuffix("filler199 x") == true, "the consumer view ends with the newest record")
+    }
+}
