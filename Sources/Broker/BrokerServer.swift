@@ -19,6 +19,7 @@ public final class BrokerServer: Service, @unchecked Sendable {
     private let lock = NIOLock()
     private var serverChannels: [Channel] = []
     private var clientChannels: [ObjectIdentifier: Channel] = [:]
+    private var housekeeping: RepeatedTask?
 
     public init(broker: Broker, group: EventLoopGroup, onReady: @escaping @Sendable ([ListenerAddress]) -> Void = { _ in }) {
         self.broker = broker
@@ -29,14 +30,12 @@ public final class BrokerServer: Service, @unchecked Sendable {
     public func run() async throws {
         let bound = try await start()
         onReady(bound)
-        let housekeeping = startHousekeeping()
         await withGracefulShutdownHandler {
             // Wait until shutdown is requested.
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 try? await Task.sleep(for: .milliseconds(100))
             }
         } onGracefulShutdown: {}
-        housekeeping.cancel()
         await stop()
     }
 
@@ -93,6 +92,8 @@ public final class BrokerServer: Service, @unchecked Sendable {
                 return a
             }
         }
+        let task = startHousekeeping()
+        lock.withLock { housekeeping = task }
         broker.logger.info("broker is serving", metadata: [
             "listeners": "\(bound.map(\.description).joined(separator: ","))",
             "data_dir": "\(broker.config.dataDirectory)", "cluster_id": "\(broker.clusterID)",
@@ -147,7 +148,12 @@ public final class BrokerServer: Service, @unchecked Sendable {
 
     /// Stops accepting, closes connections, flushes and closes every log.
     public func stop() async {
-        let (servers, clients) = lock.withLock { (serverChannels, Array(clientChannels.values)) }
+        let (servers, clients, task) = lock.withLock { (serverChannels, Array(clientChannels.values), housekeeping) }
+        if let task {
+            let done = group.next().makePromise(of: Void.self)
+            task.cancel(promise: done)
+            try? await done.futureResult.get()
+        }
         for c in servers { try? await c.close() }
         for c in clients { try? await c.close() }
         broker.logs.closeAll()

@@ -13,8 +13,8 @@ final class InProcessBroker: @unchecked Sendable {
     let port: Int
     let group: EventLoopGroup
 
-    init(configure: (inout BrokerConfig) -> Void = { _ in }) async throws {
-        dir = NSTemporaryDirectory() + "meridian-inproc-\(UUID().uuidString.prefix(8))"
+    init(directory: String? = nil, configure: (inout BrokerConfig) -> Void = { _ in }) async throws {
+        dir = directory ?? (NSTemporaryDirectory() + "meridian-inproc-\(UUID().uuidString.prefix(8))")
         var config = BrokerConfig(dataDirectory: dir, listeners: [try ListenerAddress(parsing: "PLAINTEXT://127.0.0.1:0")])
         config.threads = 2
         config.groups.offsetsTopicPartitions = 4

@@ -1,0 +1,101 @@
+import Broker
+import Foundation
+import KafkaProtocol
+import KafkaWire
+import NIOCore
+import Testing
+
+/// The coordinator through the wire: persistence across restarts and offset retention.
+@Suite("Group coordinator")
+struct GroupCoordinatorTests {
+    func join(_ conn: KafkaConnection, group: GroupID, member: String = "") async throws -> JoinGroupResponse {
+        var j = JoinGroupRequest()
+        j.groupID = group
+        j.sessionTimeoutMs = 10_000
+        j.rebalanceTimeoutMs = 10_000
+        j.memberID = member
+        j.protocolType = "consumer"
+        var sub = ConsumerProtocolSubscription()
+        sub.topics = ["t"]
+        j.protocols = [.init(name: "range", metadata: try sub.encoded(version: 0))]
+        return try await conn.send(j, version: 5)
+    }
+
+    @Test func groupMetadataAndCommitsAreReloadedAfterRestart() async throws {
+        var b = try await InProcessBroker()
+        let dir = b.dir
+        var conn = try await b.connect()
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "t")]))
+        var j = try await join(conn, group: "persisted")
+        #expect(j.errorCode == ErrorCode.memberIDRequired.rawValue)
+        j = try await join(conn, group: "persisted", member: j.memberID)
+        #expect(j.errorCode == 0 && j.generationID == 1 && j.leader == j.memberID)
+        let member = j.memberID
+        var assignment = ConsumerProtocolAssignment()
+        assignment.assignedPartitions = [.init(topic: "t", partitions: [0])]
+        var s = SyncGroupRequest()
+        s.groupID = "persisted"
+        s.generationID = 1
+        s.memberID = member
+        s.assignments = [.init(memberID: member, assignment: try assignment.encoded(version: 0))]
+        #expect(try await conn.send(s).errorCode == 0)
+        var c = OffsetCommitRequest()
+        c.groupID = "persisted"
+        c.generationIDOrMemberEpoch = 1
+        c.memberID = member
+        c.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 42, committedMetadata: "note")])]
+        #expect(try await conn.send(c).topics[0].partitions[0].errorCode == 0)
+        await conn.close()
+
+        // Restart on the same data directory.
+        await b.server.stop()
+        b = try await InProcessBroker(directory: dir)
+        conn = try await b.connect()
+        var d = DescribeGroupsRequest()
+        d.groups = ["persisted"]
+        let desc = try await conn.send(d).groups[0]
+        #expect(desc.groupState == "Stable")
+        #expect(desc.members.map(\.memberID) == [member])
+        var hb = HeartbeatRequest()
+        hb.groupID = "persisted"
+        hb.generationID = 1
+        hb.memberID = member
+        #expect(try await conn.send(hb).errorCode == 0, "the member carries on after the restart")
+        var f = OffsetFetchRequest()
+        f.groupID = "persisted"
+        f.topics = nil
+        let fetched = try await conn.send(f, version: 7)
+        #expect(fetched.topics.first?.partitions.first?.committedOffset == 42)
+        #expect(fetched.topics.first?.partitions.first?.metadata == "note")
+        await conn.close()
+        await b.stop()
+    }
+
+    @Test func offsetsOfEmptyGroupsExpire() async throws {
+        let b = try await InProcessBroker { c in
+            c.groups.offsetsRetentionMs = 300
+            c.groups.offsetsRetentionCheckIntervalMs = 100
+        }
+        let conn = try await b.connect()
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "t")]))
+        var c = OffsetCommitRequest()
+        c.groupID = "standalone"
+        c.generationIDOrMemberEpoch = -1
+        c.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 5)])]
+        #expect(try await conn.send(c).topics[0].partitions[0].errorCode == 0)
+        var f = OffsetFetchRequest()
+        f.groupID = "standalone"
+        f.topics = nil
+        #expect(try await conn.send(f, version: 7).topics.first?.partitions.first?.committedOffset == 5)
+        var gone = false
+        for _ in 0..<50 {
+            try await Task.sleep(for: .milliseconds(100))
+            if try await conn.send(f, version: 7).topics.isEmpty { gone = true; break }
+        }
+        #expect(gone, "the commit expired after offsets.retention")
+        let list = try await conn.send(ListGroupsRequest(), version: 4)
+        #expect(!list.groups.contains { $0.groupID == "standalone" }, "the group with nothing left is removed")
+        await conn.close()
+        await b.stop()
+    }
+}
