@@ -63,9 +63,7 @@ public struct KafkaAdmin: Sendable {
         let members = d.members.map { m -> GroupMember in
             var partitions: [TopicPartition] = []
             if d.protocolType == "consumer", m.memberAssignment.readableBytes >= 2 {
-                var b = m.memberAssignment
-                let v = b.getInteger(at: b.readerIndex, endianness: .big, as: Int16.self) ?? 0
-                if let a = try? ConsumerProtocolAssignment(from: &b, version: min(max(v, 0), 3)) {
+                if let a = try? ConsumerProtocolAssignment.decode(m.memberAssignment) {
                     partitions = a.assignedPartitions.flatMap { t in t.partitions.map { TopicPartition(t.topic, $0) } }.sorted()
                 }
             }

@@ -19,7 +19,7 @@ struct BenchCommand: AsyncParsableCommand {
               meridian bench produce --bootstrap 127.0.0.1:9092 --record-size 100 --acks -1 --partitions 8
               meridian bench fetch --bootstrap 127.0.0.1:9092 --partitions 1 --seconds 20
             """,
-        subcommands: [Produce.self, Fetch.self, Idle.self, All.self]
+        subcommands: [Produce.self, Fetch.self, Group.self, Commits.self, Idle.self, All.self]
     )
 
     struct Common: ParsableArguments {
@@ -74,6 +74,41 @@ struct BenchCommand: AsyncParsableCommand {
             let bench = try await BenchRunner(common)
             try await bench.header()
             try await bench.fetch(partitions: partitions, fillBytes: fillBytes, partitionMaxBytes: partitionMaxBytes)
+            bench.footer()
+            await bench.close()
+        }
+    }
+
+    struct Group: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "N consumers in one group read a topic; then one leaves and the rebalance is timed.")
+        @OptionGroup var common: Common
+        @Option(help: "Consumers in the group.") var consumers: Int = 3
+        @Option(help: "Partitions of the topic.") var partitions: Int32 = 6
+        @Option(help: "Bytes written into the topic first.") var fillBytes: Int64 = 256 << 20
+        @Option(help: "Heartbeat interval of the bench consumers, ms.") var heartbeatMs: Int64 = 100
+
+        func run() async throws {
+            var c = common
+            c.noLoopback = true
+            let bench = try await BenchRunner(c)
+            try await bench.groupConsume(consumers: consumers, partitions: partitions, fillBytes: fillBytes, heartbeatMs: heartbeatMs)
+            bench.footer()
+            await bench.close()
+        }
+    }
+
+    struct Commits: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Offset commit throughput (each commit is fsynced).")
+        @OptionGroup var common: Common
+        @Option(help: "Commits in flight.") var inFlight: Int = 64
+        @Option(help: "Distinct groups committing.") var groups: Int = 100
+
+        func run() async throws {
+            var c = common
+            c.noLoopback = true
+            let bench = try await BenchRunner(c)
+            try await bench.commits(inFlight: inFlight, groups: groups)
             bench.footer()
             await bench.close()
         }

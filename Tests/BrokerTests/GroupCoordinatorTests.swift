@@ -17,7 +17,7 @@ struct GroupCoordinatorTests {
         j.protocolType = "consumer"
         var sub = ConsumerProtocolSubscription()
         sub.topics = ["t"]
-        j.protocols = [.init(name: "range", metadata: try sub.encoded(version: 0))]
+        j.protocols = [.init(name: "range", metadata: try sub.encodedWithVersion(0))]
         return try await conn.send(j, version: 5)
     }
 
@@ -37,7 +37,7 @@ struct GroupCoordinatorTests {
         s.groupID = "persisted"
         s.generationID = 1
         s.memberID = member
-        s.assignments = [.init(memberID: member, assignment: try assignment.encoded(version: 0))]
+        s.assignments = [.init(memberID: member, assignment: try assignment.encodedWithVersion(0))]
         #expect(try await conn.send(s).errorCode == 0)
         var c = OffsetCommitRequest()
         c.groupID = "persisted"

@@ -236,3 +236,52 @@ struct GroupTests {
         #expect(after.last?.hasSuffix("filler199 x") == true, "the consumer view ends with the newest record")
     }
 }
+
+/// `meridian groups` against a broker with a group committed by kcat.
+@Suite("meridian groups")
+struct GroupsCommandTests {
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
+    func listDescribeResetDelete() throws {
+        let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
+        let broker = try BrokerProcess(arguments: GroupTests.fastGroups + ["--default-partitions", "2"])
+        defer { broker.terminate(); broker.removeData() }
+        let start = Int64(Date().timeIntervalSince1970 * 1000)
+        let lines = (0..<100).map { "k\($0 % 10):v\($0)" }.joined(separator: "\n") + "\n"
+        #expect(try runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "cli", "-K:"], input: Data(lines.utf8)).status == 0)
+        let c = try runProcess(kcat, ["-b", broker.bootstrap, "-G", "cli-group", "cli", "-e", "-q", "-X", "auto.offset.reset=earliest"])
+        #expect(c.stdout.split(separator: "\n").count == 100)
+        let m = BrokerProcess.binary
+        func meridian(_ args: [String]) throws -> ProcessResult { try runProcess(m, args + ["--bootstrap", broker.bootstrap]) }
+
+        let list = try meridian(["groups", "list"])
+        #expect(list.status == 0 && list.stdout.contains("cli-group") && list.stdout.contains("Empty"), "\(list.stdout)\(list.stderr)")
+        let describe = try meridian(["groups", "describe", "cli-group", "--json"])
+        let rows = describe.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let partitions = rows.filter { $0["partition"] != nil }
+        #expect(partitions.count == 2)
+        #expect(partitions.map { $0["currentOffset"] as? Int ?? -1 }.reduce(0, +) == 100)
+        #expect(partitions.allSatisfy { $0["lag"] as? Int == 0 })
+        let table = try meridian(["groups", "describe", "cli-group"])
+        #expect(table.stdout.contains("LOG-END-OFFSET") && table.stdout.contains("LAG"))
+
+        // Dry run changes nothing; --execute does.
+        let dry = try meridian(["groups", "reset-offsets", "cli-group", "--topic", "cli", "--to-earliest"])
+        #expect(dry.stdout.contains("dry run"))
+        #expect(try meridian(["groups", "describe", "cli-group", "--json"]).stdout.contains("\"lag\":0"))
+        let reset = try meridian(["groups", "reset-offsets", "cli-group", "--topic", "cli:0", "--to-offset", "3", "--execute"])
+        #expect(reset.status == 0, "\(reset.stderr)")
+        let again = try runProcess(kcat, ["-b", broker.bootstrap, "-G", "cli-group", "cli", "-e", "-q", "-f", "%p %o\\n"])
+        let reread = again.stdout.split(separator: "\n").filter { $0.hasPrefix("0 ") }
+        #expect(reread.first == "0 3", "partition 0 re-read from offset 3")
+        let byTime = try meridian(["groups", "reset-offsets", "cli-group", "--topic", "cli",
+                                   "--to-datetime", ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(start - 60_000) / 1000)), "--execute"])
+        #expect(byTime.status == 0 && byTime.stdout.split(separator: "\n").dropFirst().prefix(2).allSatisfy { $0.hasSuffix(" 0") },
+                "records produced after the time start at offset 0: \(byTime.stdout)")
+
+        let delete = try meridian(["groups", "delete", "cli-group"])
+        #expect(delete.status == 0)
+        #expect(!(try meridian(["groups", "list"]).stdout.contains("cli-group")))
+        let missing = try meridian(["groups", "delete", "cli-group"])
+        #expect(missing.status != 0 && missing.stderr.contains("GROUP_ID_NOT_FOUND"))
+    }
+}

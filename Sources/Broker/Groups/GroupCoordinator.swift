@@ -429,9 +429,7 @@ public final class GroupCoordinator: @unchecked Sendable {
         var topics = Set<TopicName>()
         for m in e.machine.members.values {
             for p in m.protocols {
-                var b = p.metadata
-                guard let version = b.getInteger(at: b.readerIndex, endianness: .big, as: Int16.self),
-                      let sub = try? ConsumerProtocolSubscription(from: &b, version: min(max(version, 0), 3)) else { continue }
+                guard let sub = try? ConsumerProtocolSubscription.decode(p.metadata) else { continue }
                 topics.formUnion(sub.topics.map { TopicName($0) })
             }
         }

@@ -1,0 +1,75 @@
+import Broker
+import Foundation
+import KafkaClient
+import KafkaProtocol
+import KafkaWire
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The Swift consumer against an in-process broker.
+@Suite("Swift consumer")
+struct ConsumerTests {
+    func produce(_ b: InProcessBroker, topic: TopicName, partitions: Int32, count: Int) async throws {
+        let conn = try await b.connect()
+        var create = CreateTopicsRequest()
+        create.topics = [.init(name: topic, numPartitions: partitions, replicationFactor: 1)]
+        _ = try await conn.send(create)
+        for i in 0..<count {
+            _ = try await conn.send(produceRequest(topic, Int32(i) % partitions, try batch(["m\(i)"])))
+        }
+        await conn.close()
+    }
+
+    func cluster(_ b: InProcessBroker) -> KafkaCluster {
+        KafkaCluster(bootstrap: [BootstrapAddress(host: "127.0.0.1", port: b.port)], group: MultiThreadedEventLoopGroup.singleton)
+    }
+
+    @Test func groupMembersSplitPartitionsAndCommit() async throws {
+        let b = try await InProcessBroker()
+        try await produce(b, topic: "cq", partitions: 4, count: 200)
+        var config = ConsumerConfig(groupID: "swift-group")
+        config.autoOffsetReset = .earliest
+        config.heartbeatIntervalMs = 100
+        config.sessionTimeoutMs = 6000
+        let c1 = KafkaConsumer(cluster: cluster(b), config: config)
+        let c2 = KafkaConsumer(cluster: cluster(b), config: config)
+        try await c1.subscribe(["cq"])
+        try await c2.subscribe(["cq"])
+        var seen: [String: Int] = [:]
+        let deadline = ContinuousClock.now + .seconds(30)
+        while seen.count < 200 && ContinuousClock.now < deadline {
+            async let a = c1.poll(timeout: .milliseconds(300))
+            async let bb = c2.poll(timeout: .milliseconds(300))
+            for r in try await a + bb { seen[String(buffer: r.value!), default: 0] += 1 }
+        }
+        #expect(seen.count == 200)
+        #expect(seen.values.allSatisfy { $0 == 1 }, "each record once")
+        let a1 = await c1.assignment, a2 = await c2.assignment
+        #expect(a1.count == 2 && a2.count == 2 && Set(a1).isDisjoint(with: a2), "range split: \(a1) / \(a2)")
+        try await c1.commit()
+        try await c2.commit()
+        await c1.close()
+        await c2.close()
+        let admin = KafkaAdmin(cluster: cluster(b))
+        let committed = try await admin.groupOffsets("swift-group")
+        #expect(committed.values.reduce(0, +) == 200)
+        await b.stop()
+    }
+
+    @Test func assignAndSeekByOffsetAndTime() async throws {
+        let b = try await InProcessBroker()
+        try await produce(b, topic: "seek", partitions: 1, count: 50)
+        let c = KafkaConsumer(cluster: cluster(b), config: ConsumerConfig())
+        await c.assign([TopicPartition("seek", 0)])
+        await c.seek(TopicPartition("seek", 0), to: .offset(45))
+        var got: [ConsumerRecord] = []
+        while got.count < 5 { got += try await c.poll(timeout: .milliseconds(500)) }
+        #expect(got.map(\.offset) == [45, 46, 47, 48, 49])
+        await c.seek(TopicPartition("seek", 0), to: .earliest)
+        let first = try await c.poll(timeout: .seconds(2))
+        #expect(first.first?.offset == 0)
+        await c.close()
+        await b.stop()
+    }
+}
