@@ -99,3 +99,41 @@ struct GroupCoordinatorTests {
         await b.stop()
     }
 }
+
+extension GroupCoordinatorTests {
+    @Test func offsetDeleteRefusesSubscribedTopicsAndDeletesOthers() async throws {
+        let b = try await InProcessBroker()
+        let conn = try await b.connect()
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "t"), .init(name: "other")]))
+        var j = try await join(conn, group: "od")
+        j = try await join(conn, group: "od", member: j.memberID)
+        var s = SyncGroupRequest()
+        s.groupID = "od"
+        s.generationID = j.generationID
+        s.memberID = j.memberID
+        s.assignments = [.init(memberID: j.memberID, assignment: ByteBuffer())]
+        _ = try await conn.send(s)
+        var c = OffsetCommitRequest()
+        c.groupID = "od"
+        c.generationIDOrMemberEpoch = j.generationID
+        c.memberID = j.memberID
+        c.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 1)]),
+                    .init(name: "other", partitions: [.init(partitionIndex: 0, committedOffset: 2)])]
+        _ = try await conn.send(c)
+        var d = OffsetDeleteRequest()
+        d.groupID = "od"
+        d.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0)]), .init(name: "other", partitions: [.init(partitionIndex: 0)])]
+        let r = try await conn.send(d)
+        #expect(r.errorCode == 0)
+        #expect(r.topics.map { $0.partitions[0].errorCode } == [ErrorCode.groupSubscribedToTopic.rawValue, 0])
+        var f = OffsetFetchRequest()
+        f.groupID = "od"
+        f.topics = nil
+        let left = try await conn.send(f, version: 7)
+        #expect(left.topics.map(\.name) == ["t"])
+        d.groupID = "nope"
+        #expect(try await conn.send(d).errorCode == ErrorCode.groupIDNotFound.rawValue)
+        await conn.close()
+        await b.stop()
+    }
+}
