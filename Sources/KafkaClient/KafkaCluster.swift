@@ -17,6 +17,10 @@ public final class KafkaCluster: @unchecked Sendable {
         public var tls: TLSSettings? = nil
         public var requestTimeout: TimeAmount = .seconds(30)
         public var connectTimeout: TimeAmount = .seconds(10)
+        /// How long operations keep retrying after connection loss or retriable broker errors.
+        public var retryTimeout: Duration = .seconds(30)
+        /// First pause between retries; doubles up to one second.
+        public var retryBackoff: Duration = .milliseconds(50)
         public init() {}
     }
 
@@ -70,8 +74,40 @@ public final class KafkaCluster: @unchecked Sendable {
                                           requestTimeout: options.requestTimeout, connectTimeout: options.connectTimeout)
     }
 
-    /// A live connection to any broker: a known one first, else the bootstrap list in order.
+    /// Whether an error is worth retrying: the connection went away or the broker said "retriable".
+    public static func isRetriable(_ error: Error) -> Bool {
+        switch error {
+        case is KafkaConnectionError: return true
+        case let e as KafkaClientError:
+            if case .unreachable = e { return true }
+            return e.code?.isRetriable ?? false
+        default:
+            return "\(error)".contains("Connection reset") || "\(error)".contains("connection")
+        }
+    }
+
+    /// Runs `body`, retrying retriable failures with exponential backoff until `retryTimeout`.
+    public func retrying<T>(_ body: () async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + options.retryTimeout
+        var backoff = options.retryBackoff
+        while true {
+            do {
+                return try await body()
+            } catch {
+                guard Self.isRetriable(error), ContinuousClock.now + backoff < deadline else { throw error }
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(1))
+            }
+        }
+    }
+
+    /// A live connection to any broker: a known one first, else the bootstrap list in order,
+    /// retried with backoff while no broker answers (up to `retryTimeout`).
     public func anyConnection() async throws -> KafkaConnection {
+        try await retrying { try await anyConnectionOnce() }
+    }
+
+    private func anyConnectionOnce() async throws -> KafkaConnection {
         let existing: KafkaConnection? = lock.withLock {
             (Array(connections.values) + [bootstrapConnection].compactMap { $0 }).first { $0.channel.isActive }
         }
@@ -98,7 +134,7 @@ public final class KafkaCluster: @unchecked Sendable {
             info = lock.withLock { brokers[id] }
         }
         guard let info else { throw KafkaClientError.invalidArgument("broker \(id) is not in the cluster metadata") }
-        let c = try await connect(info.host, info.port)
+        let c = try await retrying { try await connect(info.host, info.port) }
         let replaced: KafkaConnection? = lock.withLock {
             let old = connections[id]
             connections[id] = c
