@@ -85,6 +85,7 @@ public actor KafkaConsumer {
 
     public func seek(_ tp: TopicPartition, to target: SeekTarget) {
         pendingSeeks[tp] = .target(target)
+        positions[tp] = nil
         buffered.removeAll { $0.topicPartition == tp }
     }
 
@@ -109,7 +110,17 @@ public actor KafkaConsumer {
             }
             try await resolveSeeks()
             try await maybeAutoCommit()
-            let records = try await fetchOnce(maxWait: min(config.fetchMaxWaitMs, Int32(max(0, (deadline - ContinuousClock.now).milliseconds))))
+            let records: [ConsumerRecord]
+            do {
+                records = try await fetchOnce(maxWait: min(config.fetchMaxWaitMs, Int32(max(0, (deadline - ContinuousClock.now).milliseconds))))
+            } catch where KafkaCluster.isRetriable(error) {
+                // A broker went away (restart, network): refresh metadata and try again until the deadline.
+                prefetch = nil
+                for tp in assignment { cluster.invalidate(tp.topic) }
+                if ContinuousClock.now >= deadline { return [] }
+                try await Task.sleep(for: .milliseconds(100))
+                continue
+            }
             if !records.isEmpty || ContinuousClock.now >= deadline { return records }
             if assignment.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         }
@@ -136,10 +147,29 @@ public actor KafkaConsumer {
 
     private var isClosed: Bool { closed }
 
-    /// Fetches once from every leader of the assigned partitions, in parallel.
+    private typealias FetchResults = [(FetchResponse, [TopicPartition: Int64])]
+    /// The next fetch, already on the wire while the caller processes the last one.
+    private var prefetch: Task<FetchResults, Error>?
+
+    /// Returns the records of one round of fetches and starts the next round before returning.
     private func fetchOnce(maxWait: Int32) async throws -> [ConsumerRecord] {
+        let results: FetchResults
+        if let p = prefetch {
+            prefetch = nil
+            results = try await p.value
+        } else {
+            guard let t = try await startFetch(maxWait: maxWait) else { return [] }
+            results = try await t.value
+        }
+        let records = try process(results)
+        prefetch = try? await startFetch(maxWait: config.fetchMaxWaitMs)
+        return records
+    }
+
+    /// Sends one fetch per leader of the assigned partitions (concurrently) from the current positions.
+    private func startFetch(maxWait: Int32) async throws -> Task<FetchResults, Error>? {
         let ready = assignment.filter { positions[$0] != nil }
-        guard !ready.isEmpty else { return [] }
+        guard !ready.isEmpty else { return nil }
         var byLeader: [BrokerID: [TopicPartition]] = [:]
         for tp in ready {
             let t = try await cluster.topic(tp.topic)
@@ -149,43 +179,51 @@ public actor KafkaConsumer {
         let snapshot = positions
         let config = self.config
         let cluster = self.cluster
-        let results = try await withThrowingTaskGroup(of: (FetchResponse, Int16).self) { group in
-            for (leader, tps) in byLeader {
-                group.addTask {
-                    let conn = try await cluster.connection(to: leader)
-                    var req = FetchRequest()
-                    req.replicaID = -1
-                    req.maxWaitMs = maxWait
-                    req.minBytes = config.fetchMinBytes
-                    req.maxBytes = config.fetchMaxBytes
-                    req.isolationLevel = 1
-                    var byTopic: [TopicName: [FetchRequest.FetchPartition]] = [:]
-                    for tp in tps {
-                        byTopic[tp.topic, default: []].append(.init(partition: tp.partition, fetchOffset: snapshot[tp]!,
-                                                                     partitionMaxBytes: config.maxPartitionFetchBytes))
+        return Task {
+            try await withThrowingTaskGroup(of: (FetchResponse, [TopicPartition: Int64]).self) { group in
+                for (leader, tps) in byLeader {
+                    group.addTask {
+                        let conn = try await cluster.connection(to: leader)
+                        var req = FetchRequest()
+                        req.replicaID = -1
+                        req.maxWaitMs = maxWait
+                        req.minBytes = config.fetchMinBytes
+                        req.maxBytes = config.fetchMaxBytes
+                        req.isolationLevel = 1
+                        var byTopic: [TopicName: [FetchRequest.FetchPartition]] = [:]
+                        for tp in tps {
+                            byTopic[tp.topic, default: []].append(.init(partition: tp.partition, fetchOffset: snapshot[tp]!,
+                                                                         partitionMaxBytes: config.maxPartitionFetchBytes))
+                        }
+                        req.topics = byTopic.map { .init(topic: $0.key, partitions: $0.value) }
+                        let v = try conn.version(for: FetchRequest.self, max: 12)
+                        return (try await conn.send(req, version: v), snapshot)
                     }
-                    req.topics = byTopic.map { .init(topic: $0.key, partitions: $0.value) }
-                    let v = try conn.version(for: FetchRequest.self, max: 12)
-                    return (try await conn.send(req, version: v), v)
                 }
+                var all: FetchResults = []
+                for try await r in group { all.append(r) }
+                return all
             }
-            var all: [(FetchResponse, Int16)] = []
-            for try await r in group { all.append(r) }
-            return all
         }
+    }
+
+    /// Decodes fetched batches into records for partitions whose position has not moved since the
+    /// fetch was sent (a seek or reassignment in between makes the answer stale).
+    private func process(_ results: FetchResults) throws -> [ConsumerRecord] {
         var out: [ConsumerRecord] = []
-        for (resp, _) in results {
+        for (resp, snapshot) in results {
             if resp.errorCode != 0 { throw KafkaClientError.broker(ErrorCode(resp.errorCode), "Fetch") }
             for t in resp.responses {
                 for p in t.partitions {
                     let tp = TopicPartition(t.topic, p.partitionIndex)
-                    guard let position = positions[tp], position == snapshot[tp] else { continue }
+                    guard let position = positions[tp], position == snapshot[tp], assignment.contains(tp) else { continue }
                     let code = ErrorCode(p.errorCode)
                     switch code {
                     case .none:
                         break
                     case .offsetOutOfRange:
                         pendingSeeks[tp] = .reset
+                        positions[tp] = nil
                         continue
                     case .notLeaderOrFollower, .leaderNotAvailable, .unknownTopicOrPartition, .fencedLeaderEpoch, .unknownLeaderEpoch:
                         cluster.invalidate(tp.topic)
@@ -444,6 +482,8 @@ public actor KafkaConsumer {
         guard !closed else { return }
         closed = true
         heartbeatTask?.cancel()
+        prefetch?.cancel()
+        prefetch = nil
         if config.enableAutoCommit, config.groupID != nil, !positions.isEmpty { try? await commit(positions) }
         if let g = config.groupID, !manualAssignment, !memberID.isEmpty {
             if let conn = try? await cluster.coordinator(for: g) {
