@@ -211,6 +211,7 @@ public actor KafkaConsumer {
     /// fetch was sent (a seek or reassignment in between makes the answer stale).
     private func process(_ results: FetchResults) throws -> [ConsumerRecord] {
         var out: [ConsumerRecord] = []
+        out.reserveCapacity(1024)
         for (resp, snapshot) in results {
             if resp.errorCode != 0 { throw KafkaClientError.broker(ErrorCode(resp.errorCode), "Fetch") }
             for t in resp.responses {
@@ -237,9 +238,12 @@ public actor KafkaConsumer {
                         guard h.nextOffset > next else { continue }
                         if h.isControl { next = h.nextOffset; continue }
                         if config.checkCRCs { _ = try RecordBatch.validate(bytes, at: i) }
-                        for r in try RecordBatch.records(in: bytes, at: i) where r.offset >= next {
-                            out.append(ConsumerRecord(topic: tp.topic, partition: tp.partition, offset: r.offset,
-                                                      timestamp: r.timestamp, key: r.key, value: r.value, headers: r.headers))
+                        let from = next
+                        try RecordBatch.forEachRecord(in: bytes, at: i) { r in
+                            if r.offset >= from {
+                                out.append(ConsumerRecord(topic: tp.topic, partition: tp.partition, offset: r.offset,
+                                                          timestamp: r.timestamp, key: r.key, value: r.value, headers: r.headers))
+                            }
                         }
                         // Compacted gaps and removed records: continue after the batch.
                         next = h.nextOffset

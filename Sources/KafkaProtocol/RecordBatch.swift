@@ -81,28 +81,33 @@ public enum RecordBatch {
 
     /// Decodes the records of the batch at `index`, inflating gzip. Offsets and timestamps are absolute.
     public static func records(in buffer: ByteBuffer, at index: Int) throws -> [Record] {
+        var out: [Record] = []
+        try forEachRecord(in: buffer, at: index) { out.append($0) }
+        return out
+    }
+
+    /// Calls `body` with each record of the batch at `index` without collecting them: the consumer's
+    /// path, so a record is built once and handed on.
+    public static func forEachRecord(in buffer: ByteBuffer, at index: Int, _ body: (Record) throws -> Void) throws {
         let header = try RecordBatchHeader(buffer, at: index)
         guard index + header.totalSize <= buffer.writerIndex else {
             throw KafkaProtocolError.truncated("record batch")
         }
-        guard var body = buffer.getSlice(at: index + RecordBatchHeader.size,
+        guard var records = buffer.getSlice(at: index + RecordBatchHeader.size,
                                          length: header.totalSize - RecordBatchHeader.size)
         else { throw KafkaProtocolError.truncated("record batch body") }
         if header.compression != .none {
-            body = try header.compression.decompress(body)
+            records = try header.compression.decompress(records)
         }
         let count = Int(header.recordsCount)
-        guard count >= 0, count <= body.readableBytes else {
+        guard count >= 0, count <= records.readableBytes else {
             throw KafkaProtocolError.invalidRecordBatch("records count \(count) is larger than the batch")
         }
-        var out: [Record] = []
-        out.reserveCapacity(count)
         for _ in 0..<count {
-            var r = try Record(decoding: &body, baseOffset: header.baseOffset, baseTimestamp: header.baseTimestamp)
+            var r = try Record(decoding: &records, baseOffset: header.baseOffset, baseTimestamp: header.baseTimestamp)
             if header.isLogAppendTime { r.timestamp = header.maxTimestamp }
-            out.append(r)
+            try body(r)
         }
-        return out
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import KafkaClient
 import Foundation
 import KafkaProtocol
 import KafkaWire
@@ -35,6 +36,9 @@ struct BenchCommand: AsyncParsableCommand {
         @Flag(help: "Skip the loopback TCP measurement.")
         var noLoopback = false
 
+        @Flag(help: "Drive the broker with hand-built requests instead of the Swift client (measures the broker alone).")
+        var raw = false
+
         var hostPort: (String, Int) {
             get throws {
                 let parts = bootstrap.split(separator: ":")
@@ -68,7 +72,7 @@ struct BenchCommand: AsyncParsableCommand {
         @OptionGroup var common: Common
         @Option(help: "Partitions of the benchmark topic.") var partitions: Int32 = 8
         @Option(help: "Bytes to write into the topic first (if it holds less).") var fillBytes: Int64 = 1 << 30
-        @Option(help: "max.partition.fetch.bytes of each fetch.") var partitionMaxBytes: Int32 = 4 << 20
+        @Option(help: "max.partition.fetch.bytes of each fetch.") var partitionMaxBytes: Int32 = 1 << 20
 
         func run() async throws {
             let bench = try await BenchRunner(common)
@@ -145,7 +149,7 @@ struct BenchCommand: AsyncParsableCommand {
                 }
             }
             for partitions: Int32 in [1, 8] {
-                try await bench.fetch(partitions: partitions, fillBytes: 1 << 30, partitionMaxBytes: 4 << 20)
+                try await bench.fetch(partitions: partitions, fillBytes: 1 << 30, partitionMaxBytes: 1 << 20)
             }
             try await bench.idlePartitionsMemory(count: 100)
             bench.footer()
@@ -159,6 +163,7 @@ final class BenchRunner: @unchecked Sendable {
     let common: BenchCommand.Common
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let connection: KafkaConnection
+    let clientCluster: KafkaCluster
     let brokerPid: Int32?
     var loopback: Double = 0
     let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
@@ -167,16 +172,20 @@ final class BenchRunner: @unchecked Sendable {
         self.common = common
         let (host, port) = try common.hostPort
         connection = try await KafkaConnection.connect(host: host, port: port, group: group, clientID: "meridian-bench")
+        var options = KafkaCluster.Options()
+        options.clientID = "meridian-bench"
+        clientCluster = KafkaCluster(bootstrap: [BootstrapAddress(host: host, port: port)], options: options, group: group)
         brokerPid = common.brokerPid ?? ProcessStats.pidListening(on: port)
     }
 
     func close() async {
+        await clientCluster.close()
         await connection.close()
         try? await group.shutdownGracefully()
     }
 
     func header() async throws {
-        say("meridian bench: broker \(common.bootstrap)\(brokerPid.map { " (pid \($0))" } ?? " (pid unknown: memory not reported)"), \(System.coreCount) cores, \(Int(common.seconds)) s per run")
+        say("meridian bench (\(common.raw ? "raw requests" : "Swift client") as load generator): broker \(common.bootstrap)\(brokerPid.map { " (pid \($0))" } ?? " (pid unknown: memory not reported)"), \(System.coreCount) cores, \(Int(common.seconds)) s per run")
         if !common.noLoopback {
             loopback = LoopbackPump.measure(seconds: 2)
             say(String(format: "loopback TCP, plain socket pump: %.0f MB/s", loopback / 1_000_000))
@@ -187,9 +196,12 @@ final class BenchRunner: @unchecked Sendable {
     }
 
     func footer() {
+        say("")
         if let pid = brokerPid, let rss = ProcessStats.rss(pid: pid) {
-            say("")
             say("broker memory: peak RSS \(formatBytes(Double(rss.peak))), now \(formatBytes(Double(rss.current)))")
+        }
+        if let rss = ProcessStats.rss(pid: getpid()) {
+            say("load generator memory: peak RSS \(formatBytes(Double(rss.peak))), now \(formatBytes(Double(rss.current)))")
         }
     }
 
@@ -221,10 +233,14 @@ final class BenchRunner: @unchecked Sendable {
     func produce(recordSize: Int, acks: Int16, partitions: Int32, requestBytes: Int, inFlight: Int) async throws {
         let topic = TopicName("bench-\(runID)-p\(partitions)-s\(recordSize)-a\(acks == -1 ? "all" : String(acks))")
         try await createTopic(topic, partitions: partitions)
-        let load = try ProduceLoad(connection: connection, topic: topic, partitions: partitions, recordSize: recordSize,
-                                   acks: acks, bytesPerRequest: requestBytes, inFlight: inFlight, duration: common.seconds)
         let cpu0 = cpu()
-        let r = try await load.run().get()
+        let r: ProduceLoad.Result
+        if common.raw {
+            r = try await ProduceLoad(connection: connection, topic: topic, partitions: partitions, recordSize: recordSize,
+                                      acks: acks, bytesPerRequest: requestBytes, inFlight: inFlight, duration: common.seconds).run().get()
+        } else {
+            r = try await clientProduce(topic: topic, recordSize: recordSize, acks: acks, seconds: common.seconds)
+        }
         let cpuUse = cpu().flatMap { c1 in cpu0.map { (c1 - $0) / r.seconds } }
         let sizeName = recordSize >= 1024 && recordSize % 1024 == 0 ? "\(recordSize / 1024) KiB" : "\(recordSize) B"
         row("produce \(sizeName) acks=\(acks == -1 ? "all" : "1") \(partitions)p", mb: r.mbPerSecond, records: r.recordsPerSecond,
@@ -244,12 +260,16 @@ final class BenchRunner: @unchecked Sendable {
                                         bytesPerRequest: 1 << 20, inFlight: 8, duration: 1)
             written += try await chunk.run().get().bytes
         }
-        let load = try FetchLoad(connection: connection, topic: topic, partitions: partitions,
-                                 partitionMaxBytes: partitionMaxBytes, duration: common.seconds)
         let cpu0 = cpu()
-        let r = try await load.run().get()
+        let r: FetchLoad.Result
+        if common.raw {
+            r = try await FetchLoad(connection: connection, topic: topic, partitions: partitions,
+                                    partitionMaxBytes: partitionMaxBytes, duration: common.seconds).run().get()
+        } else {
+            r = try await clientConsume(topic: topic, partitions: partitions, partitionMaxBytes: partitionMaxBytes, seconds: common.seconds)
+        }
         let cpuUse = cpu().flatMap { c1 in cpu0.map { (c1 - $0) / r.seconds } }
-        row("fetch 1 KiB records \(partitions)p", mb: r.mbPerSecond, records: r.recordsPerSecond, p50: nil, p99: nil, cpu: cpuUse)
+        row("\(common.raw ? "fetch" : "consume") 1 KiB records \(partitions)p", mb: r.mbPerSecond, records: r.recordsPerSecond, p50: nil, p99: nil, cpu: cpuUse)
     }
 
     func idlePartitionsMemory(count: Int32) async throws {

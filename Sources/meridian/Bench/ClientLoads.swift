@@ -1,0 +1,83 @@
+import Foundation
+import KafkaClient
+import KafkaProtocol
+import NIOConcurrencyHelpers
+import NIOCore
+
+extension BenchRunner {
+    /// Produce load through ``KafkaProducer``: records are handed over one by one, as an application
+    /// would; the producer batches them.
+    func clientProduce(topic: TopicName, recordSize: Int, acks: Int16, seconds: Double) async throws -> ProduceLoad.Result {
+        var config = ProducerConfig()
+        config.acks = acks
+        config.enableIdempotence = acks == -1
+        config.lingerMs = 5
+        config.batchSize = 512 * 1024
+        config.bufferMemory = 32 << 20
+        let producer = KafkaProducer(cluster: clientCluster, config: config)
+        var g = SystemRandomNumberGenerator()
+        let value = ByteBuffer(bytes: (0..<recordSize).map { _ in UInt8.random(in: 0...255, using: &g) })
+        let latencies = NIOLockedValueBox<[UInt32]>([])
+        latencies.withLockedValue { $0.reserveCapacity(1 << 20) }
+        let errors = NIOLockedValueBox<[String: Int]>([:])
+        let acked = ManagedCounter()
+        let start = ContinuousClock.now
+        let stop = start + .milliseconds(Int64(seconds * 1000))
+        var sent: Int64 = 0
+        while ContinuousClock.now < stop {
+            for _ in 0..<256 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try await producer.enqueue(topic: topic, value: value) { r in
+                    switch r {
+                    case .success:
+                        acked.add(1)
+                        let us = UInt32(clamping: (DispatchTime.now().uptimeNanoseconds - t0) / 1000)
+                        latencies.withLockedValue { $0.append(us) }
+                    case .failure(let e):
+                        errors.withLockedValue { $0["\(e)", default: 0] += 1 }
+                    }
+                }
+                sent += 1
+            }
+        }
+        try? await producer.flush()
+        let elapsed = ContinuousClock.now - start
+        let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        await producer.close()
+        let n = Int64(acked.value)
+        return ProduceLoad.Result(bytes: n * Int64(recordSize), records: n, requests: 0, seconds: secs,
+                                  latenciesMicros: latencies.withLockedValue { $0 }, errors: errors.withLockedValue { $0 })
+    }
+
+    /// Consume load through ``KafkaConsumer``: reads the topic from the beginning, record by record,
+    /// re-reading from the start when it reaches the end.
+    func clientConsume(topic: TopicName, partitions: Int32, partitionMaxBytes: Int32, seconds: Double) async throws -> FetchLoad.Result {
+        var config = ConsumerConfig()
+        config.maxPartitionFetchBytes = partitionMaxBytes
+        config.fetchMaxBytes = 16 << 20
+        config.checkCRCs = false
+        let consumer = KafkaConsumer(cluster: clientCluster, config: config)
+        let tps = (0..<partitions).map { TopicPartition(topic, $0) }
+        await consumer.assign(tps)
+        let admin = KafkaAdmin(cluster: clientCluster)
+        let starts = try await admin.listOffsets(tps, .earliest)
+        let ends = try await admin.listOffsets(tps, .latest)
+        for tp in tps { await consumer.seek(tp, to: .offset(starts[tp] ?? 0)) }
+        var bytes: Int64 = 0, records: Int64 = 0
+        let start = ContinuousClock.now
+        let stop = start + .milliseconds(Int64(seconds * 1000))
+        while ContinuousClock.now < stop {
+            let batch = try await consumer.poll(timeout: .milliseconds(200))
+            for r in batch {
+                bytes += Int64(r.value?.readableBytes ?? 0) + Int64(r.key?.readableBytes ?? 0)
+                records += 1
+            }
+            let pos = await consumer.currentPositions
+            for tp in tps where (pos[tp] ?? 0) >= (ends[tp] ?? 0) { await consumer.seek(tp, to: .offset(starts[tp] ?? 0)) }
+        }
+        let elapsed = ContinuousClock.now - start
+        await consumer.close()
+        return FetchLoad.Result(bytes: bytes, records: records, requests: 0,
+                                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+}
