@@ -125,7 +125,8 @@ let package = Package(
         .testTarget(
             name: "ConformanceTests",
             dependencies: ["KafkaProtocol", "KafkaWire", "TestSupport", "meridian",
-                           .product(name: "NIOPosix", package: "swift-nio")],
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOCore", package: "swift-nio")],
             exclude: ["python"]
         ),
     ],

@@ -77,9 +77,10 @@ public final class KafkaCluster: @unchecked Sendable {
     /// Whether an error is worth retrying: the connection went away or the broker said "retriable".
     public static func isRetriable(_ error: Error) -> Bool {
         switch error {
+        case KafkaConnectionError.tls: return false
         case is KafkaConnectionError: return true
         case let e as KafkaClientError:
-            if case .unreachable = e { return true }
+            if case .unreachable(let why) = e { return !why.contains { $0.contains("TLS handshake failed") } }
             return e.code?.isRetriable ?? false
         default:
             return "\(error)".contains("Connection reset") || "\(error)".contains("connection")
@@ -169,10 +170,11 @@ public final class KafkaCluster: @unchecked Sendable {
         return infos
     }
 
-    /// Cached metadata for a topic, fetched when missing.
-    public func topic(_ name: TopicName) async throws -> TopicInfo {
+    /// Cached metadata for a topic, fetched when missing. `allowAutoCreate` lets a broker with
+    /// auto-creation on create the topic (what producers ask for).
+    public func topic(_ name: TopicName, allowAutoCreate: Bool = false) async throws -> TopicInfo {
         if let t = lock.withLock({ topics[name] }) { return t }
-        let infos = try await refreshMetadata(topics: [name])
+        let infos = try await refreshMetadata(topics: [name], allowAutoCreate: allowAutoCreate)
         guard let t = infos.first(where: { $0.name == name }) else { throw KafkaClientError.unknownTopic(name) }
         guard t.error == .none else {
             if t.error == .unknownTopicOrPartition { throw KafkaClientError.unknownTopic(name) }

@@ -230,7 +230,7 @@ public final class KafkaProducer: @unchecked Sendable {
 
     private func loadTopic(_ topic: TopicName) async throws {
         cluster.invalidate(topic)
-        let info = try await cluster.topic(topic)
+        let info = try await cluster.topic(topic, allowAutoCreate: true)
         lock.withLock {
             let old = topics[topic]
             var leaders: [Int32: BrokerID] = [:]

@@ -1,6 +1,7 @@
 import DequeModule
 import KafkaProtocol
 import NIOCore
+import NIOSSL
 
 /// One request on its way out of a client connection.
 public struct OutboundKafkaRequest: Sendable {
@@ -97,7 +98,11 @@ final class KafkaClientHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        failAll(KafkaConnectionError.transport("\(error)"))
+        if error is NIOSSLError || error is BoringSSLError {
+            failAll(KafkaConnectionError.tls("\(error)"))
+        } else {
+            failAll(KafkaConnectionError.transport("\(error)"))
+        }
         context.close(promise: nil)
     }
 
@@ -115,6 +120,8 @@ public enum KafkaConnectionError: Error, Equatable, CustomStringConvertible {
     case correlationMismatch(expected: Int32, got: Int32)
     case transport(String)
     case connectFailed(host: String, port: Int, reason: String)
+    /// The TLS handshake failed: wrong CA, missing or rejected client certificate, name mismatch.
+    case tls(String)
 
     public var description: String {
         switch self {
@@ -124,6 +131,7 @@ public enum KafkaConnectionError: Error, Equatable, CustomStringConvertible {
         case .correlationMismatch(let e, let g): return "response correlation id \(g) does not match request \(e)"
         case .transport(let why): return "connection error: \(why)"
         case .connectFailed(let h, let p, let why): return "cannot connect to \(h):\(p): \(why)"
+        case .tls(let why): return "TLS handshake failed (\(why)); check --tls-ca, and --tls-cert/--tls-key if the broker requires client certificates"
         }
     }
 }

@@ -75,7 +75,7 @@ struct ConsumeCommand: AsyncParsableCommand {
                     printed += 1
                     if let count, printed >= count { break loop }
                 }
-                out.flushIfLarge()
+                out.flush()
                 if exitAtEnd {
                     let assigned = await consumer.assignment
                     if !assigned.isEmpty {
@@ -121,10 +121,6 @@ struct OutputBuffer {
             if let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) { bytes.append(contentsOf: data) }
         }
         bytes.append(0x0A)
-    }
-
-    mutating func flushIfLarge() {
-        if bytes.count > 256 * 1024 { flush() }
     }
 
     mutating func flush() {
