@@ -21,6 +21,8 @@ public final class KafkaCluster: @unchecked Sendable {
         public var retryTimeout: Duration = .seconds(30)
         /// First pause between retries; doubles up to one second.
         public var retryBackoff: Duration = .milliseconds(50)
+        /// Cached topic metadata older than this is fetched again (`metadata.max.age.ms`).
+        public var metadataMaxAge: Duration = .seconds(300)
         public init() {}
     }
 
@@ -56,6 +58,7 @@ public final class KafkaCluster: @unchecked Sendable {
     private var connections: [BrokerID: KafkaConnection] = [:]
     private var bootstrapConnection: KafkaConnection?
     private var topics: [TopicName: TopicInfo] = [:]
+    private var fetchedAt: [TopicName: ContinuousClock.Instant] = [:]
     private var _clusterID: String?
     private var _controller: BrokerID = .none
 
@@ -164,7 +167,8 @@ public final class KafkaCluster: @unchecked Sendable {
             for b in resp.brokers { brokers[b.nodeID] = BrokerInfo(id: b.nodeID, host: b.host, port: Int(b.port), rack: b.rack) }
             _clusterID = resp.clusterID
             _controller = resp.controllerID
-            for t in infos where t.error == .none { topics[t.name] = t }
+            let now = ContinuousClock.now
+            for t in infos where t.error == .none { topics[t.name] = t; fetchedAt[t.name] = now }
             for t in infos where t.error == .unknownTopicOrPartition { topics[t.name] = nil }
         }
         return infos
@@ -173,7 +177,8 @@ public final class KafkaCluster: @unchecked Sendable {
     /// Cached metadata for a topic, fetched when missing. `allowAutoCreate` lets a broker with
     /// auto-creation on create the topic (what producers ask for).
     public func topic(_ name: TopicName, allowAutoCreate: Bool = false) async throws -> TopicInfo {
-        if let t = lock.withLock({ topics[name] }) { return t }
+        let maxAge = options.metadataMaxAge
+        if let t = lock.withLock({ fetchedAt[name].map { ContinuousClock.now - $0 < maxAge } == true ? topics[name] : nil }) { return t }
         let infos = try await refreshMetadata(topics: [name], allowAutoCreate: allowAutoCreate)
         guard let t = infos.first(where: { $0.name == name }) else { throw KafkaClientError.unknownTopic(name) }
         guard t.error == .none else {

@@ -376,7 +376,8 @@ public actor KafkaConsumer {
             let meta = try sub.encodedWithVersion(1)
             join.protocols = config.assignors.map { .init(name: $0.name, metadata: meta) }
             let jv = try conn.version(for: JoinGroupRequest.self, max: 7)
-            let resp = try await conn.send(join, version: jv)
+            // The broker holds JoinGroup until the rebalance completes: allow the rebalance timeout.
+            let resp = try await conn.send(join, version: jv, timeout: .milliseconds(Int64(config.rebalanceTimeoutMs) + 5_000))
             let code = ErrorCode(resp.errorCode)
             if code == .memberIDRequired { memberID = resp.memberID; continue }
             if code == .unknownMemberID || code == .illegalGeneration { memberID = ""; continue }

@@ -100,6 +100,9 @@ final class KafkaClientHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if error is NIOSSLError || error is BoringSSLError {
             failAll(KafkaConnectionError.tls("\(error)"))
+        } else if case KafkaFrameError.invalidFrameSize(let n, _) = error, [0x15, 0x16].contains(n >> 24) {
+            // A TLS record (alert or handshake) where a Kafka frame size should be.
+            failAll(KafkaConnectionError.tls("the listener speaks TLS but this connection is plaintext"))
         } else {
             failAll(KafkaConnectionError.transport("\(error)"))
         }

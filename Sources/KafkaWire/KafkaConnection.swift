@@ -118,8 +118,9 @@ public final class KafkaConnection: Sendable {
         return hi
     }
 
-    /// Sends a request and decodes its response.
-    public func send<R: KafkaRequestMessage>(_ request: R, version: Int16? = nil) -> EventLoopFuture<R.Response> {
+    /// Sends a request and decodes its response. `timeout` overrides the connection's request
+    /// timeout (JoinGroup may legitimately wait for a whole rebalance).
+    public func send<R: KafkaRequestMessage>(_ request: R, version: Int16? = nil, timeout: TimeAmount? = nil) -> EventLoopFuture<R.Response> {
         let v: Int16
         let frame: ByteBuffer
         do {
@@ -128,7 +129,7 @@ public final class KafkaConnection: Sendable {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return sendFrame(frame).flatMapThrowing { payload in
+        return sendFrame(frame, timeout: timeout).flatMapThrowing { payload in
             var p = payload
             if R.Response.responseHeaderVersion(v) >= 1 {
                 // Header v1: tagged fields follow the correlation id (already consumed).
@@ -138,14 +139,14 @@ public final class KafkaConnection: Sendable {
         }
     }
 
-    public func send<R: KafkaRequestMessage>(_ request: R, version: Int16? = nil) async throws -> R.Response {
-        try await send(request, version: version).get()
+    public func send<R: KafkaRequestMessage>(_ request: R, version: Int16? = nil, timeout: TimeAmount? = nil) async throws -> R.Response {
+        try await send(request, version: version, timeout: timeout).get()
     }
 
     /// Sends a pre-encoded frame and returns the payload after the correlation id.
-    public func sendFrame(_ frame: ByteBuffer) -> EventLoopFuture<ByteBuffer> {
+    public func sendFrame(_ frame: ByteBuffer, timeout: TimeAmount? = nil) -> EventLoopFuture<ByteBuffer> {
         let p = channel.eventLoop.makePromise(of: ByteBuffer.self)
-        channel.writeAndFlush(OutboundKafkaRequest(frame: frame, promise: p, deadline: .now() + requestTimeout), promise: nil)
+        channel.writeAndFlush(OutboundKafkaRequest(frame: frame, promise: p, deadline: .now() + (timeout ?? requestTimeout)), promise: nil)
         return p.futureResult
     }
 

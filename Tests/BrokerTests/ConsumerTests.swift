@@ -36,13 +36,21 @@ struct ConsumerTests {
         let c2 = KafkaConsumer(cluster: cluster(b), config: config)
         try await c1.subscribe(["cq"])
         try await c2.subscribe(["cq"])
-        var seen: [String: Int] = [:]
+        // Each member polls in its own task, as two application instances would.
+        let log = EventLog()
         let deadline = ContinuousClock.now + .seconds(30)
-        while seen.count < 200 && ContinuousClock.now < deadline {
-            async let a = c1.poll(timeout: .milliseconds(300))
-            async let bb = c2.poll(timeout: .milliseconds(300))
-            for r in try await a + bb { seen[String(buffer: r.value!), default: 0] += 1 }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in [c1, c2] {
+                group.addTask {
+                    while ContinuousClock.now < deadline && Set(log.all).count < 200 {
+                        for r in try await c.poll(timeout: .milliseconds(200)) { log.add(String(buffer: r.value!)) }
+                    }
+                }
+            }
+            try await group.waitForAll()
         }
+        var seen: [String: Int] = [:]
+        for v in log.all { seen[v, default: 0] += 1 }
         #expect(seen.count == 200)
         #expect(seen.values.allSatisfy { $0 == 1 }, "each record once")
         let a1 = await c1.assignment, a2 = await c2.assignment
@@ -72,4 +80,51 @@ struct ConsumerTests {
         await c.close()
         await b.stop()
     }
+}
+
+extension ConsumerTests {
+    @Test func cooperativeStickyKeepsOwnedPartitionsThroughARebalance() async throws {
+        let b = try await InProcessBroker()
+        try await produce(b, topic: "coop", partitions: 4, count: 40)
+        var config = ConsumerConfig(groupID: "coop-group")
+        config.assignors = [CooperativeStickyAssignor()]
+        config.autoOffsetReset = .earliest
+        config.heartbeatIntervalMs = 100
+        let events = EventLog()
+        let c1 = KafkaConsumer(cluster: cluster(b), config: config)
+        await c1.onRebalance { revoked, added in events.add("c1 -\(revoked.map(\.partition).sorted()) +\(added.map(\.partition).sorted())") }
+        try await c1.subscribe(["coop"])
+        let deadline = ContinuousClock.now + .seconds(10)
+        while await c1.assignment.count < 4 && ContinuousClock.now < deadline { _ = try await c1.poll(timeout: .milliseconds(100)) }
+        #expect(await c1.assignment.count == 4)
+        let c2 = KafkaConsumer(cluster: cluster(b), config: config)
+        try await c2.subscribe(["coop"])
+        let until = ContinuousClock.now + .seconds(15)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in [c1, c2] {
+                group.addTask {
+                    while ContinuousClock.now < until {
+                        _ = try await c.poll(timeout: .milliseconds(100))
+                        let n1 = await c1.assignment.count, n2 = await c2.assignment.count
+                        if n1 == 2 && n2 == 2 { return }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let a1 = await c1.assignment, a2 = await c2.assignment
+        #expect(a1.count == 2 && a2.count == 2 && Set(a1).isDisjoint(with: a2), "\(a1) / \(a2)")
+        // c1 only ever gave up the two partitions that moved: it never revoked everything.
+        #expect(!events.all.contains { $0.hasPrefix("c1 -[0, 1, 2, 3]") }, "\(events.all)")
+        await c1.close()
+        await c2.close()
+        await b.stop()
+    }
+}
+
+final class EventLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [String] = []
+    func add(_ s: String) { lock.lock(); items.append(s); lock.unlock() }
+    var all: [String] { lock.lock(); defer { lock.unlock() }; return items }
 }
