@@ -56,6 +56,9 @@ public final class KafkaCluster: @unchecked Sendable {
     private let lock = NIOLock()
     private var brokers: [BrokerID: BrokerInfo] = [:]
     private var connections: [BrokerID: KafkaConnection] = [:]
+    /// Group traffic gets its own connection per coordinator (as the Java client does), so a
+    /// JoinGroup parked for a rebalance never holds up fetches and produces behind it.
+    private var coordinatorConnections: [BrokerID: KafkaConnection] = [:]
     private var bootstrapConnection: KafkaConnection?
     private var topics: [TopicName: TopicInfo] = [:]
     private var fetchedAt: [TopicName: ContinuousClock.Instant] = [:]
@@ -219,13 +222,22 @@ public final class KafkaCluster: @unchecked Sendable {
         lock.withLock {
             if brokers[node] == nil { brokers[node] = BrokerInfo(id: node, host: host, port: Int(port), rack: nil) }
         }
-        return try await connection(to: node)
+        if let c = lock.withLock({ coordinatorConnections[node] }), c.channel.isActive { return c }
+        let c = try await retrying { try await connect(host, Int(port)) }
+        let replaced: KafkaConnection? = lock.withLock {
+            let old = coordinatorConnections[node]
+            coordinatorConnections[node] = c
+            return old
+        }
+        if let replaced { await replaced.close() }
+        return c
     }
 
     public func close() async {
         let all: [KafkaConnection] = lock.withLock {
-            let a = Array(connections.values) + [bootstrapConnection].compactMap { $0 }
+            let a = Array(connections.values) + Array(coordinatorConnections.values) + [bootstrapConnection].compactMap { $0 }
             connections.removeAll()
+            coordinatorConnections.removeAll()
             bootstrapConnection = nil
             return a
         }
