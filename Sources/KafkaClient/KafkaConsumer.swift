@@ -48,7 +48,6 @@ public actor KafkaConsumer {
     private var committedPositions: [TopicPartition: Int64] = [:]
     /// Called with (revoked, assigned) partitions after every rebalance.
     private var rebalanceListener: (@Sendable ([TopicPartition], [TopicPartition]) -> Void)?
-    private var buffered: [ConsumerRecord] = []
     private var closed = false
 
     public init(cluster: KafkaCluster, config: ConsumerConfig, logger: Logger = Logger(label: "meridian.consumer")) {
@@ -86,7 +85,6 @@ public actor KafkaConsumer {
     public func seek(_ tp: TopicPartition, to target: SeekTarget) {
         pendingSeeks[tp] = .target(target)
         positions[tp] = nil
-        buffered.removeAll { $0.topicPartition == tp }
     }
 
     /// The next offset this consumer will read from each assigned partition.
@@ -98,11 +96,6 @@ public actor KafkaConsumer {
     /// seeks and commits automatically as configured.
     public func poll(timeout: Duration = .seconds(1)) async throws -> [ConsumerRecord] {
         guard !closed else { throw KafkaClientError.invalidArgument("the consumer is closed") }
-        if !buffered.isEmpty {
-            let out = buffered
-            buffered = []
-            return out
-        }
         let deadline = ContinuousClock.now + timeout
         while true {
             if !manualAssignment && !subscription.isEmpty && needsRejoin {
@@ -412,7 +405,6 @@ public actor KafkaConsumer {
             assignment = newAssignment
             positions = positions.filter { newAssignment.contains($0.key) }
             for tp in added { pendingSeeks[tp] = .committedOrReset }
-            buffered.removeAll { !newAssignment.contains($0.topicPartition) }
             needsRejoin = false
             startHeartbeats(group: g)
             rebalanceListener?(revoked, added)

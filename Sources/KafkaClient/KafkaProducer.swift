@@ -33,7 +33,6 @@ public final class KafkaProducer: @unchecked Sendable {
         var firstAppendMs: Int64
         var createdMs: Int64
         var baseSequence: Int32 = -1
-        var attempts = 0
     }
 
     private final class PartitionState {
@@ -438,10 +437,9 @@ public final class KafkaProducer: @unchecked Sendable {
         var expired: [Batch] = []
         var topicsToRefresh = Set<TopicName>()
         lock.withLock {
-            for var b in batches.sorted(by: { $0.baseSequence > $1.baseSequence }) {
+            for b in batches.sorted(by: { $0.baseSequence > $1.baseSequence }) {
                 let state = partitions[b.tp]
                 if reason != nil { state?.inFlight -= 1 }
-                b.attempts += 1
                 _retriedBatches += 1
                 if now - b.createdMs > config.deliveryTimeoutMs {
                     expired.append(b)

@@ -77,11 +77,9 @@ public struct CooperativeStickyAssignor: PartitionAssignor {
             quota[m] = base + (i < extra ? 1 : 0)
         }
         var result: [String: [TopicPartition]] = [:]
-        var revoked = Set<TopicPartition>()
         for m in ids {
             let keep = owned[m]!.sorted().prefix(quota[m]!)
             result[m] = Array(keep)
-            for tp in owned[m]! where !keep.contains(tp) { revoked.insert(tp) }
         }
         // Unowned partitions go to members below quota; revoked ones wait for the next round.
         for tp in all where owner[tp] == nil {
@@ -90,7 +88,6 @@ public struct CooperativeStickyAssignor: PartitionAssignor {
                 result[m]!.append(tp)
             }
         }
-        _ = revoked
         return result.mapValues { $0.sorted() }
     }
 }

@@ -151,7 +151,6 @@ public struct GroupStateMachine: Sendable {
     public private(set) var emptySince: Int64?
     /// Time of the last phase change, persisted like Kafka's current_state_timestamp.
     public private(set) var stateTimestamp: Int64
-    private var idCounter: UInt64 = 0
 
     public init(groupID: GroupID, settings: Settings, now: Int64) {
         self.groupID = groupID
@@ -178,8 +177,7 @@ public struct GroupStateMachine: Sendable {
         if p == .empty { emptySince = now } else if p != .dead { emptySince = nil }
     }
 
-    private mutating func newMemberID(clientID: String) -> String {
-        idCounter &+= 1
+    private func newMemberID(clientID: String) -> String {
         let uuid = KafkaUUID.random().description
         return "\(clientID.isEmpty ? "member" : clientID)-\(uuid)"
     }
