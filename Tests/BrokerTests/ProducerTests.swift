@@ -82,10 +82,13 @@ struct ProducerTests {
         config.retryBackoffMs = 20
         let producer = KafkaProducer(cluster: cluster(port: proxy.port), config: config)
         let total = 6_000
-        proxy.setDelay(.milliseconds(2))
+        // 20 ms each way keeps every request in flight long enough for a cut to catch it; the cutter
+        // keeps cutting until the producer is done.
+        proxy.setDelay(.milliseconds(20))
+        let done = ManagedAtomicFlag()
         let cutter = Task {
-            for _ in 0..<8 {
-                try? await Task.sleep(for: .milliseconds(60))
+            while !done.value {
+                try? await Task.sleep(for: .milliseconds(300))
                 proxy.cutAll()
             }
         }
@@ -93,6 +96,7 @@ struct ProducerTests {
             try await producer.enqueue(topic: "idem", key: ByteBuffer(string: "k\(i % 2)"), value: ByteBuffer(string: "\(i)"))
         }
         try await producer.flush()
+        done.set()
         await cutter.value
         #expect(producer.retriedBatches > 0, "the connection drops hit in-flight batches")
         await producer.close()
@@ -124,4 +128,11 @@ struct ProducerTests {
         await conn.close()
         await b.stop()
     }
+}
+
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v = false
+    func set() { lock.lock(); v = true; lock.unlock() }
+    var value: Bool { lock.lock(); defer { lock.unlock() }; return v }
 }
