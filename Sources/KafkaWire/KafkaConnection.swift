@@ -75,9 +75,7 @@ public final class KafkaConnection: Sendable {
                 req.clientSoftwareVersion = "0.1.0"
             }
             let frame = try encodeFrame(req, version: version, clientID: clientID)
-            let p = channel.eventLoop.makePromise(of: ByteBuffer.self)
-            channel.writeAndFlush(OutboundKafkaRequest(frame: frame, promise: p, deadline: .now() + timeout), promise: nil)
-            var payload = try await p.futureResult.get()
+            var payload = try await write(to: channel, frame: frame, deadline: .now() + timeout).get()
             // ApiVersions responses always use header v0; on UNSUPPORTED_VERSION the body is v0-shaped.
             let peek = payload.getInteger(at: payload.readerIndex, endianness: .big, as: Int16.self) ?? 0
             let decodeVersion: Int16 = peek == ErrorCode.unsupportedVersion.rawValue ? 0 : version
@@ -145,9 +143,21 @@ public final class KafkaConnection: Sendable {
 
     /// Sends a pre-encoded frame and returns the payload after the correlation id.
     public func sendFrame(_ frame: ByteBuffer, timeout: TimeAmount? = nil) -> EventLoopFuture<ByteBuffer> {
-        let p = channel.eventLoop.makePromise(of: ByteBuffer.self)
-        channel.writeAndFlush(OutboundKafkaRequest(frame: frame, promise: p, deadline: .now() + (timeout ?? requestTimeout)), promise: nil)
-        return p.futureResult
+        Self.write(to: channel, frame: frame, deadline: .now() + (timeout ?? requestTimeout))
+    }
+
+    /// Writes a request and returns its response future. The write's own promise fails the
+    /// response promise too: a request written after the pipeline was torn down (the connection
+    /// closed between a caller's `isActive` check and the write) never reaches the handler that
+    /// would answer or fail it, and its caller would otherwise wait forever.
+    private static func write(to channel: Channel, frame: ByteBuffer, deadline: NIODeadline) -> EventLoopFuture<ByteBuffer> {
+        let response = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in
+            response.fail(error is ChannelError ? KafkaConnectionError.connectionClosed : error)
+        }
+        channel.writeAndFlush(OutboundKafkaRequest(frame: frame, promise: response, deadline: deadline), promise: written)
+        return response.futureResult
     }
 
     /// Sends a frame for which the broker sends no response (Produce with acks=0).
