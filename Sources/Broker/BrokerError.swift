@@ -33,6 +33,7 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable {
             case .batchTooLarge: return .messageTooLarge
             case .invalidBatch: return .invalidRecord
             case .corruptBatch: return .corruptMessage
+            case .invalidTimestamp: return .invalidTimestamp
             case .invalidProducerEpoch: return .invalidProducerEpoch
             case .outOfOrderSequence: return .outOfOrderSequenceNumber
             case .io: return .kafkaStorageError
@@ -40,6 +41,7 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable {
             }
         case let e as KafkaProtocolError:
             if case .corruptRecordBatch = e { return .corruptMessage }
+            if case .invalidTimestamp = e { return .invalidTimestamp }
             return .invalidRecord
         default:
             return .unknownServerError

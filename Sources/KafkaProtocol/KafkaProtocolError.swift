@@ -22,6 +22,8 @@ public enum KafkaProtocolError: Error, Equatable, Sendable, CustomStringConverti
     case corruptRecordBatch(expected: UInt32, actual: UInt32)
     /// A compressed payload could not be inflated or deflated.
     case compression(String)
+    /// A record timestamp is outside what the topic accepts (`message.timestamp.*.max.ms`).
+    case invalidTimestamp(String)
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum KafkaProtocolError: Error, Equatable, Sendable, CustomStringConverti
         case .corruptRecordBatch(let e, let a):
             return "corrupt record batch: CRC-32C is \(String(a, radix: 16)), header says \(String(e, radix: 16))"
         case .compression(let why): return "compression error: \(why)"
+        case .invalidTimestamp(let why): return "invalid timestamp: \(why)"
         }
     }
 }

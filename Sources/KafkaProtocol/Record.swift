@@ -38,7 +38,7 @@ public struct Record: Sendable, Equatable {
         _ = try r.readKafkaInt8()  // attributes, unused in v2
         let tsDelta = try r.readVarlong()
         let offDelta = try r.readVarint()
-        offset = baseOffset + Int64(offDelta)
+        offset = baseOffset &+ Int64(offDelta)
         timestamp = baseTimestamp &+ tsDelta
         key = try Record.readVarBytes(&r)
         value = try Record.readVarBytes(&r)

@@ -120,7 +120,9 @@ extension RecordBatch {
         var maxTs = Int64.min
         for r in records {
             let tsDelta = (header.isLogAppendTime ? header.baseTimestamp : r.timestamp) &- header.baseTimestamp
-            let offDelta = Int32(r.offset - header.baseOffset)
+            guard let offDelta = Int32(exactly: r.offset &- header.baseOffset) else {
+                throw KafkaProtocolError.invalidRecordBatch("record offset \(r.offset) is not within the batch at \(header.baseOffset)")
+            }
             let size = Record.bodySize(timestampDelta: tsDelta, offsetDelta: offDelta, key: r.key, value: r.value, headers: r.headers)
             body.writeVarint(Int32(size))
             body.writeInteger(Int8(0))
@@ -150,13 +152,5 @@ extension RecordBatch {
                                   length: out.readableBytes - RecordBatchHeader.attributesOffset)
         out.setInteger(crc, at: out.readerIndex + RecordBatchHeader.crcOffset, endianness: .big)
         return out
-    }
-
-    /// Whether every record of the batch at `index` has a key (compacted topics require keys).
-    /// Batches in codecs this build cannot read are assumed to comply.
-    public static func allRecordsHaveKeys(_ buffer: ByteBuffer, at index: Int) throws -> Bool {
-        let header = try RecordBatchHeader(buffer, at: index)
-        guard header.compression.isSupportedLocally else { return true }
-        return try records(in: buffer, at: index).allSatisfy { $0.key != nil }
     }
 }

@@ -42,7 +42,7 @@ public struct RecordBatchBuilder: Sendable {
             Record.writeVarBytes(h.value, to: &records)
         }
         recordCount += 1
-        if timestamp > maxTimestamp { maxTimestamp = timestamp }
+        if recordCount == 1 || timestamp > maxTimestamp { maxTimestamp = timestamp }
     }
 
     /// The finished batch with baseOffset 0 (the broker assigns the real one).

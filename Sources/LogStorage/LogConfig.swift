@@ -1,3 +1,5 @@
+import KafkaProtocol
+
 /// Per-topic log settings, with Kafka's names, types and defaults.
 ///
 /// A topic stores only the keys that were set explicitly (``overrides``); everything else falls back
@@ -38,6 +40,10 @@ public struct LogConfig: Sendable, Equatable {
               documentation: "bytes of log between two offset-index entries"),
         .init(name: "max.message.bytes", type: .int(min: 0), defaultValue: "1048588", wireType: 3,
               documentation: "largest record batch accepted, in bytes"),
+        .init(name: "message.timestamp.after.max.ms", type: .long(min: 0), defaultValue: "3600000", wireType: 5,
+              documentation: "how far ahead of the broker's clock a CreateTime record may be (Kafka 4 default: one hour)"),
+        .init(name: "message.timestamp.before.max.ms", type: .long(min: 0), defaultValue: "9223372036854775807", wireType: 5,
+              documentation: "how far behind the broker's clock a CreateTime record may be"),
         .init(name: "message.timestamp.type", type: .choice(["CreateTime", "LogAppendTime"]), defaultValue: "CreateTime",
               wireType: 2, documentation: "whose clock stamps records"),
         .init(name: "min.cleanable.dirty.ratio", type: .double(min: 0, max: 1), defaultValue: "0.5", wireType: 6,
@@ -73,6 +79,7 @@ public struct LogConfig: Sendable, Equatable {
         segmentBytes = 0; segmentMs = 0; retentionMs = 0; retentionBytes = 0; flushMessages = 0; flushMs = 0
         indexIntervalBytes = 0; maxMessageBytes = 0; logAppendTime = false; compact = false; delete = true
         deleteRetentionMs = 0; minCleanableDirtyRatio = 0.5; minCompactionLagMs = 0; minInsyncReplicas = 1
+        timestampBeforeMaxMs = 0; timestampAfterMaxMs = 0
         resolve()
     }
 
@@ -136,6 +143,16 @@ public struct LogConfig: Sendable, Equatable {
     public private(set) var minCleanableDirtyRatio: Double
     public private(set) var minCompactionLagMs: Int64
     public private(set) var minInsyncReplicas: Int64
+    public private(set) var timestampBeforeMaxMs: Int64
+    public private(set) var timestampAfterMaxMs: Int64
+
+    /// What produced batches must satisfy at broker time `nowMs`.
+    public func validationRules(nowMs: Int64) -> RecordValidationRules {
+        RecordValidationRules(
+            timestamps: logAppendTime ? nil : RecordValidationRules.timestampWindow(
+                nowMs: nowMs, beforeMaxMs: timestampBeforeMaxMs, afterMaxMs: timestampAfterMaxMs),
+            requireKeys: compact)
+    }
 
     private mutating func resolve() {
         func long(_ n: String) -> Int64 { Int64(value(n)!.value) ?? Int64(LogConfig.definition(n)!.defaultValue)! }
@@ -155,5 +172,15 @@ public struct LogConfig: Sendable, Equatable {
         minCleanableDirtyRatio = Double(value("min.cleanable.dirty.ratio")!.value) ?? 0.5
         minCompactionLagMs = long("min.compaction.lag.ms")
         minInsyncReplicas = long("min.insync.replicas")
+        timestampBeforeMaxMs = long("message.timestamp.before.max.ms")
+        timestampAfterMaxMs = long("message.timestamp.after.max.ms")
     }
+}
+
+/// Milliseconds from `since` to `now`, saturating instead of trapping: stored timestamps come from
+/// producers and may sit anywhere in `Int64`, and an age is only ever compared with a limit.
+@inlinable
+public func elapsedMs(since: Int64, now: Int64) -> Int64 {
+    let (d, overflow) = now.subtractingReportingOverflow(since)
+    return overflow ? (since < 0 ? Int64.max : Int64.min) : d
 }

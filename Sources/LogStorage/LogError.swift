@@ -7,6 +7,8 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A batch failed structural or CRC validation.
     case invalidBatch(String)
     case corruptBatch(String)
+    /// A record timestamp is outside the window the topic accepts.
+    case invalidTimestamp(String)
     /// Idempotent producer checks.
     case invalidProducerEpoch(producerID: Int64, epoch: Int16, current: Int16)
     case outOfOrderSequence(producerID: Int64, expected: Int32, got: Int32)
@@ -21,6 +23,7 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
         case .batchTooLarge(let size, let limit): return "record batch of \(size) bytes exceeds max.message.bytes=\(limit)"
         case .invalidBatch(let why): return "invalid record batch: \(why)"
         case .corruptBatch(let why): return "corrupt record batch: \(why)"
+        case .invalidTimestamp(let why): return why
         case .invalidProducerEpoch(let p, let e, let c): return "producer \(p) epoch \(e) is older than current epoch \(c)"
         case .outOfOrderSequence(let p, let exp, let got): return "producer \(p): expected sequence \(exp), got \(got)"
         case .io(let what, let e): return "\(what): \(String(cString: strerror(e)))"

@@ -45,7 +45,7 @@ extension PartitionLog {
     private func cleanableSegmentsLocked(nowMs: Int64) -> [LogSegment] {
         var out: [LogSegment] = []
         for seg in segments.dropLast() {
-            if seg.maxTimestamp >= 0 && nowMs - seg.maxTimestamp < _config.minCompactionLagMs { break }
+            if seg.maxTimestamp >= 0 && elapsedMs(since: seg.maxTimestamp, now: nowMs) < _config.minCompactionLagMs { break }
             out.append(seg)
         }
         return out
@@ -96,7 +96,7 @@ extension PartitionLog {
                     return
                 }
                 let records = try RecordBatch.records(in: bytes, at: index)
-                let tombstoneExpired = nowMs - header.maxTimestamp > config.deleteRetentionMs
+                let tombstoneExpired = elapsedMs(since: header.maxTimestamp, now: nowMs) > config.deleteRetentionMs
                 var keep: [Record] = []
                 for r in records {
                     guard let k = r.key else { keep.append(r); continue }

@@ -252,20 +252,27 @@ public final class PartitionLog: @unchecked Sendable {
         var headers: [RecordBatchHeader] = []
         var starts: [Int] = []
         var i = records.readerIndex
-        let (maxBytes, compacted) = lock.withLock { (_config.maxMessageBytes, _config.compact) }
+        let config = lock.withLock { _config }
+        let rules = config.validationRules(nowMs: nowMs)
         while i < records.writerIndex {
-            let h: RecordBatchHeader
+            var h: RecordBatchHeader
             do {
                 h = try RecordBatch.validate(records, at: i)
+                if Int64(h.totalSize) > config.maxMessageBytes {
+                    throw LogError.batchTooLarge(size: h.totalSize, limit: config.maxMessageBytes)
+                }
                 try RecordBatch.validateForProduce(h)
+                try RecordBatch.validateRecords(records, at: i, header: h, rules: rules)
             } catch let e as KafkaProtocolError {
-                if case .corruptRecordBatch = e { throw LogError.corruptBatch(e.description) }
-                throw LogError.invalidBatch(e.description)
+                switch e {
+                case .corruptRecordBatch: throw LogError.corruptBatch(e.description)
+                case .invalidTimestamp: throw LogError.invalidTimestamp(e.description)
+                default: throw LogError.invalidBatch(e.description)
+                }
             }
-            if Int64(h.totalSize) > maxBytes { throw LogError.batchTooLarge(size: h.totalSize, limit: maxBytes) }
-            if compacted, !((try? RecordBatch.allRecordsHaveKeys(records, at: i)) ?? true) {
-                throw LogError.invalidBatch("a compacted topic only accepts records with keys")
-            }
+            // The producer's base offset is not covered by the CRC and means nothing until the log
+            // assigns one: nothing may compute with it before then.
+            h.baseOffset = 0
             headers.append(h)
             starts.append(i)
             i += h.totalSize
@@ -363,7 +370,7 @@ public final class PartitionLog: @unchecked Sendable {
         let active = segments.last!
         guard !active.isEmpty else { return }
         let full = active.size + incomingBytes > _config.segmentBytes
-        let age = nowMs - (active.firstBatchTimestamp.map { max($0, active.createdAtMs) } ?? active.createdAtMs)
+        let age = elapsedMs(since: active.firstBatchTimestamp.map { max($0, active.createdAtMs) } ?? active.createdAtMs, now: nowMs)
         let old = age >= _config.segmentMs
         let offsetOverflow = active.nextOffset + lastOffsetDelta - active.baseOffset > Int64(Int32.max)
         if full || old || offsetOverflow {
@@ -412,7 +419,7 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// Whether `flush.ms` asks for an fsync at `nowMs`.
     public func timeFlushDue(nowMs: Int64) -> Bool {
-        lock.withLock { oldestUnflushedMs.map { nowMs - $0 >= _config.flushMs } ?? false }
+        lock.withLock { oldestUnflushedMs.map { elapsedMs(since: $0, now: nowMs) >= _config.flushMs } ?? false }
     }
 
     // MARK: - Read
@@ -522,8 +529,8 @@ public final class PartitionLog: @unchecked Sendable {
             guard !closed, _config.delete else { return 0 }
             var deleted = 0
             if _config.retentionMs >= 0, let active = segments.last, !active.isEmpty,
-               active.maxTimestamp >= 0, nowMs - active.maxTimestamp > _config.retentionMs,
-               segments.dropLast().allSatisfy({ nowMs - $0.maxTimestamp > _config.retentionMs })
+               active.maxTimestamp >= 0, elapsedMs(since: active.maxTimestamp, now: nowMs) > _config.retentionMs,
+               segments.dropLast().allSatisfy({ elapsedMs(since: $0.maxTimestamp, now: nowMs) > _config.retentionMs })
             {
                 try rollLocked(nowMs: nowMs)
             }
@@ -534,7 +541,7 @@ public final class PartitionLog: @unchecked Sendable {
                 _logStartOffset = max(_logStartOffset, segments[0].baseOffset)
             }
             if _config.retentionMs >= 0 {
-                while segments.count > 1, nowMs - segments[0].maxTimestamp > _config.retentionMs {
+                while segments.count > 1, elapsedMs(since: segments[0].maxTimestamp, now: nowMs) > _config.retentionMs {
                     drop()
                 }
             }

@@ -332,7 +332,9 @@ struct MessageGenerator {
             out.append("\(i2)    let taggedCount = try r.readUnsignedVarint()")
             out.append("\(i2)    for _ in 0..<taggedCount {")
             out.append("\(i2)        let tag = try r.readUnsignedVarint()")
-            out.append("\(i2)        var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))")
+            // The field's bytes are read as a value when only unknown tags are possible, and decoded
+            // in place (so mutated) when the schema names tagged fields.
+            out.append("\(i2)        \(tagged.isEmpty ? "let" : "var") field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))")
             if tagged.isEmpty {
                 out.append("\(i2)        unknownTaggedFields.append(TaggedField(tag: tag, data: field))")
             } else {
@@ -364,7 +366,9 @@ struct MessageGenerator {
             var out: [String] = []
             out.append("\(indent)if let \(n) = try \(r).readKafkaArrayCount(flexible: \(flexible)) {")
             out.append("\(indent)    var \(arr): [\(elementSwiftType(f))] = []")
-            out.append("\(indent)    \(arr).reserveCapacity(\(n))")
+            // The count is bounded by the bytes left in the frame, not by what one element takes in
+            // memory: reserve a little and let the array grow with elements actually decoded.
+            out.append("\(indent)    \(arr).reserveCapacity(Swift.min(\(n), 64))")
             out.append("\(indent)    for _ in 0..<\(n) {")
             out.append("\(indent)        \(arr).append(\(decodeScalarExpr(f.elementType, entity: entity, reader: r, flexible: flexible)))")
             out.append("\(indent)    }")

@@ -8,7 +8,7 @@ import NIOPosix
 import Testing
 
 /// The Swift consumer against an in-process broker.
-@Suite("Swift consumer")
+@Suite("Swift consumer", .timeLimit(.minutes(2)))
 struct ConsumerTests {
     func produce(_ b: InProcessBroker, topic: TopicName, partitions: Int32, count: Int) async throws {
         let conn = try await b.connect()

@@ -6,7 +6,7 @@ import NIOCore
 import Testing
 
 /// The coordinator through the wire: persistence across restarts and offset retention.
-@Suite("Group coordinator")
+@Suite("Group coordinator", .timeLimit(.minutes(2)))
 struct GroupCoordinatorTests {
     func join(_ conn: KafkaConnection, group: GroupID, member: String = "") async throws -> JoinGroupResponse {
         var j = JoinGroupRequest()

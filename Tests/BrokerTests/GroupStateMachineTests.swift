@@ -4,7 +4,7 @@ import Testing
 @testable import Broker
 
 /// The classic group protocol without I/O: a fake clock drives every deadline.
-@Suite("Group state machine")
+@Suite("Group state machine", .timeLimit(.minutes(2)))
 struct GroupStateMachineTests {
     typealias M = GroupStateMachine
 

@@ -8,7 +8,7 @@ import NIOPosix
 import Testing
 import TestSupport
 
-@Suite("Swift producer")
+@Suite("Swift producer", .timeLimit(.minutes(2)))
 struct ProducerTests {
     func cluster(port: Int) -> KafkaCluster {
         KafkaCluster(bootstrap: [BootstrapAddress(host: "127.0.0.1", port: port)], group: MultiThreadedEventLoopGroup.singleton)

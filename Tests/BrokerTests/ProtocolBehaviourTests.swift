@@ -7,7 +7,7 @@ import NIOPosix
 import Testing
 
 /// Protocol corner cases from COMPAT.md, against an in-process broker through a raw client connection.
-@Suite("Broker protocol behaviour")
+@Suite("Broker protocol behaviour", .timeLimit(.minutes(2)))
 struct ProtocolBehaviourTests {
     @Test func apiVersionsAboveOurMaximumGetsV0ShapedAnswer() async throws {
         let b = try await InProcessBroker()

@@ -5,7 +5,7 @@ import NIOPosix
 import Testing
 import TestSupport
 
-@Suite("TCP proxy")
+@Suite("TCP proxy", .timeLimit(.minutes(2)))
 struct ProxySanityTests {
     @Test func forwardsAndCuts() async throws {
         let b = try await InProcessBroker()

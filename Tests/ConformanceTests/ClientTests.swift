@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// The Swift client through the `meridian` CLI, against broker processes and next to real clients.
-@Suite("Swift client and CLI")
+@Suite("Swift client and CLI", .timeLimit(.minutes(5)))
 struct ClientTests {
     let m = BrokerProcess.binary
 

@@ -6,7 +6,7 @@ import Testing
 import TestSupport
 
 /// Crash safety and retention of a broker process, checked with real clients.
-@Suite("Durability and retention")
+@Suite("Durability and retention", .timeLimit(.minutes(5)))
 struct DurabilityTests {
     func kcat(_ args: [String], input: String? = nil) throws -> ProcessResult {
         try runProcess(try ExternalTools.require(ExternalTools.kcat, "kcat"), args, input: input.map { Data($0.utf8) }, timeout: 60)
@@ -20,7 +20,7 @@ struct DurabilityTests {
         let broker = try BrokerProcess(arguments: ["--default-partitions", "3"])
         defer { broker.terminate(); broker.removeData() }
         let ackLog = broker.dataDir + ".acks"
-        FileManager.default.createFile(atPath: ackLog, contents: nil)
+        _ = FileManager.default.createFile(atPath: ackLog, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: ackLog) }
         let producer = Process()
         producer.executableURL = URL(fileURLWithPath: python)

@@ -5,7 +5,7 @@ import TestSupport
 
 /// Thousands of random and mutated frames against a live broker process; afterwards the broker must
 /// still be running, still hold every record acknowledged before, and still serve a real client.
-@Suite("Bad input")
+@Suite("Bad input", .timeLimit(.minutes(5)))
 struct FuzzTests {
     /// Opens a TCP connection to 127.0.0.1:port, writes `bytes`, reads whatever comes back within a
     /// short time, and closes. Returns the bytes read (nil if the connection could not be made).

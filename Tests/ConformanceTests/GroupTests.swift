@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// Consumer groups and compaction with real clients against a broker process.
-@Suite("Consumer groups")
+@Suite("Consumer groups", .timeLimit(.minutes(5)))
 struct GroupTests {
     static let fastGroups = ["--group-initial-rebalance-delay-ms", "1500", "--group-min-session-timeout-ms", "1000",
                              "--offsets-topic-partitions", "5"]
@@ -154,7 +154,7 @@ struct GroupTests {
         var procs: [Process] = []
         for i in 0..<2 {
             let out = broker.dataDir + ".member\(i)"
-            FileManager.default.createFile(atPath: out, contents: nil)
+            _ = FileManager.default.createFile(atPath: out, contents: nil)
             outs.append(out)
             let p = Process()
             p.executableURL = URL(fileURLWithPath: python)
@@ -238,7 +238,7 @@ struct GroupTests {
 }
 
 /// `meridian groups` against a broker with a group committed by kcat.
-@Suite("meridian groups")
+@Suite("meridian groups", .timeLimit(.minutes(5)))
 struct GroupsCommandTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func listDescribeResetDelete() throws {

@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// kcat (librdkafka 2.0.2) against a broker process: metadata, keyed produce, consume, gzip, TLS.
-@Suite("kcat", .serialized, .enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
+@Suite("kcat", .serialized, .enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)), .timeLimit(.minutes(5)))
 struct KcatTests {
     func kcat(_ args: [String], input: String? = nil, timeout: Double = 60) throws -> ProcessResult {
         let bin = try ExternalTools.require(ExternalTools.kcat, "kcat")

@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// confluent-kafka (librdkafka 2.x) and kafka-python against a broker process.
-@Suite("Python clients", .enabled(if: ExternalTools.shouldRun(ExternalTools.python)))
+@Suite("Python clients", .enabled(if: ExternalTools.shouldRun(ExternalTools.python)), .timeLimit(.minutes(5)))
 struct PythonClientTests {
     func runScript(_ name: String, _ args: [String]) throws -> [String: Any] {
         let python = try ExternalTools.require(ExternalTools.python, "python venv with confluent-kafka and kafka-python")

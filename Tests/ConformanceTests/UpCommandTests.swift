@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// `meridian up` on a two-region topology: brokers start, serve clients, and stop on SIGTERM.
-@Suite("meridian up")
+@Suite("meridian up", .timeLimit(.minutes(5)))
 struct UpCommandTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func startsEveryRegionAndStopsThemOnSigterm() throws {
@@ -22,7 +22,7 @@ struct UpCommandTests {
             """
         try topology.write(toFile: dir + "/topology.json", atomically: true, encoding: .utf8)
         let out = dir + "/up.out"
-        FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
         let up = Process()
         up.executableURL = URL(fileURLWithPath: BrokerProcess.binary)
         up.arguments = ["up", "--topology", dir + "/topology.json",

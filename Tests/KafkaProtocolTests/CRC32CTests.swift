@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 @testable import KafkaProtocol
 
-@Suite("CRC-32C")
+@Suite("CRC-32C", .timeLimit(.minutes(2)))
 struct CRC32CTests {
     /// RFC 3720 (iSCSI) appendix B.4 vectors plus the common "123456789" check value.
     static let vectors: [([UInt8], UInt32)] = [

@@ -4,7 +4,7 @@ import Testing
 @testable import KafkaProtocol
 import ProtocolCodegen
 
-@Suite("Generated codecs")
+@Suite("Generated codecs", .timeLimit(.minutes(2)))
 struct GeneratedCodecTests {
     /// Every generated message, at every version it declares valid, survives encode → decode → encode
     /// with equal values and identical bytes, for many random samples.

@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 @testable import KafkaProtocol
 
-@Suite("Primitives")
+@Suite("Primitives", .timeLimit(.minutes(2)))
 struct PrimitiveTests {
     @Test(arguments: [Int64(0), 1, -1, 63, -64, 64, 300, -300, Int64(Int32.max), Int64(Int32.min)])
     func varintRoundTrip(_ v: Int64) throws {

@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 @testable import KafkaProtocol
 
-@Suite("Record batches")
+@Suite("Record batches", .timeLimit(.minutes(2)))
 struct RecordBatchTests {
     func sampleBatch(codec: CompressionCodec, count: Int = 50) throws -> ByteBuffer {
         var builder = RecordBatchBuilder(producerID: 17, producerEpoch: 2, baseSequence: 100)

@@ -46,7 +46,7 @@ func readAll(_ log: PartitionLog, from offset: Int64 = 0) throws -> [Record] {
 
 let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
-@Suite("Partition log")
+@Suite("Partition log", .timeLimit(.minutes(2)))
 struct PartitionLogTests {
     func open(_ dir: TempDir, _ overrides: [String: String] = [:]) throws -> PartitionLog {
         try PartitionLog.open(directory: dir.path + "/t-0", topic: "t", partition: 0,
@@ -309,7 +309,7 @@ final class ManagedAtomicFlag: @unchecked Sendable {
     var value: Bool { lock.lock(); defer { lock.unlock() }; return v }
 }
 
-@Suite("Log compaction")
+@Suite("Log compaction", .timeLimit(.minutes(2)))
 struct CompactionTests {
     func open(_ dir: TempDir, _ overrides: [String: String]) throws -> PartitionLog {
         try PartitionLog.open(directory: dir.path + "/c-0", topic: "c", partition: 0,

@@ -60,8 +60,8 @@ public final class BrokerProcess: @unchecked Sendable {
         for l in specs { args += ["--listener", l] }
         p.arguments = args + extraArguments
         let outPath = dataDir + ".out"
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         err.seekToEndOfFile()

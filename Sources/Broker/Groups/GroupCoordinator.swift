@@ -165,11 +165,11 @@ public final class GroupCoordinator: @unchecked Sendable {
         guard let log = log(for: g), !records.isEmpty else { return nil }
         var b = RecordBatchBuilder(capacity: 256 * records.count)
         let now = clock()
-        for r in records {
-            let (k, v) = r.encode()
-            b.append(key: k, value: v, timestamp: now)
-        }
         do {
+            for r in records {
+                let (k, v) = try r.encode()
+                b.append(key: k, value: v, timestamp: now)
+            }
             let result = try log.append(try b.build(), nowMs: now)
             return (log, result.lastOffset + 1)
         } catch {
@@ -321,7 +321,7 @@ public final class GroupCoordinator: @unchecked Sendable {
             var records: [OffsetsTopicRecord] = []
             var accepted: [(TopicPartition, CommittedOffset)] = []
             for (tp, c) in req.offsets {
-                if c.metadata.utf8.count > settings.offsetMetadataMaxBytes {
+                if c.metadata.utf8.count > min(settings.offsetMetadataMaxBytes, GroupFieldLimits.maxStringBytes) {
                     codes.append(.offsetMetadataTooLarge)
                 } else if logs.log(tp.topic, tp.partition) == nil {
                     codes.append(.unknownTopicOrPartition)
@@ -447,7 +447,7 @@ public final class GroupCoordinator: @unchecked Sendable {
                 var records: [OffsetsTopicRecord] = []
                 for (tp, c) in e.offsets {
                     let base = usedProtocol ? (e.machine.emptySince ?? c.commitTimestamp) : c.commitTimestamp
-                    if now - base >= settings.offsetsRetentionMs {
+                    if elapsedMs(since: base, now: now) >= settings.offsetsRetentionMs {
                         e.offsets[tp] = nil
                         records.append(.offset(group: g, topic: tp.topic, partition: tp.partition, nil))
                     }

@@ -19,41 +19,41 @@ enum OffsetsTopicRecord: Equatable {
         }
     }
 
-    func encode() -> (key: ByteBuffer, value: ByteBuffer?) {
+    func encode() throws -> (key: ByteBuffer, value: ByteBuffer?) {
         var key = ByteBuffer()
         var value: ByteBuffer? = nil
         switch self {
         case .offset(let g, let t, let p, let c):
             key.writeInteger(Int16(1), endianness: .big)
-            Self.writeString(g.rawValue, &key)
-            Self.writeString(t.rawValue, &key)
+            try Self.writeString(g.rawValue, &key)
+            try Self.writeString(t.rawValue, &key)
             key.writeInteger(p, endianness: .big)
             if let c {
                 var v = ByteBuffer()
                 v.writeInteger(Int16(3), endianness: .big)
                 v.writeInteger(c.offset, endianness: .big)
                 v.writeInteger(c.leaderEpoch, endianness: .big)
-                Self.writeString(c.metadata, &v)
+                try Self.writeString(c.metadata, &v)
                 v.writeInteger(c.commitTimestamp, endianness: .big)
                 value = v
             }
         case .group(let g, let s):
             key.writeInteger(Int16(2), endianness: .big)
-            Self.writeString(g.rawValue, &key)
+            try Self.writeString(g.rawValue, &key)
             if let s {
                 var v = ByteBuffer()
                 v.writeInteger(Int16(3), endianness: .big)
-                Self.writeString(s.protocolType, &v)
+                try Self.writeString(s.protocolType, &v)
                 v.writeInteger(s.generation, endianness: .big)
-                Self.writeNullableString(s.protocolName, &v)
-                Self.writeNullableString(s.leader, &v)
+                try Self.writeNullableString(s.protocolName, &v)
+                try Self.writeNullableString(s.leader, &v)
                 v.writeInteger(s.stateTimestamp, endianness: .big)
                 v.writeInteger(Int32(s.members.count), endianness: .big)
                 for m in s.members {
-                    Self.writeString(m.memberID, &v)
-                    Self.writeNullableString(m.groupInstanceID, &v)
-                    Self.writeString(m.clientID, &v)
-                    Self.writeString(m.clientHost, &v)
+                    try Self.writeString(m.memberID, &v)
+                    try Self.writeNullableString(m.groupInstanceID, &v)
+                    try Self.writeString(m.clientID, &v)
+                    try Self.writeString(m.clientHost, &v)
                     v.writeInteger(m.rebalanceTimeoutMs, endianness: .big)
                     v.writeInteger(m.sessionTimeoutMs, endianness: .big)
                     v.writeInteger(Int32(m.subscription.readableBytes), endianness: .big)
@@ -113,14 +113,17 @@ enum OffsetsTopicRecord: Equatable {
         }
     }
 
-    private static func writeString(_ s: String, _ b: inout ByteBuffer) {
-        b.writeInteger(Int16(s.utf8.count), endianness: .big)
+    private static func writeString(_ s: String, _ b: inout ByteBuffer) throws {
+        guard let n = Int16(exactly: s.utf8.count) else {
+            throw KafkaProtocolError.invalidLength("__consumer_offsets string", s.utf8.count)
+        }
+        b.writeInteger(n, endianness: .big)
         b.writeString(s)
     }
 
-    private static func writeNullableString(_ s: String?, _ b: inout ByteBuffer) {
+    private static func writeNullableString(_ s: String?, _ b: inout ByteBuffer) throws {
         guard let s else { b.writeInteger(Int16(-1), endianness: .big); return }
-        writeString(s, &b)
+        try writeString(s, &b)
     }
 }
 

@@ -7,6 +7,10 @@ import KafkaProtocol
 extension Broker {
     func handleHeartbeat(_ req: HeartbeatRequest, _ ctx: RequestContext) -> Reply {
         var resp = HeartbeatResponse()
+        if let (code, _) = GroupFieldLimits.violation(group: req.groupID, memberID: req.memberID, instanceID: req.groupInstanceID) {
+            resp.errorCode = code.rawValue
+            return .response(resp)
+        }
         resp.errorCode = groups.heartbeat(req.groupID, memberID: req.memberID, groupInstanceID: req.groupInstanceID,
                                           generation: req.generationID).rawValue
         return .response(resp)

@@ -30,6 +30,16 @@ extension Broker {
             r.memberID = req.memberID
             return .response(respond(r))
         }
+        if let (code, why) = GroupFieldLimits.violation(group: req.groupID, memberID: req.memberID, instanceID: req.groupInstanceID,
+                                                       protocolType: req.protocolType, protocolNames: req.protocols.map(\.name),
+                                                       clientID: ctx.header.clientID) {
+            logger.info("join refused", metadata: ["group_bytes": "\(req.groupID.rawValue.utf8.count)", "reason": "\(why)",
+                                                   "client": "\(ctx.remoteAddress)"])
+            var r = GroupStateMachine.JoinResult()
+            r.error = code
+            r.memberID = code == .unknownMemberID ? "" : req.memberID
+            return .response(respond(r))
+        }
         let info = GroupStateMachine.JoinRequest(
             memberID: req.memberID, groupInstanceID: req.groupInstanceID, clientID: ctx.header.clientID ?? "",
             clientHost: Self.host(of: ctx.remoteAddress), sessionTimeoutMs: req.sessionTimeoutMs,

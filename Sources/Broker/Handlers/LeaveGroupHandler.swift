@@ -6,12 +6,24 @@ import KafkaProtocol
 extension Broker {
     func handleLeaveGroup(_ req: LeaveGroupRequest, _ ctx: RequestContext) -> Reply {
         var resp = LeaveGroupResponse()
+        if let (code, _) = GroupFieldLimits.violation(group: req.groupID, memberID: req.memberID) {
+            resp.errorCode = code.rawValue
+            return .response(resp)
+        }
         if ctx.version < 3 {
             let (_, errors) = groups.leave(req.groupID, [(req.memberID, nil)])
             resp.errorCode = errors.first?.rawValue ?? 0
         } else {
             let members = req.members.map { (memberID: $0.memberID, instanceID: $0.groupInstanceID) }
-            let (top, errors) = groups.leave(req.groupID, members)
+            // A member whose ids cannot be stored cannot be in the group either.
+            let (top, known) = groups.leave(req.groupID, members.filter {
+                GroupFieldLimits.violation(group: req.groupID, memberID: $0.memberID, instanceID: $0.instanceID) == nil
+            })
+            var remaining = known.makeIterator()
+            let errors: [ErrorCode] = members.map {
+                GroupFieldLimits.violation(group: req.groupID, memberID: $0.memberID, instanceID: $0.instanceID)?.code
+                    ?? remaining.next() ?? .unknownMemberID
+            }
             resp.errorCode = top.rawValue
             resp.members = zip(req.members, errors).map {
                 .init(memberID: $0.0.memberID, groupInstanceID: $0.0.groupInstanceID, errorCode: $0.1.rawValue)

@@ -35,6 +35,9 @@ extension Broker {
         guard !req.groupID.rawValue.isEmpty else {
             return .response(respond(entries.map { _ in .invalidGroupID }))
         }
+        if let (code, _) = GroupFieldLimits.violation(group: req.groupID, memberID: req.memberID, instanceID: req.groupInstanceID) {
+            return .response(respond(entries.map { _ in code }))
+        }
         let commit = GroupCoordinator.CommitRequest(memberID: req.memberID, groupInstanceID: req.groupInstanceID,
                                                     generation: req.generationIDOrMemberEpoch, offsets: entries)
         return .deferred(groups.commit(req.groupID, commit, on: ctx.eventLoop).map { respond($0) as any KafkaResponseMessage })

@@ -8,6 +8,12 @@ import NIOCore
 extension Broker {
     func handleSyncGroup(_ req: SyncGroupRequest, _ ctx: RequestContext) -> Reply {
         let version = ctx.version
+        if let (code, _) = GroupFieldLimits.violation(group: req.groupID, memberID: req.memberID, instanceID: req.groupInstanceID,
+                                                     protocolType: req.protocolType, protocolNames: [req.protocolName ?? ""]) {
+            var resp = SyncGroupResponse()
+            resp.errorCode = code.rawValue
+            return .response(resp)
+        }
         var assignments: [String: ByteBuffer]? = nil
         if !req.assignments.isEmpty {
             assignments = Dictionary(req.assignments.map { ($0.memberID, $0.assignment) }, uniquingKeysWith: { a, _ in a })

@@ -43,7 +43,7 @@ public struct AlterConfigsRequest: KafkaRequestMessage {
         let flexible = version >= 2
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [AlterConfigsResource] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try AlterConfigsResource(from: &r, version: version))
             }
@@ -56,7 +56,7 @@ public struct AlterConfigsRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -104,7 +104,7 @@ public struct AlterConfigsRequest: KafkaRequestMessage {
             self.resourceName = try r.readKafkaString(flexible: flexible)
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [AlterableConfig] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try AlterableConfig(from: &r, version: version))
                 }
@@ -116,7 +116,7 @@ public struct AlterConfigsRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -157,7 +157,7 @@ public struct AlterConfigsRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -49,7 +49,7 @@ public struct ApiVersionsRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }

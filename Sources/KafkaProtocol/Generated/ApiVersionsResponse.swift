@@ -94,7 +94,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
         self.errorCode = try r.readKafkaInt16()
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [ApiVersion] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try ApiVersion(from: &r, version: version))
             }
@@ -114,7 +114,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                 case 0 where version >= 3:
                     if let n2 = try field.readKafkaArrayCount(flexible: true) {
                         var a2: [SupportedFeatureKey] = []
-                        a2.reserveCapacity(n2)
+                        a2.reserveCapacity(Swift.min(n2, 64))
                         for _ in 0..<n2 {
                             a2.append(try SupportedFeatureKey(from: &field, version: version))
                         }
@@ -127,7 +127,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                 case 2 where version >= 3:
                     if let n3 = try field.readKafkaArrayCount(flexible: true) {
                         var a3: [FinalizedFeatureKey] = []
-                        a3.reserveCapacity(n3)
+                        a3.reserveCapacity(Swift.min(n3, 64))
                         for _ in 0..<n3 {
                             a3.append(try FinalizedFeatureKey(from: &field, version: version))
                         }
@@ -183,7 +183,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -229,7 +229,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -275,7 +275,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

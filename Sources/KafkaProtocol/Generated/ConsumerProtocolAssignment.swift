@@ -34,7 +34,7 @@ public struct ConsumerProtocolAssignment: KafkaMessage {
         self.init()
         if let n1 = try r.readKafkaArrayCount(flexible: false) {
             var a1: [TopicPartition] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try TopicPartition(from: &r, version: version))
             }
@@ -75,7 +75,7 @@ public struct ConsumerProtocolAssignment: KafkaMessage {
             self.topic = TopicName(try r.readKafkaString(flexible: false))
             if let n1 = try r.readKafkaArrayCount(flexible: false) {
                 var a1: [Int32] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try r.readKafkaInt32())
                 }

@@ -58,7 +58,7 @@ public struct ConsumerProtocolSubscription: KafkaMessage {
         self.init()
         if let n1 = try r.readKafkaArrayCount(flexible: false) {
             var a1: [String] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try r.readKafkaString(flexible: false))
             }
@@ -70,7 +70,7 @@ public struct ConsumerProtocolSubscription: KafkaMessage {
         if version >= 1 {
             if let n2 = try r.readKafkaArrayCount(flexible: false) {
                 var a2: [TopicPartition] = []
-                a2.reserveCapacity(n2)
+                a2.reserveCapacity(Swift.min(n2, 64))
                 for _ in 0..<n2 {
                     a2.append(try TopicPartition(from: &r, version: version))
                 }
@@ -117,7 +117,7 @@ public struct ConsumerProtocolSubscription: KafkaMessage {
             self.topic = TopicName(try r.readKafkaString(flexible: false))
             if let n1 = try r.readKafkaArrayCount(flexible: false) {
                 var a1: [Int32] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try r.readKafkaInt32())
                 }

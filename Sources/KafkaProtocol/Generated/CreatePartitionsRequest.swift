@@ -47,7 +47,7 @@ public struct CreatePartitionsRequest: KafkaRequestMessage {
         let flexible = version >= 2
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [CreatePartitionsTopic] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try CreatePartitionsTopic(from: &r, version: version))
             }
@@ -61,7 +61,7 @@ public struct CreatePartitionsRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -110,7 +110,7 @@ public struct CreatePartitionsRequest: KafkaRequestMessage {
             self.count = try r.readKafkaInt32()
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [CreatePartitionsAssignment] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try CreatePartitionsAssignment(from: &r, version: version))
                 }
@@ -122,7 +122,7 @@ public struct CreatePartitionsRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -161,7 +161,7 @@ public struct CreatePartitionsRequest: KafkaRequestMessage {
             let flexible = version >= 2
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [BrokerID] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(BrokerID(try r.readKafkaInt32()))
                 }
@@ -173,7 +173,7 @@ public struct CreatePartitionsRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

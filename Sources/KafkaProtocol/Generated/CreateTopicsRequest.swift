@@ -49,7 +49,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
         let flexible = version >= 5
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [CreatableTopic] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try CreatableTopic(from: &r, version: version))
             }
@@ -65,7 +65,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -128,7 +128,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
             self.replicationFactor = try r.readKafkaInt16()
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [CreatableReplicaAssignment] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try CreatableReplicaAssignment(from: &r, version: version))
                 }
@@ -138,7 +138,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
             }
             if let n2 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a2: [CreatableTopicConfig] = []
-                a2.reserveCapacity(n2)
+                a2.reserveCapacity(Swift.min(n2, 64))
                 for _ in 0..<n2 {
                     a2.append(try CreatableTopicConfig(from: &r, version: version))
                 }
@@ -150,7 +150,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -194,7 +194,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
             self.partitionIndex = try r.readKafkaInt32()
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [BrokerID] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(BrokerID(try r.readKafkaInt32()))
                 }
@@ -206,7 +206,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -247,7 +247,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -47,7 +47,7 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
         }
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [CreatableTopicResult] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try CreatableTopicResult(from: &r, version: version))
             }
@@ -59,7 +59,7 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -156,7 +156,7 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
             if version >= 5 {
                 if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                     var a1: [CreatableTopicConfigs] = []
-                    a1.reserveCapacity(n1)
+                    a1.reserveCapacity(Swift.min(n1, 64))
                     for _ in 0..<n1 {
                         a1.append(try CreatableTopicConfigs(from: &r, version: version))
                     }
@@ -230,7 +230,7 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

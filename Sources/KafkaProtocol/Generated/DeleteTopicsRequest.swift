@@ -58,7 +58,7 @@ public struct DeleteTopicsRequest: KafkaRequestMessage {
         if version >= 6 {
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [DeleteTopicState] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try DeleteTopicState(from: &r, version: version))
                 }
@@ -70,7 +70,7 @@ public struct DeleteTopicsRequest: KafkaRequestMessage {
         if version <= 5 {
             if let n2 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a2: [TopicName] = []
-                a2.reserveCapacity(n2)
+                a2.reserveCapacity(Swift.min(n2, 64))
                 for _ in 0..<n2 {
                     a2.append(TopicName(try r.readKafkaString(flexible: flexible)))
                 }
@@ -84,7 +84,7 @@ public struct DeleteTopicsRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -124,7 +124,7 @@ public struct DeleteTopicsRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -47,7 +47,7 @@ public struct DeleteTopicsResponse: KafkaResponseMessage {
         }
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [DeletableTopicResult] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try DeletableTopicResult(from: &r, version: version))
             }
@@ -59,7 +59,7 @@ public struct DeleteTopicsResponse: KafkaResponseMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -117,7 +117,7 @@ public struct DeleteTopicsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -51,7 +51,7 @@ public struct DescribeConfigsRequest: KafkaRequestMessage {
         let flexible = version >= 4
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [DescribeConfigsResource] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try DescribeConfigsResource(from: &r, version: version))
             }
@@ -69,7 +69,7 @@ public struct DescribeConfigsRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -118,7 +118,7 @@ public struct DescribeConfigsRequest: KafkaRequestMessage {
             self.resourceName = try r.readKafkaString(flexible: flexible)
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [String] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try r.readKafkaString(flexible: flexible))
                 }
@@ -130,7 +130,7 @@ public struct DescribeConfigsRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

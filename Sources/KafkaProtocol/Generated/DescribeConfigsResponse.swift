@@ -43,7 +43,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
         self.throttleTimeMs = try r.readKafkaInt32()
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [DescribeConfigsResult] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try DescribeConfigsResult(from: &r, version: version))
             }
@@ -55,7 +55,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -113,7 +113,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
             self.resourceName = try r.readKafkaString(flexible: flexible)
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [DescribeConfigsResourceResult] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try DescribeConfigsResourceResult(from: &r, version: version))
                 }
@@ -125,7 +125,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -217,7 +217,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
             if version >= 1 {
                 if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                     var a1: [DescribeConfigsSynonym] = []
-                    a1.reserveCapacity(n1)
+                    a1.reserveCapacity(Swift.min(n1, 64))
                     for _ in 0..<n1 {
                         a1.append(try DescribeConfigsSynonym(from: &r, version: version))
                     }
@@ -236,7 +236,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -282,7 +282,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

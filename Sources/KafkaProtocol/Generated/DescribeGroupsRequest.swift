@@ -45,7 +45,7 @@ public struct DescribeGroupsRequest: KafkaRequestMessage {
         let flexible = version >= 5
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [GroupID] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(GroupID(try r.readKafkaString(flexible: flexible)))
             }
@@ -60,7 +60,7 @@ public struct DescribeGroupsRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }

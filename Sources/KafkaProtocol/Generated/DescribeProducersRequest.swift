@@ -39,7 +39,7 @@ public struct DescribeProducersRequest: KafkaRequestMessage {
         let flexible = version >= 0
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [TopicRequest] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try TopicRequest(from: &r, version: version))
             }
@@ -51,7 +51,7 @@ public struct DescribeProducersRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -94,7 +94,7 @@ public struct DescribeProducersRequest: KafkaRequestMessage {
             self.name = TopicName(try r.readKafkaString(flexible: flexible))
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [Int32] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try r.readKafkaInt32())
                 }
@@ -106,7 +106,7 @@ public struct DescribeProducersRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -129,7 +129,7 @@ public struct FetchRequest: KafkaRequestMessage {
         }
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [FetchTopic] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try FetchTopic(from: &r, version: version))
             }
@@ -140,7 +140,7 @@ public struct FetchRequest: KafkaRequestMessage {
         if version >= 7 {
             if let n2 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a2: [ForgottenTopic] = []
-                a2.reserveCapacity(n2)
+                a2.reserveCapacity(Swift.min(n2, 64))
                 for _ in 0..<n2 {
                     a2.append(try ForgottenTopic(from: &r, version: version))
                 }
@@ -203,7 +203,7 @@ public struct FetchRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -260,7 +260,7 @@ public struct FetchRequest: KafkaRequestMessage {
             }
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [FetchPartition] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try FetchPartition(from: &r, version: version))
                 }
@@ -272,7 +272,7 @@ public struct FetchRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -416,7 +416,7 @@ public struct FetchRequest: KafkaRequestMessage {
             }
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [Int32] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try r.readKafkaInt32())
                 }
@@ -428,7 +428,7 @@ public struct FetchRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -80,7 +80,7 @@ public struct FetchResponse: KafkaResponseMessage {
         }
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [FetchableTopicResponse] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try FetchableTopicResponse(from: &r, version: version))
             }
@@ -97,7 +97,7 @@ public struct FetchResponse: KafkaResponseMessage {
                 case 0 where version >= 16:
                     if let n2 = try field.readKafkaArrayCount(flexible: true) {
                         var a2: [NodeEndpoint] = []
-                        a2.reserveCapacity(n2)
+                        a2.reserveCapacity(Swift.min(n2, 64))
                         for _ in 0..<n2 {
                             a2.append(try NodeEndpoint(from: &field, version: version))
                         }
@@ -162,7 +162,7 @@ public struct FetchResponse: KafkaResponseMessage {
             }
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [PartitionData] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try PartitionData(from: &r, version: version))
                 }
@@ -174,7 +174,7 @@ public struct FetchResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -285,7 +285,7 @@ public struct FetchResponse: KafkaResponseMessage {
             if version >= 4 {
                 if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                     var a1: [AbortedTransaction] = []
-                    a1.reserveCapacity(n1)
+                    a1.reserveCapacity(Swift.min(n1, 64))
                     for _ in 0..<n1 {
                         a1.append(try AbortedTransaction(from: &r, version: version))
                     }
@@ -352,7 +352,7 @@ public struct FetchResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -393,7 +393,7 @@ public struct FetchResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -434,7 +434,7 @@ public struct FetchResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -475,7 +475,7 @@ public struct FetchResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -526,7 +526,7 @@ public struct FetchResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -83,7 +83,7 @@ public struct JoinGroupRequest: KafkaRequestMessage {
         self.protocolType = try r.readKafkaString(flexible: flexible)
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [JoinGroupRequestProtocol] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try JoinGroupRequestProtocol(from: &r, version: version))
             }
@@ -98,7 +98,7 @@ public struct JoinGroupRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -138,7 +138,7 @@ public struct JoinGroupRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -54,7 +54,7 @@ public struct ListGroupsRequest: KafkaRequestMessage {
         if version >= 4 {
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [String] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try r.readKafkaString(flexible: flexible))
                 }
@@ -66,7 +66,7 @@ public struct ListGroupsRequest: KafkaRequestMessage {
         if version >= 5 {
             if let n2 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a2: [String] = []
-                a2.reserveCapacity(n2)
+                a2.reserveCapacity(Swift.min(n2, 64))
                 for _ in 0..<n2 {
                     a2.append(try r.readKafkaString(flexible: flexible))
                 }
@@ -79,7 +79,7 @@ public struct ListGroupsRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }

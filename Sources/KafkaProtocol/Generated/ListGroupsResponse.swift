@@ -52,7 +52,7 @@ public struct ListGroupsResponse: KafkaResponseMessage {
         self.errorCode = try r.readKafkaInt16()
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [ListedGroup] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try ListedGroup(from: &r, version: version))
             }
@@ -64,7 +64,7 @@ public struct ListGroupsResponse: KafkaResponseMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -122,7 +122,7 @@ public struct ListGroupsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -47,7 +47,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
         }
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [ListOffsetsTopicResponse] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try ListOffsetsTopicResponse(from: &r, version: version))
             }
@@ -59,7 +59,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -102,7 +102,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
             self.name = TopicName(try r.readKafkaString(flexible: flexible))
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [ListOffsetsPartitionResponse] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try ListOffsetsPartitionResponse(from: &r, version: version))
                 }
@@ -114,7 +114,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -184,7 +184,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
             if version <= 0 {
                 if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                     var a1: [Int64] = []
-                    a1.reserveCapacity(n1)
+                    a1.reserveCapacity(Swift.min(n1, 64))
                     for _ in 0..<n1 {
                         a1.append(try r.readKafkaInt64())
                     }
@@ -206,7 +206,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

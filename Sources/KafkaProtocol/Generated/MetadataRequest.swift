@@ -58,7 +58,7 @@ public struct MetadataRequest: KafkaRequestMessage {
         let flexible = version >= 9
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [MetadataRequestTopic] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try MetadataRequestTopic(from: &r, version: version))
             }
@@ -79,7 +79,7 @@ public struct MetadataRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -123,7 +123,7 @@ public struct MetadataRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

@@ -75,7 +75,7 @@ public struct MetadataResponse: KafkaResponseMessage {
         }
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [MetadataResponseBroker] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try MetadataResponseBroker(from: &r, version: version))
             }
@@ -91,7 +91,7 @@ public struct MetadataResponse: KafkaResponseMessage {
         }
         if let n2 = try r.readKafkaArrayCount(flexible: flexible) {
             var a2: [MetadataResponseTopic] = []
-            a2.reserveCapacity(n2)
+            a2.reserveCapacity(Swift.min(n2, 64))
             for _ in 0..<n2 {
                 a2.append(try MetadataResponseTopic(from: &r, version: version))
             }
@@ -106,7 +106,7 @@ public struct MetadataResponse: KafkaResponseMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -160,7 +160,7 @@ public struct MetadataResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -233,7 +233,7 @@ public struct MetadataResponse: KafkaResponseMessage {
             }
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [MetadataResponsePartition] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try MetadataResponsePartition(from: &r, version: version))
                 }
@@ -248,7 +248,7 @@ public struct MetadataResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -333,7 +333,7 @@ public struct MetadataResponse: KafkaResponseMessage {
             }
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [BrokerID] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(BrokerID(try r.readKafkaInt32()))
                 }
@@ -343,7 +343,7 @@ public struct MetadataResponse: KafkaResponseMessage {
             }
             if let n2 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a2: [BrokerID] = []
-                a2.reserveCapacity(n2)
+                a2.reserveCapacity(Swift.min(n2, 64))
                 for _ in 0..<n2 {
                     a2.append(BrokerID(try r.readKafkaInt32()))
                 }
@@ -354,7 +354,7 @@ public struct MetadataResponse: KafkaResponseMessage {
             if version >= 5 {
                 if let n3 = try r.readKafkaArrayCount(flexible: flexible) {
                     var a3: [BrokerID] = []
-                    a3.reserveCapacity(n3)
+                    a3.reserveCapacity(Swift.min(n3, 64))
                     for _ in 0..<n3 {
                         a3.append(BrokerID(try r.readKafkaInt32()))
                     }
@@ -367,7 +367,7 @@ public struct MetadataResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

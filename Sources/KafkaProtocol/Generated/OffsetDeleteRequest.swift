@@ -37,7 +37,7 @@ public struct OffsetDeleteRequest: KafkaRequestMessage {
         self.groupID = GroupID(try r.readKafkaString(flexible: false))
         if let n1 = try r.readKafkaArrayCount(flexible: false) {
             var a1: [OffsetDeleteRequestTopic] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try OffsetDeleteRequestTopic(from: &r, version: version))
             }
@@ -77,7 +77,7 @@ public struct OffsetDeleteRequest: KafkaRequestMessage {
             self.name = TopicName(try r.readKafkaString(flexible: false))
             if let n1 = try r.readKafkaArrayCount(flexible: false) {
                 var a1: [OffsetDeleteRequestPartition] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try OffsetDeleteRequestPartition(from: &r, version: version))
                 }

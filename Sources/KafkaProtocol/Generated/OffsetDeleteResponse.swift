@@ -41,7 +41,7 @@ public struct OffsetDeleteResponse: KafkaResponseMessage {
         self.throttleTimeMs = try r.readKafkaInt32()
         if let n1 = try r.readKafkaArrayCount(flexible: false) {
             var a1: [OffsetDeleteResponseTopic] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try OffsetDeleteResponseTopic(from: &r, version: version))
             }
@@ -81,7 +81,7 @@ public struct OffsetDeleteResponse: KafkaResponseMessage {
             self.name = TopicName(try r.readKafkaString(flexible: false))
             if let n1 = try r.readKafkaArrayCount(flexible: false) {
                 var a1: [OffsetDeleteResponsePartition] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try OffsetDeleteResponsePartition(from: &r, version: version))
                 }

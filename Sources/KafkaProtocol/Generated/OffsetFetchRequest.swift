@@ -70,7 +70,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
         if version <= 7 {
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [OffsetFetchRequestTopic] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try OffsetFetchRequestTopic(from: &r, version: version))
                 }
@@ -82,7 +82,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
         if version >= 8 {
             if let n2 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a2: [OffsetFetchRequestGroup] = []
-                a2.reserveCapacity(n2)
+                a2.reserveCapacity(Swift.min(n2, 64))
                 for _ in 0..<n2 {
                     a2.append(try OffsetFetchRequestGroup(from: &r, version: version))
                 }
@@ -98,7 +98,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
             let taggedCount = try r.readUnsignedVarint()
             for _ in 0..<taggedCount {
                 let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                 unknownTaggedFields.append(TaggedField(tag: tag, data: field))
             }
         }
@@ -141,7 +141,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
             self.name = TopicName(try r.readKafkaString(flexible: flexible))
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [Int32] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try r.readKafkaInt32())
                 }
@@ -153,7 +153,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -216,7 +216,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
             }
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [OffsetFetchRequestTopics] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try OffsetFetchRequestTopics(from: &r, version: version))
                 }
@@ -228,7 +228,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -272,7 +272,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
             self.name = TopicName(try r.readKafkaString(flexible: flexible))
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [Int32] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try r.readKafkaInt32())
                 }
@@ -284,7 +284,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }

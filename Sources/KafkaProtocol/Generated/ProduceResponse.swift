@@ -59,7 +59,7 @@ public struct ProduceResponse: KafkaResponseMessage {
         let flexible = version >= 9
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [TopicProduceResponse] = []
-            a1.reserveCapacity(n1)
+            a1.reserveCapacity(Swift.min(n1, 64))
             for _ in 0..<n1 {
                 a1.append(try TopicProduceResponse(from: &r, version: version))
             }
@@ -79,7 +79,7 @@ public struct ProduceResponse: KafkaResponseMessage {
                 case 0 where version >= 10:
                     if let n2 = try field.readKafkaArrayCount(flexible: true) {
                         var a2: [NodeEndpoint] = []
-                        a2.reserveCapacity(n2)
+                        a2.reserveCapacity(Swift.min(n2, 64))
                         for _ in 0..<n2 {
                             a2.append(try NodeEndpoint(from: &field, version: version))
                         }
@@ -131,7 +131,7 @@ public struct ProduceResponse: KafkaResponseMessage {
             self.name = TopicName(try r.readKafkaString(flexible: flexible))
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [PartitionProduceResponse] = []
-                a1.reserveCapacity(n1)
+                a1.reserveCapacity(Swift.min(n1, 64))
                 for _ in 0..<n1 {
                     a1.append(try PartitionProduceResponse(from: &r, version: version))
                 }
@@ -143,7 +143,7 @@ public struct ProduceResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -233,7 +233,7 @@ public struct ProduceResponse: KafkaResponseMessage {
             if version >= 8 {
                 if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                     var a1: [BatchIndexAndErrorMessage] = []
-                    a1.reserveCapacity(n1)
+                    a1.reserveCapacity(Swift.min(n1, 64))
                     for _ in 0..<n1 {
                         a1.append(try BatchIndexAndErrorMessage(from: &r, version: version))
                     }
@@ -295,7 +295,7 @@ public struct ProduceResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -336,7 +336,7 @@ public struct ProduceResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
@@ -387,7 +387,7 @@ public struct ProduceResponse: KafkaResponseMessage {
                 let taggedCount = try r.readUnsignedVarint()
                 for _ in 0..<taggedCount {
                     let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
                     unknownTaggedFields.append(TaggedField(tag: tag, data: field))
                 }
             }
