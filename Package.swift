@@ -45,28 +45,34 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The file operations storage uses, behind a protocol (tests swap in a crash-simulating one).
+        .target(
+            name: "FileLayer",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
         // Partition logs on disk.
         .target(
             name: "LogStorage",
             dependencies: [
-                "KafkaProtocol",
+                "KafkaProtocol", "FileLayer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Durable cluster metadata (topics, ids); embedded files for a single node.
-        .target(name: "ClusterMetadata"),
+        .target(name: "ClusterMetadata", dependencies: ["FileLayer"]),
         // topology.json model and validation.
         .target(name: "Topology"),
         // The broker: listeners, request handlers, partition state.
         .target(
             name: "Broker",
             dependencies: [
-                "KafkaProtocol", "KafkaWire", "LogStorage", "Topology", "ClusterMetadata",
+                "KafkaProtocol", "KafkaWire", "LogStorage", "Topology", "ClusterMetadata", "FileLayer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -105,6 +111,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
+                "FileLayer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -112,11 +119,12 @@ let package = Package(
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "ProtocolCodegen"]),
-        .testTarget(name: "LogStorageTests", dependencies: ["LogStorage", "KafkaProtocol"]),
+        .testTarget(name: "LogStorageTests", dependencies: ["LogStorage", "KafkaProtocol", "FileLayer", "TestSupport"]),
         .testTarget(
             name: "BrokerTests",
             dependencies: [
-                "Broker", "KafkaWire", "KafkaProtocol", "KafkaClient", "Topology", "TestSupport", "LogStorage",
+                "Broker", "KafkaWire", "KafkaProtocol", "KafkaClient", "Topology", "TestSupport", "LogStorage", "FileLayer",
+                "ClusterMetadata",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

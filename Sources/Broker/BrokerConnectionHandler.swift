@@ -3,13 +3,24 @@ import KafkaProtocol
 import KafkaWire
 import Logging
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 /// Serves the requests of one client connection, answering in request order.
 ///
 /// Requests are handled as they arrive (so appends happen in arrival order); a handler that must wait
 /// (long-poll fetch, fsync for acks=-1) returns a future, and responses to later requests queue
-/// behind it. When `maxInFlight` responses are pending the handler stops reading from the socket.
-/// A request that cannot be decoded closes the connection, as Kafka does.
+/// behind it. A barrier reply (an append waiting for a segment roll) also holds back the dispatch of
+/// later requests, which wait in arrival order.
+///
+/// Memory per connection is bounded: reading stops while `maxInFlightPerConnection` responses are
+/// pending, while the requests held (in flight or waiting behind a barrier) exceed the per-connection
+/// byte bound, or while unsent responses exceed it (the channel is unwritable) — a client that
+/// pipelines fetches and never reads costs at most that. Each frame arrives holding a reservation
+/// of the broker-wide ``RequestMemoryPool``, released once its request is answered.
+///
+/// A request that cannot be decoded closes the connection, as Kafka does. So do a connection idle
+/// for `connections.max.idle.ms` with nothing pending, and a TLS handshake that does not finish in time.
 final class BrokerConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = IOData
@@ -22,17 +33,26 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
     private let broker: Broker
     private let listenerIndex: Int
     private let isTLS: Bool
+    private let pool: RequestMemoryPool
+    private let gate: ReadGate
     private var logger: Logger
     private var slots = Deque<(id: UInt64, slot: Slot)>()
     private var nextSlotID: UInt64 = 0
-    private var readsPaused = false
+    /// Bytes of requests received and not yet answered (each holds a pool reservation).
+    private var heldBytes = 0
+    /// Frames that arrived while a barrier was pending, in order.
+    private var waiting = Deque<ByteBuffer>()
+    private var barrierPending = false
     private var closing = false
     private var remote = "?"
+    private var handshakeTimer: Scheduled<Void>?
 
-    init(broker: Broker, listenerIndex: Int, isTLS: Bool) {
+    init(broker: Broker, listenerIndex: Int, isTLS: Bool, pool: RequestMemoryPool, gate: ReadGate) {
         self.broker = broker
         self.listenerIndex = listenerIndex
         self.isTLS = isTLS
+        self.pool = pool
+        self.gate = gate
         self.logger = broker.logger
     }
 
@@ -40,18 +60,70 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         remote = context.remoteAddress.map { "\($0)" } ?? "?"
         logger[metadataKey: "client"] = "\(remote)"
         logger.debug("connection opened")
+        if isTLS {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            handshakeTimer = context.eventLoop.scheduleTask(in: .milliseconds(broker.config.tlsHandshakeTimeoutMs)) {
+                let (handler, ctx) = loopBound.value
+                handler.logger.info("closing connection: the TLS handshake did not finish in time",
+                                    metadata: ["timeout_ms": "\(handler.broker.config.tlsHandshakeTimeoutMs)"])
+                handler.closing = true
+                ctx.close(promise: nil)
+            }
+        }
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         logger.debug("connection closed")
+        handshakeTimer?.cancel()
         dropPendingRegions()
         context.fireChannelInactive()
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // Whatever is still held goes back to the pool: the requests will never be answered here.
+        for frame in waiting { heldBytes -= frame.readableBytes }
+        waiting.removeAll()
+        pool.release(heldBytes)
+        heldBytes = 0
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            handshakeTimer?.cancel()
+            handshakeTimer = nil
+        } else if event is IdleStateHandler.IdleStateEvent {
+            if slots.isEmpty && !barrierPending && waiting.isEmpty {
+                logger.debug("closing idle connection", metadata: ["idle_ms": "\(broker.config.connectionsMaxIdleMs)"])
+                closing = true
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { gate.open(.unwritable) } else { gate.close(.unwritable) }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        heldBytes += frame.readableBytes
         guard !closing else { return }
-        var frame = unwrapInboundIn(data)
+        if barrierPending {
+            waiting.append(frame)
+            updateGate()
+            return
+        }
+        dispatch(context, frame)
+        updateGate()
+    }
+
+    private func dispatch(_ context: ChannelHandlerContext, _ frameIn: ByteBuffer) {
+        var frame = frameIn
+        let size = frameIn.readableBytes
         let header: RequestHeader
         do {
             header = try RequestHeader(from: &frame) { key, version in
@@ -82,20 +154,20 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         }
         // ApiVersions above our maximum is answered in the v0 format.
         let responseVersion = header.apiKey == .apiVersions && header.apiVersion > 4 ? 0 : header.apiVersion
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         switch reply {
         case .noResponse:
-            break
+            release(size)
         case .close(let why):
             closeForBadRequest(context, why)
         case .response(let body):
+            release(size)
             enqueue(context, encode(body, correlationID: header.correlationID, version: responseVersion, logger: logger))
         case .deferred(let future):
-            let id = nextSlotID
-            nextSlotID += 1
-            slots.append((id, .pending))
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let id = addSlot()
             future.whenComplete { result in
                 let (handler, ctx) = loopBound.value
+                handler.release(size)
                 switch result {
                 case .success(let body):
                     let w = handler.encode(body, correlationID: header.correlationID, version: responseVersion, logger: logger)
@@ -105,8 +177,33 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
                     handler.closeForBadRequest(ctx, "internal error: \(error)")
                 }
             }
-            pauseReadsIfNeeded(context)
+        case .barrier(let future):
+            barrierPending = true
+            future.whenComplete { result in
+                let (handler, ctx) = loopBound.value
+                handler.release(size)
+                switch result {
+                case .success(let body?):
+                    handler.enqueue(ctx, handler.encode(body, correlationID: header.correlationID, version: responseVersion, logger: logger))
+                case .success(nil):
+                    break
+                case .failure(let error):
+                    logger.error("request failed", metadata: ["error": "\(error)"])
+                    handler.closeForBadRequest(ctx, "internal error: \(error)")
+                }
+                handler.barrierPending = false
+                handler.drainWaiting(ctx)
+            }
         }
+    }
+
+    /// Dispatches the requests that waited behind a barrier, until the next barrier.
+    private func drainWaiting(_ context: ChannelHandlerContext) {
+        while !barrierPending, !closing, let frame = waiting.popFirst() {
+            dispatch(context, frame)
+        }
+        context.flush()
+        updateGate()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -126,16 +223,36 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
+    // MARK: - Bounds
+
+    private func release(_ bytes: Int) {
+        heldBytes -= bytes
+        pool.release(bytes)
+    }
+
+    private func updateGate() {
+        let over = slots.count >= broker.config.maxInFlightPerConnection || heldBytes > broker.config.maxBufferedBytesPerConnection
+        let under = slots.count < max(1, broker.config.maxInFlightPerConnection / 2)
+            && heldBytes <= broker.config.maxBufferedBytesPerConnection / 2
+        if over { gate.close(.inFlight) } else if under { gate.open(.inFlight) }
+    }
+
     // MARK: - Ordering
+
+    private func addSlot() -> UInt64 {
+        let id = nextSlotID
+        nextSlotID += 1
+        slots.append((id, .pending))
+        return id
+    }
 
     private func enqueue(_ context: ChannelHandlerContext, _ writer: KafkaWriter) {
         if slots.isEmpty {
             write(context, writer)
         } else {
-            let id = nextSlotID
-            nextSlotID += 1
-            slots.append((id, .ready(writer)))
-            pauseReadsIfNeeded(context)
+            let id = addSlot()
+            slots[slots.count - 1].slot = .ready(writer)
+            _ = id
         }
     }
 
@@ -152,18 +269,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
             wrote = true
         }
         if wrote { context.flush() }
-        if readsPaused && slots.count < broker.config.maxInFlightPerConnection / 2 {
-            readsPaused = false
-            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
-            context.read()
-        }
-    }
-
-    private func pauseReadsIfNeeded(_ context: ChannelHandlerContext) {
-        if !readsPaused && slots.count >= broker.config.maxInFlightPerConnection {
-            readsPaused = true
-            context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-        }
+        updateGate()
     }
 
     // MARK: - Encoding and writing

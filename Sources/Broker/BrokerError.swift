@@ -1,4 +1,5 @@
 import KafkaProtocol
+import FileLayer
 import LogStorage
 
 /// Failures of broker operations, each with the Kafka error code a client should see.
@@ -36,9 +37,11 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable {
             case .invalidTimestamp: return .invalidTimestamp
             case .invalidProducerEpoch: return .invalidProducerEpoch
             case .outOfOrderSequence: return .outOfOrderSequenceNumber
-            case .io: return .kafkaStorageError
-            case .closed: return .notLeaderOrFollower
+            case .io, .offline: return .kafkaStorageError
+            case .closed, .rollRequired: return .notLeaderOrFollower
             }
+        case is FileIOError:
+            return .kafkaStorageError
         case let e as KafkaProtocolError:
             if case .corruptRecordBatch = e { return .corruptMessage }
             if case .invalidTimestamp = e { return .invalidTimestamp }

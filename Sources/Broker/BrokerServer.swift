@@ -19,13 +19,20 @@ public final class BrokerServer: Service, @unchecked Sendable {
     private let lock = NIOLock()
     private var serverChannels: [Channel] = []
     private var clientChannels: [ObjectIdentifier: Channel] = [:]
+    private var connectionsPerAddress: [String: Int] = [:]
     private var housekeeping: RepeatedTask?
+    /// Bytes of requests being received or queued, all connections together.
+    public let requestMemory: RequestMemoryPool
 
     public init(broker: Broker, group: EventLoopGroup, onReady: @escaping @Sendable ([ListenerAddress]) -> Void = { _ in }) {
         self.broker = broker
         self.group = group
         self.onReady = onReady
+        requestMemory = RequestMemoryPool(capacity: max(broker.config.queuedMaxRequestBytes, broker.config.maxRequestBytes))
     }
+
+    /// Client connections open now.
+    public var connectionCount: Int { lock.withLock { clientChannels.count } }
 
     public func run() async throws {
         let bound = try await start()
@@ -55,23 +62,33 @@ public final class BrokerServer: Service, @unchecked Sendable {
             }
             let maxFrame = broker.config.maxRequestBytes
             let broker = self.broker
+            let pool = requestMemory
+            let perConnection = broker.config.maxBufferedBytesPerConnection
+            let idle = broker.config.connectionsMaxIdleMs
             let bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.socketOption(.so_keepalive), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 * 1024, maximum: 1024 * 1024))
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16 * 1024, maximum: 1024 * 1024))
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: perConnection / 2, high: perConnection))
                 .childChannelInitializer { [weak self] channel in
-                    self?.track(channel)
+                    guard let self, self.admit(channel) else {
+                        return channel.close()
+                    }
                     return channel.eventLoop.makeCompletedFuture {
+                        let gate = ReadGate(channel: channel)
+                        try channel.pipeline.syncOperations.addHandler(
+                            IdleStateHandler(allTimeout: .milliseconds(idle)))
                         if let sslContext {
                             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
                         }
                         try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maxFrame, minimumFrameSize: 8)))
+                            KafkaRequestFrameHandler(maximumFrameSize: maxFrame, pool: pool, gate: gate))
                         try channel.pipeline.syncOperations.addHandler(
-                            BrokerConnectionHandler(broker: broker, listenerIndex: index, isTLS: sslContext != nil))
+                            BrokerConnectionHandler(broker: broker, listenerIndex: index, isTLS: sslContext != nil,
+                                                    pool: pool, gate: gate))
                     }
                 }
             let channel: Channel
@@ -101,12 +118,35 @@ public final class BrokerServer: Service, @unchecked Sendable {
         return bound
     }
 
-    private func track(_ channel: Channel) {
+    /// Counts a new connection in, or refuses it (closed at once, logged) when `max.connections`
+    /// or `max.connections.per.ip` is reached.
+    private func admit(_ channel: Channel) -> Bool {
         let id = ObjectIdentifier(channel)
-        lock.withLock { clientChannels[id] = channel }
-        channel.closeFuture.whenComplete { [weak self] _ in
-            self?.lock.withLock { _ = self?.clientChannels.removeValue(forKey: id) }
+        let address = channel.remoteAddress?.ipAddress ?? "?"
+        let refusal: String? = lock.withLock {
+            if clientChannels.count >= broker.config.maxConnections {
+                return "max.connections (\(broker.config.maxConnections)) reached"
+            }
+            if connectionsPerAddress[address, default: 0] >= broker.config.maxConnectionsPerIP {
+                return "max.connections.per.ip (\(broker.config.maxConnectionsPerIP)) reached for \(address)"
+            }
+            clientChannels[id] = channel
+            connectionsPerAddress[address, default: 0] += 1
+            return nil
         }
+        if let refusal {
+            broker.logger.warning("refusing a connection", metadata: ["reason": "\(refusal)", "client": "\(address)"])
+            return false
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            self?.lock.withLock {
+                guard let self else { return }
+                self.clientChannels.removeValue(forKey: id)
+                let left = self.connectionsPerAddress[address, default: 1] - 1
+                self.connectionsPerAddress[address] = left > 0 ? left : nil
+            }
+        }
+        return true
     }
 
     private func startHousekeeping() -> RepeatedTask {
@@ -117,6 +157,7 @@ public final class BrokerServer: Service, @unchecked Sendable {
         let lastOffsetExpiry = NIOLockedValueBox(currentTimeMillis())
         let offsetExpiryEvery = broker.config.groups.offsetsRetentionCheckIntervalMs
         let lastClean = NIOLockedValueBox(currentTimeMillis())
+        let lastCheckpoint = NIOLockedValueBox(currentTimeMillis())
         let cleanEvery = broker.config.logCleanerBackoffMs
         let loop = group.next()
         return loop.scheduleRepeatedAsyncTask(initialDelay: .milliseconds(interval), delay: .milliseconds(interval)) { _ in
@@ -124,7 +165,18 @@ public final class BrokerServer: Service, @unchecked Sendable {
             // Housekeeping does file I/O: keep it off the event loop.
             Thread.detachNewThreadIfNeeded {
                 for log in broker.logs.logsDueForTimeFlush() { broker.flusher.flushInBackground(log) }
+                broker.logs.rollAhead()
                 let now = currentTimeMillis()
+                let checkpointDue = lastCheckpoint.withLockedValue { last -> Bool in
+                    if now - last >= 10_000 { last = now; return true }
+                    return false
+                }
+                if checkpointDue {
+                    do { try broker.logs.writeRecoveryPoints() } catch {
+                        broker.logger.warning("could not write the recovery points", metadata: ["error": "\(error)"])
+                    }
+                    broker.logs.expireProducers(maxAgeMs: broker.config.producerIDExpirationMs)
+                }
                 let due = lastRetention.withLockedValue { last -> Bool in
                     if now - last >= retentionEvery { last = now; return true }
                     return false
@@ -158,6 +210,7 @@ public final class BrokerServer: Service, @unchecked Sendable {
         for c in clients { try? await c.close() }
         broker.logs.closeAll()
         broker.flusher.shutdown()
+        broker.shutdownStorageWork()
         broker.logger.info("broker stopped; all logs flushed and closed")
     }
 }

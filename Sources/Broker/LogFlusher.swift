@@ -6,13 +6,14 @@ import NIOPosix
 
 /// Runs fsyncs off the event loops and coalesces them per log (group commit).
 ///
-/// `flush(_:upTo:on:)` returns a future that succeeds once everything below `upTo` is on stable
-/// storage. While an fsync of a log is running, later requests for the same log wait for the next
-/// fsync, which then covers all of them: under load one fsync acknowledges many produce requests.
+/// ``flush(_:upTo:completion:)`` completes once everything below `upTo` is on stable storage.
+/// While an fsync of a log is running, later requests for the same log wait for the next fsync,
+/// which then covers all of them: under load one fsync acknowledges many produce requests. A log
+/// that fails or closes fails its waiters; the flusher never retries a log that cannot progress.
 public final class LogFlusher: @unchecked Sendable {
     private struct Waiter {
         var upTo: Int64
-        var promise: EventLoopPromise<Void>
+        var completion: @Sendable (Result<Void, Error>) -> Void
     }
 
     private struct LogState {
@@ -35,44 +36,52 @@ public final class LogFlusher: @unchecked Sendable {
         try? pool.syncShutdownGracefully()
     }
 
-    public func flush(_ log: PartitionLog, upTo offset: Int64, on loop: EventLoop) -> EventLoopFuture<Void> {
-        if log.durableOffset >= offset { return loop.makeSucceededVoidFuture() }
-        let promise = loop.makePromise(of: Void.self)
+    public func flush(_ log: PartitionLog, upTo offset: Int64, completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
+        if log.durableOffset >= offset {
+            completion(.success(()))
+            return
+        }
         let start: Bool = lock.withLock {
             var s = states[ObjectIdentifier(log)] ?? LogState()
-            s.waiters.append(Waiter(upTo: offset, promise: promise))
+            s.waiters.append(Waiter(upTo: offset, completion: completion))
             let start = !s.running
             s.running = true
             states[ObjectIdentifier(log)] = s
             return start
         }
         if start { schedule(log) }
-        return promise.futureResult
+    }
+
+    public func flush(_ log: PartitionLog, upTo offset: Int64, on loop: EventLoop) -> EventLoopFuture<Void> {
+        let p = loop.makePromise(of: Void.self)
+        flush(log, upTo: offset) { p.completeWith($0) }
+        return p.futureResult
     }
 
     /// Flushes without anyone waiting (flush.messages / flush.ms policies).
     public func flushInBackground(_ log: PartitionLog) {
-        let start: Bool = lock.withLock {
-            var s = states[ObjectIdentifier(log)] ?? LogState()
-            let start = !s.running
-            s.running = true
-            states[ObjectIdentifier(log)] = s
-            return start
-        }
-        if start { schedule(log) }
+        flush(log, upTo: Int64.max) { _ in }
     }
 
     private func schedule(_ log: PartitionLog) {
         pool.submit { [self] _ in
-            var result: Result<Int64, Error>
+            let result: Result<Int64, Error>
             do { result = .success(try log.flush()) } catch { result = .failure(error) }
+            var unreachable: [Waiter] = []
             let (done, again): ([Waiter], Bool) = lock.withLock {
                 var s = states[ObjectIdentifier(log)] ?? LogState()
                 var done: [Waiter] = []
                 switch result {
                 case .success(let end):
-                    done = s.waiters.filter { $0.upTo <= end }
-                    s.waiters.removeAll { $0.upTo <= end }
+                    // Background requests (upTo = max) are satisfied by any completed flush; a
+                    // request beyond the log end can never be (the log was cut under it).
+                    let logEnd = log.offsets.logEndOffset
+                    done = s.waiters.filter { $0.upTo <= end || $0.upTo == Int64.max }
+                    s.waiters.removeAll { $0.upTo <= end || $0.upTo == Int64.max }
+                    if end >= logEnd {
+                        unreachable = s.waiters
+                        s.waiters = []
+                    }
                 case .failure:
                     done = s.waiters
                     s.waiters = []
@@ -83,10 +92,14 @@ public final class LogFlusher: @unchecked Sendable {
                 return (done, again)
             }
             switch result {
-            case .success: for w in done { w.promise.succeed() }
+            case .success:
+                for w in done { w.completion(.success(())) }
+                for w in unreachable { w.completion(.failure(LogError.closed)) }
             case .failure(let e):
-                logger.error("fsync failed", metadata: ["topic": "\(log.topic)", "partition": "\(log.partition)", "error": "\(e)"])
-                for w in done { w.promise.fail(e) }
+                if case LogError.closed = e {} else {
+                    logger.error("fsync failed", metadata: ["topic": "\(log.topic)", "partition": "\(log.partition)", "error": "\(e)"])
+                }
+                for w in done { w.completion(.failure(e)) }
             }
             if again { schedule(log) }
         }

@@ -20,6 +20,10 @@ public enum Reply: Sendable {
     case response(any KafkaResponseMessage)
     /// The response comes later (long poll, fsync); later requests' responses wait behind it.
     case deferred(EventLoopFuture<any KafkaResponseMessage>)
+    /// The response comes later, and the connection dispatches none of its later requests until
+    /// it does (an append that must wait for a segment roll keeps the connection's append order).
+    /// nil: send nothing (acks=0).
+    case barrier(EventLoopFuture<(any KafkaResponseMessage)?>)
     /// Send nothing (Produce with acks=0).
     case noResponse
     /// Close the connection (a request that cannot be answered in its own format).

@@ -1,3 +1,4 @@
+import Foundation
 import KafkaProtocol
 
 /// Per-topic log settings, with Kafka's names, types and defaults.

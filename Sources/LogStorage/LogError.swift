@@ -16,6 +16,11 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
     case io(String, errno: Int32)
     /// The log was closed or deleted while the call was in progress.
     case closed
+    /// The active segment must be rolled before this append; the caller repeats it off the event
+    /// loop, where creating files is allowed.
+    case rollRequired
+    /// A write or fsync failed earlier: the log takes no more writes until the broker restarts.
+    case offline(String)
 
     public var description: String {
         switch self {
@@ -28,6 +33,8 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
         case .outOfOrderSequence(let p, let exp, let got): return "producer \(p): expected sequence \(exp), got \(got)"
         case .io(let what, let e): return "\(what): \(String(cString: strerror(e)))"
         case .closed: return "log is closed"
+        case .rollRequired: return "the active segment must be rolled first"
+        case .offline(let why): return "the partition is offline after a storage failure (\(why)); restart the broker once the disk is healthy"
         }
     }
 }

@@ -1,15 +1,17 @@
 import Foundation
+import FileLayer
 import KafkaProtocol
 import NIOCore
 
 /// One segment of a partition log: `<base>.log` with its `.index` and `.timeindex`.
 ///
 /// Not thread-safe on its own: ``PartitionLog`` owns its segments and calls them under its lock.
-/// The log file is a ``SegmentFile`` so readers can keep reading a segment that retention drops.
+/// Readers hold the log file itself, so they can keep reading a segment that retention drops.
 final class LogSegment {
+    let fs: any FileSystem
     let baseOffset: Int64
     private(set) var directory: String
-    let log: SegmentFile
+    let log: any StorageFile
     private(set) var index: OffsetIndex
     private(set) var timeIndex: TimeIndex
     /// Bytes of valid batches in the log file.
@@ -35,19 +37,21 @@ final class LogSegment {
 
     var isEmpty: Bool { size == 0 }
 
-    private init(directory: String, baseOffset: Int64, nowMs: Int64) throws {
+    private init(fs: any FileSystem, directory: String, baseOffset: Int64, nowMs: Int64) throws {
+        self.fs = fs
         self.directory = directory
         self.baseOffset = baseOffset
         self.nextOffset = baseOffset
         self.createdAtMs = nowMs
-        let logPath = "\(directory)/\(Self.fileName(baseOffset, ".log"))"
-        log = try SegmentFile(path: logPath, create: true)
-        index = OffsetIndex(file: try SegmentFile(path: "\(directory)/\(Self.fileName(baseOffset, ".index"))", create: true))
-        timeIndex = TimeIndex(file: try SegmentFile(path: "\(directory)/\(Self.fileName(baseOffset, ".timeindex"))", create: true))
+        log = try fs.openFile("\(directory)/\(Self.fileName(baseOffset, ".log"))", create: true)
+        index = OffsetIndex(file: try fs.openFile("\(directory)/\(Self.fileName(baseOffset, ".index"))", create: true))
+        timeIndex = TimeIndex(file: try fs.openFile("\(directory)/\(Self.fileName(baseOffset, ".timeindex"))", create: true))
     }
 
-    static func create(directory: String, baseOffset: Int64, nowMs: Int64) throws -> LogSegment {
-        let s = try LogSegment(directory: directory, baseOffset: baseOffset, nowMs: nowMs)
+    /// A new, empty segment. Its directory entries are durable only after the caller syncs the
+    /// directory (``PartitionLog`` does so before any offset of the segment counts as durable).
+    static func create(fs: any FileSystem, directory: String, baseOffset: Int64, nowMs: Int64) throws -> LogSegment {
+        let s = try LogSegment(fs: fs, directory: directory, baseOffset: baseOffset, nowMs: nowMs)
         try s.log.truncate(to: 0)
         try s.index.reset()
         try s.timeIndex.reset()
@@ -60,8 +64,9 @@ final class LogSegment {
     /// cut at the first bad one, and both indexes are rebuilt. Without it the indexes are trusted if
     /// they look sane (else rebuilt) and only the tail after the last index entry is scanned to find
     /// the end offset. Returns the segment and the number of bytes cut off.
-    static func open(directory: String, baseOffset: Int64, recover: Bool, config: LogConfig, nowMs: Int64) throws -> (LogSegment, Int64) {
-        let s = try LogSegment(directory: directory, baseOffset: baseOffset, nowMs: nowMs)
+    static func open(fs: any FileSystem, directory: String, baseOffset: Int64, recover: Bool, config: LogConfig,
+                     nowMs: Int64) throws -> (LogSegment, Int64) {
+        let s = try LogSegment(fs: fs, directory: directory, baseOffset: baseOffset, nowMs: nowMs)
         let fileSize = try s.log.size()
         var needsRebuild = recover
         if !needsRebuild {
@@ -272,31 +277,28 @@ final class LogSegment {
     /// the segment with the same base offset there. Old index files go first so that a crash at
     /// any point leaves either a log without index (rebuilt on open) or a complete new segment.
     func moveFiles(into target: String) throws {
-        let fm = FileManager.default
         let names = [Self.fileName(baseOffset, ".index"), Self.fileName(baseOffset, ".timeindex")]
-        for n in names { unlink("\(target)/\(n)") }
-        guard rename(logPath, "\(target)/\(Self.fileName(baseOffset, ".log"))") == 0 else {
-            throw LogError.io("rename \(logPath)", errno: errno)
-        }
-        for n in names { _ = rename("\(directory)/\(n)", "\(target)/\(n)") }
-        if (try? fm.contentsOfDirectory(atPath: directory))?.isEmpty == true { try? fm.removeItem(atPath: directory) }
+        for n in names { try fs.removeFile("\(target)/\(n)") }
+        try fs.rename(logPath, "\(target)/\(Self.fileName(baseOffset, ".log"))")
+        for n in names { try? fs.rename("\(directory)/\(n)", "\(target)/\(n)") }
         directory = target
     }
 
-    /// Writes `data` as a new segment in `directory` (a staging directory) and indexes it.
-    static func build(directory: String, baseOffset: Int64, data: ByteBuffer, config: LogConfig, nowMs: Int64) throws -> LogSegment {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = "\(directory)/\(fileName(baseOffset, ".log"))"
-        let f = try SegmentFile(path: path, create: true)
+    /// Writes `data` as a new segment in `directory` (a staging directory) and indexes it; the
+    /// result is durable (files synced) but its directory entries are not.
+    static func build(fs: any FileSystem, directory: String, baseOffset: Int64, data: ByteBuffer, config: LogConfig,
+                      nowMs: Int64) throws -> LogSegment {
+        try fs.createDirectory(directory)
+        let f = try fs.openFile("\(directory)/\(fileName(baseOffset, ".log"))", create: true)
         try f.truncate(to: 0)
         try data.withUnsafeReadableBytes { try f.write($0, at: 0) }
         try f.sync()
-        let (seg, _) = try open(directory: directory, baseOffset: baseOffset, recover: true, config: config, nowMs: nowMs)
+        let (seg, _) = try open(fs: fs, directory: directory, baseOffset: baseOffset, recover: true, config: config, nowMs: nowMs)
         try seg.syncAll()
         return seg
     }
 
     func deleteFiles() {
-        for p in [logPath, indexPath, timeIndexPath] { unlink(p) }
+        for p in [logPath, indexPath, timeIndexPath] { try? fs.removeFile(p) }
     }
 }

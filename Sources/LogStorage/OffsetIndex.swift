@@ -1,3 +1,4 @@
+import FileLayer
 import NIOCore
 
 /// Sparse map from offset to file position for one segment (`.index` file).
@@ -11,10 +12,10 @@ struct OffsetIndex {
     }
 
     static let entrySize = 8
-    let file: SegmentFile
+    let file: any StorageFile
     private(set) var entries: [Entry] = []
 
-    init(file: SegmentFile) {
+    init(file: any StorageFile) {
         self.file = file
     }
 
@@ -73,10 +74,10 @@ struct TimeIndex {
     }
 
     static let entrySize = 12
-    let file: SegmentFile
+    let file: any StorageFile
     private(set) var entries: [Entry] = []
 
-    init(file: SegmentFile) {
+    init(file: any StorageFile) {
         self.file = file
     }
 

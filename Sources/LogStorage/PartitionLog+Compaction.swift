@@ -1,4 +1,5 @@
 import Foundation
+import FileLayer
 import KafkaProtocol
 import NIOCore
 
@@ -26,7 +27,7 @@ extension PartitionLog {
 
     /// Offset up to which the log has been compacted (the start of its dirty part).
     public var cleanerCheckpoint: Int64 {
-        let text = try? String(contentsOfFile: "\(directory)/\(Self.cleanerCheckpointFile)", encoding: .utf8)
+        let text = try? fs.readText("\(directory)/\(Self.cleanerCheckpointFile)")
         return text.flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
     }
 
@@ -56,9 +57,9 @@ extension PartitionLog {
     @discardableResult
     public func compact(nowMs: Int64, force: Bool = false) throws -> CleaningResult? {
         let checkpoint = cleanerCheckpoint
-        let (config, targets): (LogConfig, [LogSegment]) = lock.withLock {
-            guard !closed, _config.compact else { return (_config, []) }
-            return (_config, cleanableSegmentsLocked(nowMs: nowMs))
+        let (config, targets, directory): (LogConfig, [LogSegment], String) = lock.withLock {
+            guard !closed, _config.compact else { return (_config, [], self.directory) }
+            return (_config, cleanableSegmentsLocked(nowMs: nowMs), self.directory)
         }
         guard !targets.isEmpty else { return nil }
         var dirty = targets.filter { $0.baseOffset >= checkpoint || $0.nextOffset > checkpoint }
@@ -83,7 +84,7 @@ extension PartitionLog {
 
         // 2. Rewrite every cleanable segment into the staging directory.
         let staging = "\(directory)/.cleaning"
-        try? FileManager.default.removeItem(atPath: staging)
+        try fs.removeDirectory(staging)
         var result = CleaningResult(segments: 0, bytesBefore: 0, bytesAfter: 0, recordsRemoved: 0, tombstonesRemoved: 0)
         var rebuilt: [(old: LogSegment, new: LogSegment?)] = []
         for seg in targets {
@@ -124,7 +125,7 @@ extension PartitionLog {
             if out.readableBytes == 0 {
                 rebuilt.append((seg, nil))
             } else {
-                rebuilt.append((seg, try LogSegment.build(directory: staging, baseOffset: seg.baseOffset, data: out,
+                rebuilt.append((seg, try LogSegment.build(fs: fs, directory: staging, baseOffset: seg.baseOffset, data: out,
                                                           config: config, nowMs: nowMs)))
             }
         }
@@ -132,7 +133,7 @@ extension PartitionLog {
         // 3. Swap, unless retention or truncation changed the segment list meanwhile.
         let newCheckpoint = targets.last!.nextOffset
         let swapped: Bool = try lock.withLock {
-            guard !closed else { return false }
+            guard !closed, self.directory == directory else { return false }
             for (old, _) in rebuilt where !segments.contains(where: { $0 === old }) { return false }
             for (old, new) in rebuilt {
                 let i = segments.firstIndex { $0 === old }!
@@ -144,14 +145,12 @@ extension PartitionLog {
                     segments.remove(at: i)
                 }
             }
-            syncDirectory(directory)
             return true
         }
-        try? FileManager.default.removeItem(atPath: staging)
+        if swapped { try fs.syncDirectory(directory) }
+        try fs.removeDirectory(staging)
         guard swapped else { return nil }
-        let tmp = "\(directory)/\(Self.cleanerCheckpointFile).tmp"
-        try "\(newCheckpoint)\n".write(toFile: tmp, atomically: false, encoding: .utf8)
-        rename(tmp, "\(directory)/\(Self.cleanerCheckpointFile)")
+        try fs.writeAtomically("\(newCheckpoint)\n", to: "\(directory)/\(Self.cleanerCheckpointFile)")
         if result.segments > 0 {
             logger.info("compacted log", metadata: [
                 "segments": "\(result.segments)", "bytes_before": "\(result.bytesBefore)", "bytes_after": "\(result.bytesAfter)",

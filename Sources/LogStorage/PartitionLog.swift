@@ -1,4 +1,5 @@
 import Foundation
+import FileLayer
 import KafkaProtocol
 import Logging
 import NIOConcurrencyHelpers
@@ -6,37 +7,43 @@ import NIOCore
 
 /// The log of one topic partition: an ordered list of segments in `<dataDir>/<topic>-<partition>/`.
 ///
-/// Invariants: offsets are assigned contiguously and never change; `logStartOffset <= highWatermark
+/// Invariants: offsets are assigned contiguously and never change; `logStartOffset <= durableOffset
 /// <= logEndOffset`; only the last (active) segment is written. Every mutable field is guarded by
-/// `lock`, which is held for bookkeeping and the `pwritev` of an append but never for an fsync or
-/// while a fetch response is written to a socket: readers take a reference to the segment file and
-/// read outside the lock.
+/// `lock`, which is held for bookkeeping and the `pwritev` of an append but never for an fsync, a
+/// file creation (except a roll, which callers run off the event loops) or while a fetch response
+/// is written to a socket: readers take a reference to the segment file and read outside the lock.
+///
+/// What a consumer may read (the high watermark) is not decided here: ``read(offset:maxBytes:upTo:)``
+/// takes the limit from the layer above, which knows whether unflushed data may be served.
 public final class PartitionLog: @unchecked Sendable {
     public let topic: TopicName
     public let partition: Int32
-    public let directory: String
+    public private(set) var directory: String
+    let fs: any FileSystem
     let logger: Logger
     let lock = NIOLock()
 
     var segments: [LogSegment]
     var _config: LogConfig
     private var _logStartOffset: Int64
-    private var _highWatermark: Int64
     private var producers: ProducerStateTable
+    /// Everything below is on stable storage.
     private var flushedOffset: Int64
+    /// A segment was created (or the directory changed) since the directory was last synced.
+    private var directoryDirty = false
     private var unflushedMessages: Int64 = 0
     private var oldestUnflushedMs: Int64? = nil
-    private var waiters: [UInt64: @Sendable () -> Void] = [:]
-    private var nextWaiterID: UInt64 = 0
     var closed = false
-    /// Leader epoch stamped into appended batches; -1 while the cluster runs without epochs.
+    /// An fsync or write failed: the log takes no more writes (Kafka takes the log directory offline).
+    private var failure: String? = nil
+    /// Leader epoch stamped into appended batches; -1 until ``becomeLeader(epoch:)``.
     private var _leaderEpoch: Int32 = -1
-    /// When true the high watermark follows the log end offset on every append (single replica).
-    private var _highWatermarkFollowsEnd = true
+    private var epochs: LeaderEpochCache
 
     static let cleanShutdownFile = ".clean-shutdown"
     static let logStartFile = "log-start-offset"
     static let producerSnapshotFile = "producer-state.snapshot"
+    static let leaderEpochFile = "leader-epoch-checkpoint"
 
     /// The directory name Kafka uses for a partition.
     public static func directoryName(topic: TopicName, partition: Int32) -> String {
@@ -54,81 +61,104 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// Opens (creating if needed) the log in `directory`.
     ///
-    /// After an unclean shutdown (no marker file) the active segment is fully validated and cut at
-    /// the first torn or corrupt batch; any segment whose index files are missing or damaged has
-    /// them rebuilt. Idempotent-producer state is reloaded from its snapshot plus the batches after it.
-    public static func open(directory: String, topic: TopicName, partition: Int32, config: LogConfig,
-                            nowMs: Int64, logger: Logger) throws -> PartitionLog {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    /// After an unclean shutdown (no marker file) every segment from the one holding
+    /// `recoveryPoint` (an offset known to have been durable) onwards is validated batch by batch
+    /// and cut at the first torn or corrupt batch; segments after a cut are removed, since they
+    /// follow a hole. The recovered tail is then synced, so what the log holds afterwards is durable.
+    /// Idempotent-producer state is reloaded from its snapshot plus the batches after it.
+    public static func open(fs: any FileSystem = PosixFileSystem(), directory: String, topic: TopicName, partition: Int32,
+                            config: LogConfig, recoveryPoint: Int64 = 0, nowMs: Int64, logger: Logger) throws -> PartitionLog {
+        try fs.createDirectory(directory)
         // A compaction that did not finish left only staged files behind; the originals are intact.
-        try? fm.removeItem(atPath: "\(directory)/.cleaning")
+        try fs.removeDirectory("\(directory)/.cleaning")
         let marker = "\(directory)/\(cleanShutdownFile)"
-        let clean = fm.fileExists(atPath: marker)
-        if clean { try? fm.removeItem(atPath: marker) }
+        let clean = fs.exists(marker)
+        if clean { try fs.removeFile(marker) }
 
-        var bases: [Int64] = []
-        for name in try fm.contentsOfDirectory(atPath: directory) {
-            if name.hasSuffix(".log"), let b = Int64(name.dropLast(4)) {
-                bases.append(b)
-            }
-        }
-        bases.sort()
+        let names = try fs.contentsOfDirectory(directory)
+        let bases = names.compactMap { $0.hasSuffix(".log") ? Int64($0.dropLast(4)) : nil }.sorted()
         // Index files without a log are leftovers of a deleted segment.
-        for name in try fm.contentsOfDirectory(atPath: directory) where name.hasSuffix(".index") || name.hasSuffix(".timeindex") {
+        for name in names where name.hasSuffix(".index") || name.hasSuffix(".timeindex") {
             let stem = name.split(separator: ".").first.map(String.init) ?? ""
-            if let b = Int64(stem), !bases.contains(b) { try? fm.removeItem(atPath: "\(directory)/\(name)") }
+            if let b = Int64(stem), !bases.contains(b) { try fs.removeFile("\(directory)/\(name)") }
         }
 
         var checkpointStart: Int64 = 0
-        if let text = try? String(contentsOfFile: "\(directory)/\(logStartFile)", encoding: .utf8),
+        if let text = try fs.readText("\(directory)/\(logStartFile)"),
            let v = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
             checkpointStart = v
         }
 
+        let recoverFrom = clean ? Int64.max : (bases.last { $0 <= recoveryPoint } ?? bases.first ?? 0)
         var segments: [LogSegment] = []
-        for (i, base) in bases.enumerated() {
-            let isLast = i == bases.count - 1
-            let (seg, cut) = try LogSegment.open(directory: directory, baseOffset: base, recover: isLast && !clean,
+        var recovered: [LogSegment] = []
+        var tornAt: Int64? = nil
+        for base in bases {
+            if let tornAt {
+                // An earlier segment lost its tail: everything after it follows a hole.
+                logger.warning("removing a segment that follows a torn one", metadata: [
+                    "topic": "\(topic)", "partition": "\(partition)", "segment": "\(base)", "torn_at": "\(tornAt)"])
+                for suffix in [".log", ".index", ".timeindex"] { try fs.removeFile("\(directory)/\(LogSegment.fileName(base, suffix))") }
+                continue
+            }
+            let recover = base >= recoverFrom
+            let (seg, cut) = try LogSegment.open(fs: fs, directory: directory, baseOffset: base, recover: recover,
                                                  config: config, nowMs: nowMs)
             if cut > 0 {
+                tornAt = seg.nextOffset
                 logger.warning("recovered partition log: cut a torn or corrupt tail",
                                metadata: ["topic": "\(topic)", "partition": "\(partition)",
                                           "segment": "\(base)", "bytes_removed": "\(cut)", "end_offset": "\(seg.nextOffset)"])
             }
+            if recover { recovered.append(seg) }
             segments.append(seg)
         }
         // Drop empty trailing segments left behind by a roll that crashed, except the first one.
         while segments.count > 1, let last = segments.last, last.isEmpty, last.baseOffset != segments[segments.count - 2].nextOffset {
             last.deleteFiles()
             segments.removeLast()
+            recovered.removeAll { $0 === last }
         }
+        var created = false
         if segments.isEmpty {
-            segments.append(try LogSegment.create(directory: directory, baseOffset: checkpointStart, nowMs: nowMs))
+            segments.append(try LogSegment.create(fs: fs, directory: directory, baseOffset: checkpointStart, nowMs: nowMs))
+            created = true
         }
-        let log = PartitionLog(topic: topic, partition: partition, directory: directory, config: config,
+        // After a crash the recovered bytes may sit only in the page cache: make them durable now.
+        for seg in recovered { try seg.syncAll() }
+        if !recovered.isEmpty || created { try fs.syncDirectory(directory) }
+
+        let end = segments.last!.nextOffset
+        var epochs = (try fs.readText("\(directory)/\(leaderEpochFile)")).flatMap(LeaderEpochCache.init(text:)) ?? LeaderEpochCache()
+        let before = epochs
+        // Epochs that start at or beyond the recovered end wrote nothing that survived.
+        epochs.truncate(fromEnd: end)
+        epochs.truncate(fromStart: max(checkpointStart, segments[0].baseOffset))
+        let log = PartitionLog(fs: fs, topic: topic, partition: partition, directory: directory, config: config,
                                segments: segments, logStartOffset: max(checkpointStart, segments[0].baseOffset),
-                               logger: logger)
+                               epochs: epochs, logger: logger)
+        if epochs != before { try log.writeEpochs(epochs) }
         try log.loadProducerState()
         if !clean && !bases.isEmpty {
             logger.info("opened partition log after an unclean shutdown",
-                        metadata: ["topic": "\(topic)", "partition": "\(partition)",
-                                   "log_start_offset": "\(log._logStartOffset)", "log_end_offset": "\(log.logEndOffsetLocked)"])
+                        metadata: ["topic": "\(topic)", "partition": "\(partition)", "recovered_segments": "\(recovered.count)",
+                                   "log_start_offset": "\(log._logStartOffset)", "log_end_offset": "\(end)"])
         }
         return log
     }
 
-    private init(topic: TopicName, partition: Int32, directory: String, config: LogConfig, segments: [LogSegment],
-                 logStartOffset: Int64, logger: Logger) {
+    private init(fs: any FileSystem, topic: TopicName, partition: Int32, directory: String, config: LogConfig,
+                 segments: [LogSegment], logStartOffset: Int64, epochs: LeaderEpochCache, logger: Logger) {
+        self.fs = fs
         self.topic = topic
         self.partition = partition
         self.directory = directory
         self._config = config
         self.segments = segments
         self._logStartOffset = min(logStartOffset, segments.last!.nextOffset)
-        self._highWatermark = segments.last!.nextOffset
         self.flushedOffset = segments.last!.nextOffset
         self.producers = ProducerStateTable()
+        self.epochs = epochs
         var l = logger
         l[metadataKey: "topic"] = "\(topic)"
         l[metadataKey: "partition"] = "\(partition)"
@@ -138,8 +168,8 @@ public final class PartitionLog: @unchecked Sendable {
     private func loadProducerState() throws {
         let end = logEndOffsetLocked
         var replayFrom = segments.last!.baseOffset
-        if let data = FileManager.default.contents(atPath: "\(directory)/\(Self.producerSnapshotFile)"),
-           let (table, offset) = ProducerStateTable.load(ByteBuffer(bytes: data)) {
+        if let bytes = try fs.readFile("\(directory)/\(Self.producerSnapshotFile)"),
+           let (table, offset) = ProducerStateTable.load(ByteBuffer(bytes: bytes)) {
             producers = table
             if offset > end {
                 producers.truncate(from: end)
@@ -151,48 +181,45 @@ public final class PartitionLog: @unchecked Sendable {
         for seg in segments where seg.nextOffset > replayFrom {
             guard let pos = try seg.position(of: replayFrom) else { continue }
             for (h, _) in try seg.headers(from: pos) where h.producerID >= 0 && h.lastOffset >= replayFrom {
-                producers.record(h)
+                producers.record(h, appendTimeMs: seg.createdAtMs)
             }
         }
     }
 
-    private func writeProducerSnapshot() {
-        let snap = producers.snapshot(at: logEndOffsetLocked)
-        let tmp = "\(directory)/\(Self.producerSnapshotFile).tmp"
-        let data = Data(snap.readableBytesView)
-        if FileManager.default.createFile(atPath: tmp, contents: data) {
-            rename(tmp, "\(directory)/\(Self.producerSnapshotFile)")
-        }
+    private func writeProducerSnapshot(_ snapshot: ByteBuffer) throws {
+        try fs.writeAtomically(Array(snapshot.readableBytesView), to: "\(directory)/\(Self.producerSnapshotFile)")
+    }
+
+    private func writeEpochs(_ cache: LeaderEpochCache) throws {
+        try fs.writeAtomically(cache.text, to: "\(directory)/\(Self.leaderEpochFile)")
     }
 
     /// Flushes everything, saves producer state and marks the log cleanly shut down.
     public func close() {
-        let pending: [@Sendable () -> Void] = lock.withLock {
-            guard !closed else { return [] }
+        lock.withLock {
+            guard !closed else { return }
             closed = true
-            for s in segments { try? s.syncAll() }
-            writeProducerSnapshot()
-            _ = FileManager.default.createFile(atPath: "\(directory)/\(Self.cleanShutdownFile)", contents: Data())
-            syncDirectory(directory)
-            let w = Array(waiters.values)
-            waiters.removeAll()
-            return w
+            do {
+                for s in segments { try s.syncAll() }
+                try writeProducerSnapshot(producers.snapshot(at: logEndOffsetLocked))
+                let marker = try fs.openFile("\(directory)/\(Self.cleanShutdownFile)", create: true)
+                try marker.sync()
+                try fs.syncDirectory(directory)
+            } catch {
+                // Without the marker the next start recovers the log as after a crash.
+                logger.error("could not close the log cleanly; it will be recovered on the next start", metadata: ["error": "\(error)"])
+            }
         }
-        for w in pending { w() }
     }
 
-    /// Closes the log and removes its directory (topic deletion).
-    public func delete() {
-        let pending: [@Sendable () -> Void] = lock.withLock {
+    /// Closes the log and renames its directory to `newDirectory` (topic deletion: the data is
+    /// removed later, and a topic of the same name can be created at once in a fresh directory).
+    public func detach(renamingTo newDirectory: String) throws {
+        try lock.withLock {
             closed = true
-            let w = Array(waiters.values)
-            waiters.removeAll()
-            for s in segments { s.deleteFiles() }
-            segments.removeAll()
-            try? FileManager.default.removeItem(atPath: directory)
-            return w
+            try fs.rename(directory, newDirectory)
+            directory = newDirectory
         }
-        for w in pending { w() }
     }
 
     // MARK: - State
@@ -206,17 +233,34 @@ public final class PartitionLog: @unchecked Sendable {
 
     public struct Offsets: Sendable, Equatable {
         public var logStartOffset: Int64
-        public var highWatermark: Int64
+        /// Everything below is on stable storage.
+        public var durableOffset: Int64
         public var logEndOffset: Int64
     }
 
     public var offsets: Offsets {
-        lock.withLock { Offsets(logStartOffset: _logStartOffset, highWatermark: _highWatermark, logEndOffset: logEndOffsetLocked) }
+        lock.withLock { Offsets(logStartOffset: _logStartOffset, durableOffset: flushedOffset, logEndOffset: logEndOffsetLocked) }
     }
 
-    public var leaderEpoch: Int32 {
-        get { lock.withLock { _leaderEpoch } }
-        set { lock.withLock { _leaderEpoch = newValue } }
+    /// Offset below which everything is known to be on stable storage.
+    public var durableOffset: Int64 { lock.withLock { flushedOffset } }
+
+    /// Why the log takes no writes, if a storage failure took it offline.
+    public var offlineReason: String? { lock.withLock { failure } }
+
+    public var leaderEpoch: Int32 { lock.withLock { _leaderEpoch } }
+
+    public var leaderEpochs: LeaderEpochCache { lock.withLock { epochs } }
+
+    /// Makes `epoch` the epoch stamped into every batch appended from now on, starting at the
+    /// current log end, and persists the epoch history. Epochs only grow.
+    public func becomeLeader(epoch: Int32) throws {
+        let changed: LeaderEpochCache? = lock.withLock {
+            guard epoch > _leaderEpoch else { return nil }
+            _leaderEpoch = epoch
+            return epochs.assign(epoch: epoch, startOffset: logEndOffsetLocked) ? epochs : nil
+        }
+        if let changed { try writeEpochs(changed) }
     }
 
     /// Total bytes of all segments.
@@ -245,10 +289,14 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// Validates and appends the record batches in `records` (a Produce partition's payload).
     ///
-    /// CRC and structure checks run before the lock is taken. Batches are written with one `pwritev`
-    /// straight from `records`' storage; only the 16 header bytes that change (base offset, leader
-    /// epoch) come from a scratch area, so the payload is never copied.
-    public func append(_ records: ByteBuffer, nowMs: Int64) throws -> AppendResult {
+    /// CRC, structure and record checks run before the lock is taken. Batches are written with one
+    /// `pwritev` straight from `records`' storage; only the 16 header bytes that change (base offset,
+    /// leader epoch) come from a scratch area, so the payload is never copied.
+    ///
+    /// When the active segment is full or old, a new one is needed first. With `allowRoll` the roll
+    /// happens here; without it (on an event loop, where no file may be created) the call throws
+    /// ``LogError/rollRequired`` and the caller repeats it off the loop with `allowRoll`.
+    public func append(_ records: ByteBuffer, nowMs: Int64, allowRoll: Bool = true) throws -> AppendResult {
         var headers: [RecordBatchHeader] = []
         var starts: [Int] = []
         var i = records.readerIndex
@@ -278,15 +326,21 @@ public final class PartitionLog: @unchecked Sendable {
             i += h.totalSize
         }
         guard !headers.isEmpty else { throw LogError.invalidBatch("no record batch in the request") }
-        return try appendValidated(records, headers: headers, starts: starts, nowMs: nowMs)
+        while true {
+            do {
+                return try appendValidated(records, headers: headers, starts: starts, nowMs: nowMs)
+            } catch LogError.rollRequired where allowRoll {
+                try roll(nowMs: nowMs, ifNeededFor: headers)
+            }
+        }
     }
 
     private func appendValidated(_ records: ByteBuffer, headers inHeaders: [RecordBatchHeader], starts: [Int],
                                  nowMs: Int64) throws -> AppendResult {
         var headers = inHeaders
-        var notify: [@Sendable () -> Void] = []
-        let result: AppendResult = try lock.withLock {
+        return try lock.withLock {
             guard !closed else { throw LogError.closed }
+            if let failure { throw LogError.offline(failure) }
             // Idempotence: a retried batch is answered from the producer table.
             var table = producers
             for h in headers where h.producerID >= 0 {
@@ -297,10 +351,12 @@ public final class PartitionLog: @unchecked Sendable {
                     return AppendResult(baseOffset: meta.firstOffset, lastOffset: meta.lastOffset, logAppendTime: -1,
                                         logStartOffset: _logStartOffset, recordCount: 0, isDuplicate: true, flushDue: false)
                 }
-                table.record(h)
+                table.record(h, appendTimeMs: nowMs)
             }
             let totalBytes = headers.reduce(Int64(0)) { $0 + Int64($1.totalSize) }
-            try maybeRoll(incomingBytes: totalBytes, nowMs: nowMs, lastOffsetDelta: headers.reduce(0) { $0 + Int64($1.lastOffsetDelta) + 1 })
+            if rollNeededLocked(incomingBytes: totalBytes, nowMs: nowMs, offsets: headers.reduce(0) { $0 + Int64($1.lastOffsetDelta) + 1 }) {
+                throw LogError.rollRequired
+            }
             let base = logEndOffsetLocked
             var next = base
             let appendTime: Int64 = _config.logAppendTime ? nowMs : -1
@@ -315,107 +371,170 @@ public final class PartitionLog: @unchecked Sendable {
                 rel += Int64(headers[k].totalSize)
             }
             let active = segments.last!
-            if appendTime >= 0 {
-                // LogAppendTime changes CRC-covered bytes: copy, restamp, write the copy.
-                var copy = ByteBuffer()
-                for (k, h) in headers.enumerated() {
-                    var one = records.getSlice(at: starts[k], length: h.totalSize)!
-                    RecordBatch.setBaseOffset(h.baseOffset, in: &one, at: one.readerIndex)
-                    RecordBatch.setPartitionLeaderEpoch(h.partitionLeaderEpoch, in: &one, at: one.readerIndex)
-                    try? RecordBatch.setLogAppendTime(appendTime, in: &one, at: one.readerIndex)
-                    copy.writeBuffer(&one)
-                }
-                try copy.withUnsafeReadableBytes { raw in
-                    var vecs = [iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress!), iov_len: raw.count)]
-                    try active.append(vecs: &vecs, headers: headers, starts: relStarts, totalBytes: totalBytes, config: _config)
-                }
-            } else {
-                try withUnsafeTemporaryAllocation(byteCount: 16 * headers.count, alignment: 8) { patch in
-                    try records.withUnsafeReadableBytes { raw in
-                        var vecs: [iovec] = []
-                        vecs.reserveCapacity(headers.count * 2)
-                        for (k, h) in headers.enumerated() {
-                            let p = patch.baseAddress! + 16 * k
-                            p.storeBytes(of: h.baseOffset.bigEndian, toByteOffset: 0, as: Int64.self)
-                            p.storeBytes(of: h.batchLength.bigEndian, toByteOffset: 8, as: Int32.self)
-                            p.storeBytes(of: h.partitionLeaderEpoch.bigEndian, toByteOffset: 12, as: Int32.self)
-                            vecs.append(iovec(iov_base: p, iov_len: 16))
-                            let from = starts[k] - records.readerIndex + 16
-                            vecs.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + from),
-                                              iov_len: h.totalSize - 16))
-                        }
+            do {
+                if appendTime >= 0 {
+                    // LogAppendTime changes CRC-covered bytes: copy, restamp, write the copy.
+                    var copy = ByteBuffer()
+                    for (k, h) in headers.enumerated() {
+                        var one = records.getSlice(at: starts[k], length: h.totalSize)!
+                        RecordBatch.setBaseOffset(h.baseOffset, in: &one, at: one.readerIndex)
+                        RecordBatch.setPartitionLeaderEpoch(h.partitionLeaderEpoch, in: &one, at: one.readerIndex)
+                        try RecordBatch.setLogAppendTime(appendTime, in: &one, at: one.readerIndex)
+                        copy.writeBuffer(&one)
+                    }
+                    try copy.withUnsafeReadableBytes { raw in
+                        var vecs = [iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress!), iov_len: raw.count)]
                         try active.append(vecs: &vecs, headers: headers, starts: relStarts, totalBytes: totalBytes, config: _config)
                     }
+                } else {
+                    try withUnsafeTemporaryAllocation(byteCount: 16 * headers.count, alignment: 8) { patch in
+                        try records.withUnsafeReadableBytes { raw in
+                            var vecs: [iovec] = []
+                            vecs.reserveCapacity(headers.count * 2)
+                            for (k, h) in headers.enumerated() {
+                                let p = patch.baseAddress! + 16 * k
+                                p.storeBytes(of: h.baseOffset.bigEndian, toByteOffset: 0, as: Int64.self)
+                                p.storeBytes(of: h.batchLength.bigEndian, toByteOffset: 8, as: Int32.self)
+                                p.storeBytes(of: h.partitionLeaderEpoch.bigEndian, toByteOffset: 12, as: Int32.self)
+                                vecs.append(iovec(iov_base: p, iov_len: 16))
+                                let from = starts[k] - records.readerIndex + 16
+                                vecs.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + from),
+                                                  iov_len: h.totalSize - 16))
+                            }
+                            try active.append(vecs: &vecs, headers: headers, starts: relStarts, totalBytes: totalBytes, config: _config)
+                        }
+                    }
                 }
+            } catch {
+                // A short or failed write leaves the file in an unknown state: take the log offline
+                // rather than append after bytes that may be garbage.
+                failure = "write failed: \(error)"
+                logger.error("taking the partition offline after a failed write", metadata: ["error": "\(error)"])
+                throw LogError.offline(failure!)
             }
-            for h in headers where h.producerID >= 0 { producers.record(h) }
-            if _highWatermarkFollowsEnd { _highWatermark = next }
+            for h in headers where h.producerID >= 0 { producers.record(h, appendTimeMs: nowMs) }
             let count = headers.reduce(0) { $0 + Int($1.recordsCount) }
             unflushedMessages += Int64(count)
             if oldestUnflushedMs == nil { oldestUnflushedMs = nowMs }
-            if !waiters.isEmpty {
-                notify = Array(waiters.values)
-                waiters.removeAll(keepingCapacity: true)
-            }
             return AppendResult(baseOffset: base, lastOffset: next - 1, logAppendTime: appendTime,
                                 logStartOffset: _logStartOffset, recordCount: count, isDuplicate: false,
                                 flushDue: unflushedMessages >= _config.flushMessages)
         }
-        for n in notify { n() }
-        return result
     }
 
-    /// Starts a new segment when the active one is full or old. Called with the lock held.
-    private func maybeRoll(incomingBytes: Int64, nowMs: Int64, lastOffsetDelta: Int64) throws {
+    /// Whether the active segment must be closed before `incomingBytes` more (holding `offsets`
+    /// offsets) go in: it is full, older than `segment.ms`, or its relative offsets would overflow.
+    private func rollNeededLocked(incomingBytes: Int64, nowMs: Int64, offsets: Int64) -> Bool {
         let active = segments.last!
-        guard !active.isEmpty else { return }
+        guard !active.isEmpty else { return false }
         let full = active.size + incomingBytes > _config.segmentBytes
         let age = elapsedMs(since: active.firstBatchTimestamp.map { max($0, active.createdAtMs) } ?? active.createdAtMs, now: nowMs)
         let old = age >= _config.segmentMs
-        let offsetOverflow = active.nextOffset + lastOffsetDelta - active.baseOffset > Int64(Int32.max)
-        if full || old || offsetOverflow {
-            try rollLocked(nowMs: nowMs)
-        }
+        let offsetOverflow = active.nextOffset + offsets - active.baseOffset > Int64(Int32.max)
+        return full || old || offsetOverflow
     }
 
-    private func rollLocked(nowMs: Int64) throws {
-        let active = segments.last!
-        try active.syncAll()
-        let seg = try LogSegment.create(directory: directory, baseOffset: active.nextOffset, nowMs: nowMs)
+    /// Starts a new segment if the batches described by `headers` still need one (another caller
+    /// may have rolled meanwhile). Creates files: never call it on an event loop.
+    private func roll(nowMs: Int64, ifNeededFor headers: [RecordBatchHeader]) throws {
+        let totalBytes = headers.reduce(Int64(0)) { $0 + Int64($1.totalSize) }
+        let offsets = headers.reduce(0) { $0 + Int64($1.lastOffsetDelta) + 1 }
+        let snapshot: ByteBuffer? = try lock.withLock {
+            guard !closed else { throw LogError.closed }
+            guard rollNeededLocked(incomingBytes: totalBytes, nowMs: nowMs, offsets: offsets) else { return nil }
+            return try rollLocked(nowMs: nowMs)
+        }
+        if let snapshot { try afterRoll(snapshot) }
+    }
+
+    /// Opens a new active segment at the log end; returns the producer snapshot to write (outside
+    /// the lock). The old segment's bytes are synced by the next flush, which syncs every segment
+    /// holding offsets above the durable offset, and the directory with them.
+    private func rollLocked(nowMs: Int64) throws -> ByteBuffer {
+        let seg = try LogSegment.create(fs: fs, directory: directory, baseOffset: logEndOffsetLocked, nowMs: nowMs)
         segments.append(seg)
-        writeProducerSnapshot()
-        syncDirectory(directory)
+        directoryDirty = true
         logger.debug("rolled a new segment", metadata: ["base_offset": "\(seg.baseOffset)"])
+        return producers.snapshot(at: seg.baseOffset)
     }
 
-    /// Forces a new segment (used by tests and by time-based retention of the active segment).
+    private func afterRoll(_ snapshot: ByteBuffer) throws {
+        try writeProducerSnapshot(snapshot)
+    }
+
+    /// Forces a new segment (tests, and time-based retention of the active segment).
     public func roll(nowMs: Int64) throws {
-        try lock.withLock {
-            guard !segments.last!.isEmpty else { return }
-            try rollLocked(nowMs: nowMs)
+        let snapshot: ByteBuffer? = try lock.withLock {
+            guard !closed, !segments.last!.isEmpty else { return nil }
+            return try rollLocked(nowMs: nowMs)
         }
+        if let snapshot { try afterRoll(snapshot) }
+    }
+
+    /// Rolls ahead of need when the active segment is nearly full (90% of `segment.bytes`) or has
+    /// reached `segment.ms`, so appends on an event loop rarely find a roll due. Housekeeping calls
+    /// it off the loops. Returns whether it rolled.
+    @discardableResult
+    public func rollIfNearlyDue(nowMs: Int64) throws -> Bool {
+        let snapshot: ByteBuffer? = try lock.withLock {
+            guard !closed, failure == nil else { return nil }
+            let active = segments.last!
+            guard !active.isEmpty else { return nil }
+            let nearlyFull = active.size >= _config.segmentBytes / 10 * 9
+            let due = rollNeededLocked(incomingBytes: 0, nowMs: nowMs, offsets: 0)
+            guard nearlyFull || due else { return nil }
+            return try rollLocked(nowMs: nowMs)
+        }
+        if let snapshot { try afterRoll(snapshot) }
+        return snapshot != nil
     }
 
     // MARK: - Flush
 
-    /// fsyncs the active segment; everything appended before the call is durable when it returns.
-    /// Runs outside the lock so produce and fetch continue meanwhile.
+    /// Makes everything appended before the call durable; returns the offset below which all is.
+    /// Syncs, outside the lock, every segment holding offsets at or above the durable offset (the
+    /// active one, and the one before it after a roll) and the directory if a segment was created.
+    /// A failed sync takes the log offline: no later write may be acknowledged after bytes that the
+    /// disk may have lost.
     @discardableResult
     public func flush() throws -> Int64 {
-        let (file, end): (SegmentFile?, Int64) = lock.withLock {
-            guard !closed, flushedOffset < logEndOffsetLocked else { return (nil, flushedOffset) }
+        let plan: (files: [any StorageFile], end: Int64, syncDirectory: Bool)? = try lock.withLock {
+            if let failure { throw LogError.offline(failure) }
+            let end = logEndOffsetLocked
+            if closed {
+                guard flushedOffset >= end else { throw LogError.closed }
+                return nil
+            }
+            guard flushedOffset < end || directoryDirty else { return nil }
             unflushedMessages = 0
             oldestUnflushedMs = nil
-            return (segments.last!.log, logEndOffsetLocked)
+            var files: [any StorageFile] = []
+            for seg in segments where seg.nextOffset > flushedOffset || seg === segments.last! {
+                files.append(seg.log)
+                if seg !== segments.last! { files += [seg.index.file, seg.timeIndex.file] }
+            }
+            let dir = directoryDirty
+            directoryDirty = false
+            return (files, end, dir)
         }
-        guard let file else { return end }
-        try file.sync()
-        lock.withLock { if end > flushedOffset { flushedOffset = end } }
-        return end
+        guard let plan else { return durableOffset }
+        do {
+            for f in plan.files { try f.sync() }
+            if plan.syncDirectory { try fs.syncDirectory(directory) }
+        } catch {
+            let why = "fsync failed: \(error)"
+            lock.withLock {
+                failure = why
+                directoryDirty = directoryDirty || plan.syncDirectory
+            }
+            logger.error("taking the partition offline: an fsync failed", metadata: ["error": "\(error)"])
+            throw LogError.offline(why)
+        }
+        return lock.withLock {
+            if plan.end > flushedOffset { flushedOffset = plan.end }
+            return flushedOffset
+        }
     }
-
-    /// Offset below which everything is known to be on stable storage.
-    public var durableOffset: Int64 { lock.withLock { flushedOffset } }
 
     /// Whether `flush.ms` asks for an fsync at `nowMs`.
     public func timeFlushDue(nowMs: Int64) -> Bool {
@@ -426,33 +545,32 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// A contiguous byte range of one segment holding whole batches from the requested offset.
     public struct Slice: @unchecked Sendable {
-        public let file: SegmentFile
+        public let file: any StorageFile
         public let position: Int64
         public let length: Int
     }
 
     public struct ReadResult: @unchecked Sendable {
         public var slice: Slice?
-        public var highWatermark: Int64
         public var logStartOffset: Int64
         public var logEndOffset: Int64
 
-        public init(slice: Slice?, highWatermark: Int64, logStartOffset: Int64, logEndOffset: Int64) {
+        public init(slice: Slice?, logStartOffset: Int64, logEndOffset: Int64) {
             self.slice = slice
-            self.highWatermark = highWatermark
             self.logStartOffset = logStartOffset
             self.logEndOffset = logEndOffset
         }
     }
 
     /// Bytes to answer a fetch at `offset`: whole batches starting with the one containing `offset`,
-    /// up to `maxBytes` (but always the first whole batch, even if larger), never past the high
-    /// watermark unless `uncommitted` (replica fetches read up to the log end).
-    public func read(offset: Int64, maxBytes: Int, uncommitted: Bool = false) throws -> ReadResult {
+    /// up to `maxBytes` (but always the first whole batch, even if larger), never past `upTo`
+    /// (the high watermark the caller serves; the log end when nil).
+    public func read(offset: Int64, maxBytes: Int, upTo: Int64? = nil) throws -> ReadResult {
         try lock.withLock {
+            if let failure { throw LogError.offline(failure) }
             let end = logEndOffsetLocked
-            let limit = uncommitted ? end : _highWatermark
-            var result = ReadResult(slice: nil, highWatermark: _highWatermark, logStartOffset: _logStartOffset, logEndOffset: end)
+            let limit = min(upTo ?? end, end)
+            var result = ReadResult(slice: nil, logStartOffset: _logStartOffset, logEndOffset: end)
             guard offset >= _logStartOffset, offset <= end else {
                 throw LogError.offsetOutOfRange(requested: offset, logStart: _logStartOffset, logEnd: end)
             }
@@ -466,7 +584,7 @@ public final class PartitionLog: @unchecked Sendable {
                     if limit < seg.nextOffset, let lp = try seg.position(of: limit) { stop = lp }
                     guard stop > pos else { return result }
                     let first = try seg.batchSize(at: pos)
-                    let length = max(min(stop - pos, Int64(maxBytes)), min(first, stop - pos))
+                    let length = max(min(stop - pos, Int64(max(1, maxBytes))), min(first, stop - pos))
                     result.slice = Slice(file: seg.log, position: pos, length: Int(length))
                     return result
                 }
@@ -480,26 +598,14 @@ public final class PartitionLog: @unchecked Sendable {
         segments.lastIndex(below: { $0.baseOffset <= offset }) ?? 0
     }
 
-    /// Registers a one-shot callback for the next append (or close). Returns an id for ``removeWaiter(_:)``.
-    public func addWaiter(_ callback: @escaping @Sendable () -> Void) -> UInt64 {
-        lock.withLock {
-            nextWaiterID &+= 1
-            waiters[nextWaiterID] = callback
-            return nextWaiterID
-        }
-    }
-
-    public func removeWaiter(_ id: UInt64) {
-        lock.withLock { _ = waiters.removeValue(forKey: id) }
-    }
-
     // MARK: - Offsets by time
 
-    /// The earliest offset whose timestamp is >= `timestamp`, and that timestamp; nil if none.
-    public func offset(forTimestamp timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)? {
+    /// The earliest offset below `upTo` whose timestamp is >= `timestamp`, and that timestamp.
+    public func offset(forTimestamp timestamp: Int64, upTo: Int64? = nil) throws -> (offset: Int64, timestamp: Int64)? {
         try lock.withLock {
+            let limit = upTo ?? logEndOffsetLocked
             for seg in segments where seg.nextOffset > _logStartOffset && seg.maxTimestamp >= timestamp {
-                if let hit = try seg.offset(forTimestamp: timestamp, from: _logStartOffset), hit.offset < _highWatermark {
+                if let hit = try seg.offset(forTimestamp: timestamp, from: _logStartOffset), hit.offset < limit {
                     return hit
                 }
             }
@@ -518,26 +624,36 @@ public final class PartitionLog: @unchecked Sendable {
         }
     }
 
+    // MARK: - Producer state
+
+    /// Forgets idempotent producers that have not appended for `maxAgeMs` (`producer.id.expiration.ms`).
+    @discardableResult
+    public func expireProducers(nowMs: Int64, maxAgeMs: Int64) -> Int {
+        lock.withLock { producers.expire(nowMs: nowMs, maxAgeMs: maxAgeMs) }
+    }
+
+    public var producerCount: Int { lock.withLock { producers.entries.count } }
+
     // MARK: - Retention
 
     /// Deletes whole segments that `retention.ms` / `retention.bytes` no longer keep, and advances
     /// the log start offset. The active segment is rolled first if it alone has expired by time.
-    /// Returns the number of segments deleted.
+    /// Returns the number of segments deleted. Runs off the event loops (it removes files).
     @discardableResult
     public func enforceRetention(nowMs: Int64) throws -> Int {
+        var snapshot: ByteBuffer? = nil
+        var epochsToWrite: LeaderEpochCache? = nil
+        var removed: [LogSegment] = []
         try lock.withLock {
-            guard !closed, _config.delete else { return 0 }
-            var deleted = 0
+            guard !closed, failure == nil, _config.delete else { return }
             if _config.retentionMs >= 0, let active = segments.last, !active.isEmpty,
                active.maxTimestamp >= 0, elapsedMs(since: active.maxTimestamp, now: nowMs) > _config.retentionMs,
                segments.dropLast().allSatisfy({ elapsedMs(since: $0.maxTimestamp, now: nowMs) > _config.retentionMs })
             {
-                try rollLocked(nowMs: nowMs)
+                snapshot = try rollLocked(nowMs: nowMs)
             }
             func drop() {
-                let seg = segments.removeFirst()
-                seg.deleteFiles()
-                deleted += 1
+                removed.append(segments.removeFirst())
                 _logStartOffset = max(_logStartOffset, segments[0].baseOffset)
             }
             if _config.retentionMs >= 0 {
@@ -552,33 +668,48 @@ public final class PartitionLog: @unchecked Sendable {
                     drop()
                 }
             }
-            if deleted > 0 {
-                syncDirectory(directory)
-                logger.info("retention deleted old segments",
-                            metadata: ["segments": "\(deleted)", "log_start_offset": "\(_logStartOffset)"])
+            if !removed.isEmpty {
+                let before = epochs
+                epochs.truncate(fromStart: _logStartOffset)
+                if epochs != before { epochsToWrite = epochs }
             }
-            return deleted
         }
+        if let snapshot { try afterRoll(snapshot) }
+        guard !removed.isEmpty else { return 0 }
+        // Readers keep their open files; removing the names is safe outside the lock.
+        for seg in removed { seg.deleteFiles() }
+        try fs.syncDirectory(directory)
+        if let epochsToWrite { try writeEpochs(epochsToWrite) }
+        logger.info("retention deleted old segments",
+                    metadata: ["segments": "\(removed.count)", "log_start_offset": "\(offsets.logStartOffset)"])
+        return removed.count
     }
 
-    /// Moves the log start offset forward to `offset` (DeleteRecords), deleting segments wholly below
-    /// it. Returns the new log start offset.
-    public func deleteRecords(before offset: Int64) throws -> Int64 {
-        try lock.withLock {
-            let target = offset < 0 ? _highWatermark : offset
-            guard target <= _highWatermark else {
-                throw LogError.offsetOutOfRange(requested: offset, logStart: _logStartOffset, logEnd: _highWatermark)
+    /// Moves the log start offset forward to `offset` (DeleteRecords; -1 means `upTo`), deleting
+    /// segments wholly below it, and persists it. `upTo` is the high watermark: records above it
+    /// cannot be deleted. Returns the new log start offset. Runs off the event loops.
+    public func deleteRecords(before offset: Int64, upTo: Int64? = nil) throws -> Int64 {
+        let (target, removed, epochsToWrite): (Int64, [LogSegment], LeaderEpochCache?) = try lock.withLock {
+            if let failure { throw LogError.offline(failure) }
+            let limit = upTo ?? logEndOffsetLocked
+            let target = offset < 0 ? limit : offset
+            guard target <= limit else {
+                throw LogError.offsetOutOfRange(requested: offset, logStart: _logStartOffset, logEnd: limit)
             }
-            guard target > _logStartOffset else { return _logStartOffset }
+            guard target > _logStartOffset else { return (_logStartOffset, [], nil) }
             _logStartOffset = target
+            var removed: [LogSegment] = []
             while segments.count > 1, segments[1].baseOffset <= target {
-                segments.removeFirst().deleteFiles()
+                removed.append(segments.removeFirst())
             }
-            let tmp = "\(directory)/\(Self.logStartFile).tmp"
-            try "\(target)\n".write(toFile: tmp, atomically: false, encoding: .utf8)
-            rename(tmp, "\(directory)/\(Self.logStartFile)")
-            syncDirectory(directory)
-            return target
+            let before = epochs
+            epochs.truncate(fromStart: target)
+            return (target, removed, epochs != before ? epochs : nil)
         }
+        try fs.writeAtomically("\(target)\n", to: "\(directory)/\(Self.logStartFile)")
+        for seg in removed { seg.deleteFiles() }
+        if !removed.isEmpty { try fs.syncDirectory(directory) }
+        if let epochsToWrite { try writeEpochs(epochsToWrite) }
+        return target
     }
 }

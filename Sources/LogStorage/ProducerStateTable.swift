@@ -13,6 +13,7 @@ public struct ProducerStateTable: Sendable {
         public var lastSequence: Int32
         public var firstOffset: Int64
         public var lastOffset: Int64
+        /// Broker time of the append.
         public var timestamp: Int64
     }
 
@@ -59,12 +60,14 @@ public struct ProducerStateTable: Sendable {
         return .append
     }
 
-    /// Records an appended batch (its offsets already assigned).
-    public mutating func record(_ header: RecordBatchHeader) {
+    /// Records an appended batch (its offsets already assigned) at broker time `appendTimeMs`.
+    /// The broker's clock, not the batch's timestamp, dates the entry: expiry must not depend on
+    /// what a producer wrote in its batches.
+    public mutating func record(_ header: RecordBatchHeader, appendTimeMs: Int64) {
         guard header.producerID >= 0 else { return }
         let meta = BatchMetadata(firstSequence: header.baseSequence, lastSequence: header.lastSequence,
                                  firstOffset: header.baseOffset, lastOffset: header.lastOffset,
-                                 timestamp: header.maxTimestamp)
+                                 timestamp: appendTimeMs)
         if var e = entries[header.producerID], e.epoch == header.producerEpoch {
             e.batches.append(meta)
             if e.batches.count > Self.retainedBatches { e.batches.removeFirst(e.batches.count - Self.retainedBatches) }
@@ -72,6 +75,16 @@ public struct ProducerStateTable: Sendable {
         } else {
             entries[header.producerID] = Entry(epoch: header.producerEpoch, batches: [meta])
         }
+    }
+
+    /// Forgets producers whose last append is older than `maxAgeMs`; returns how many.
+    public mutating func expire(nowMs: Int64, maxAgeMs: Int64) -> Int {
+        let before = entries.count
+        entries = entries.filter { _, e in
+            guard let last = e.batches.last else { return false }
+            return elapsedMs(since: last.timestamp, now: nowMs) < maxAgeMs
+        }
+        return before - entries.count
     }
 
     /// Forgets batches at or after `offset` (after a log truncation).

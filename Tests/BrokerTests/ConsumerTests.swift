@@ -32,17 +32,25 @@ struct ConsumerTests {
         config.autoOffsetReset = .earliest
         config.heartbeatIntervalMs = 100
         config.sessionTimeoutMs = 6000
+        config.rebalanceTimeoutMs = 20_000
         let c1 = KafkaConsumer(cluster: cluster(b), config: config)
         let c2 = KafkaConsumer(cluster: cluster(b), config: config)
         try await c1.subscribe(["cq"])
         try await c2.subscribe(["cq"])
-        // Each member polls in its own task, as two application instances would.
+        // Each member polls in its own task, as two application instances would, until every record
+        // is read and the group has settled on two partitions each. A member that stopped polling
+        // early (it may read everything before the other one joins) would hold the other's rebalance
+        // until the rebalance timeout, as in Kafka.
         let log = EventLog()
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(60)
+        @Sendable func settled() async -> Bool {
+            let (a1, a2) = (await c1.assignment, await c2.assignment)
+            return Set(log.all).count == 200 && a1.count == 2 && a2.count == 2
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for c in [c1, c2] {
                 group.addTask {
-                    while ContinuousClock.now < deadline && Set(log.all).count < 200 {
+                    while ContinuousClock.now < deadline, !(await settled()) {
                         for r in try await c.poll(timeout: .milliseconds(200)) { log.add(String(buffer: r.value!)) }
                     }
                 }

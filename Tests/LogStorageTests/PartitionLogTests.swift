@@ -64,7 +64,7 @@ struct PartitionLogTests {
             #expect(r.lastOffset == Int64(expected.count + values.count - 1))
             expected += values
         }
-        #expect(log.offsets == .init(logStartOffset: 0, highWatermark: Int64(expected.count), logEndOffset: Int64(expected.count)))
+        #expect(log.offsets == .init(logStartOffset: 0, durableOffset: 0, logEndOffset: Int64(expected.count)))
         let records = try readAll(log)
         #expect(records.map { String(buffer: $0.value!) } == expected)
         #expect(records.map(\.offset) == (0..<Int64(expected.count)).map { $0 })
@@ -289,16 +289,6 @@ struct PartitionLogTests {
         #expect(log.timeFlushDue(nowMs: 20_000) == false, "nothing unflushed after a flush")
         #expect(try log.append(try batch(["6"]), nowMs: 20_000).flushDue == false, "the count restarts after a flush")
         log.close()
-    }
-
-    @Test func waitersFireOnAppend() throws {
-        let dir = TempDir()
-        let log = try open(dir)
-        let fired = ManagedAtomicFlag()
-        _ = log.addWaiter { fired.set() }
-        #expect(!fired.value)
-        _ = try log.append(try batch(["wake"]), nowMs: 0)
-        #expect(fired.value)
     }
 }
 

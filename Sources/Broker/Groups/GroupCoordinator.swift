@@ -40,7 +40,6 @@ public final class GroupCoordinator: @unchecked Sendable {
     }
 
     private let logs: LogManager
-    private let flusher: LogFlusher
     private let logger: Logger
     public let settings: Settings
     private let timerLoop: EventLoop
@@ -48,10 +47,9 @@ public final class GroupCoordinator: @unchecked Sendable {
     private var groups: [GroupID: Entry] = [:]
     private let clock: @Sendable () -> Int64
 
-    public init(logs: LogManager, flusher: LogFlusher, settings: Settings, timerLoop: EventLoop, logger: Logger,
+    public init(logs: LogManager, settings: Settings, timerLoop: EventLoop, logger: Logger,
                 clock: @escaping @Sendable () -> Int64 = { currentTimeMillis() }) throws {
         self.logs = logs
-        self.flusher = flusher
         self.settings = settings
         self.timerLoop = timerLoop
         self.logger = logger
@@ -65,8 +63,8 @@ public final class GroupCoordinator: @unchecked Sendable {
 
     private var partitionCount: Int32 { logs.topic(Self.topicName)?.record.partitions ?? settings.offsetsTopicPartitions }
 
-    private func log(for group: GroupID) -> PartitionLog? {
-        logs.log(Self.topicName, group.offsetsPartition(count: partitionCount))
+    private func partition(for group: GroupID) -> Partition? {
+        logs.partition(Self.topicName, group.offsetsPartition(count: partitionCount))
     }
 
     // MARK: - Loading
@@ -77,6 +75,7 @@ public final class GroupCoordinator: @unchecked Sendable {
         var snapshots: [GroupID: GroupStateMachine.Snapshot] = [:]
         var offsets: [GroupID: [TopicPartition: CommittedOffset]] = [:]
         var records = 0
+        var skipped = 0
         for p in 0..<partitionCount {
             guard let log = logs.log(Self.topicName, p) else { continue }
             var next = log.offsets.logStartOffset
@@ -89,8 +88,27 @@ public final class GroupCoordinator: @unchecked Sendable {
                 for (h, i) in batches {
                     next = h.nextOffset
                     guard !h.isControl else { continue }
-                    for rec in try RecordBatch.records(in: bytes, at: i) {
-                        guard let key = rec.key, let decoded = try? OffsetsTopicRecord.decode(key: key, value: rec.value) else { continue }
+                    let batchRecords: [Record]
+                    do {
+                        batchRecords = try RecordBatch.records(in: bytes, at: i)
+                    } catch {
+                        skipped += Int(h.recordsCount)
+                        logger.warning("skipping an unreadable batch of __consumer_offsets",
+                                       metadata: ["partition": "\(p)", "offset": "\(h.baseOffset)", "error": "\(error)"])
+                        continue
+                    }
+                    for rec in batchRecords {
+                        guard let key = rec.key else { skipped += 1; continue }
+                        let decoded: OffsetsTopicRecord
+                        do {
+                            guard let d = try OffsetsTopicRecord.decode(key: key, value: rec.value) else { continue }
+                            decoded = d
+                        } catch {
+                            skipped += 1
+                            logger.warning("skipping an undecodable __consumer_offsets record",
+                                           metadata: ["partition": "\(p)", "offset": "\(rec.offset)", "error": "\(error)"])
+                            continue
+                        }
                         records += 1
                         switch decoded {
                         case .offset(let g, let t, let part, let c):
@@ -119,8 +137,9 @@ public final class GroupCoordinator: @unchecked Sendable {
             groups[g] = e
             rescheduleLocked(g, e)
         }
-        if records > 0 {
-            logger.info("loaded consumer groups", metadata: ["groups": "\(groups.count)", "records": "\(records)", "ms": "\(clock() - started)"])
+        if records > 0 || skipped > 0 {
+            logger.info("loaded consumer groups", metadata: ["groups": "\(groups.count)", "records": "\(records)",
+                                                             "skipped": "\(skipped)", "ms": "\(clock() - started)"])
         }
     }
 
@@ -161,8 +180,8 @@ public final class GroupCoordinator: @unchecked Sendable {
 
     /// Appends records for `g` to its `__consumer_offsets` partition. Lock held.
     @discardableResult
-    private func appendLocked(_ g: GroupID, _ records: [OffsetsTopicRecord]) -> (PartitionLog, Int64)? {
-        guard let log = log(for: g), !records.isEmpty else { return nil }
+    private func appendLocked(_ g: GroupID, _ records: [OffsetsTopicRecord]) -> (Partition, Int64)? {
+        guard let partition = partition(for: g), !records.isEmpty else { return nil }
         var b = RecordBatchBuilder(capacity: 256 * records.count)
         let now = clock()
         do {
@@ -170,8 +189,9 @@ public final class GroupCoordinator: @unchecked Sendable {
                 let (k, v) = try r.encode()
                 b.append(key: k, value: v, timestamp: now)
             }
-            let result = try log.append(try b.build(), nowMs: now)
-            return (log, result.lastOffset + 1)
+            // A roll here is rare: housekeeping rolls nearly full segments ahead of need.
+            let result = try partition.append(try b.build(), nowMs: now, allowRoll: true)
+            return (partition, result.lastOffset + 1)
         } catch {
             logger.error("cannot write to __consumer_offsets", metadata: ["group": "\(g)", "error": "\(error)"])
             return nil
@@ -309,7 +329,7 @@ public final class GroupCoordinator: @unchecked Sendable {
     /// Returns one error per offset, in order.
     public func commit(_ g: GroupID, _ req: CommitRequest, on loop: EventLoop) -> EventLoopFuture<[ErrorCode]> {
         var d = Deliveries()
-        let (codes, flush): ([ErrorCode], (PartitionLog, Int64)?) = lock.withLock {
+        let (codes, flush): ([ErrorCode], (Partition, Int64)?) = lock.withLock {
             let standalone = req.generation < 0 && req.memberID.isEmpty
             guard let e = entryLocked(g, create: standalone) else {
                 return (req.offsets.map { _ in ErrorCode.unknownMemberID }, nil)
@@ -340,8 +360,8 @@ public final class GroupCoordinator: @unchecked Sendable {
             return (codes, written)
         }
         d.run()
-        guard let (log, upTo) = flush else { return loop.makeSucceededFuture(codes) }
-        return flusher.flush(log, upTo: upTo, on: loop).map { codes }.flatMapErrorThrowing { _ in
+        guard let (partition, upTo) = flush else { return loop.makeSucceededFuture(codes) }
+        return partition.flush(upTo: upTo, on: loop).map { codes }.flatMapErrorThrowing { _ in
             codes.map { $0 == .none ? .kafkaStorageError : $0 }
         }
     }

@@ -26,7 +26,11 @@ public struct GroupStateMachine: Sendable {
         public var initialRebalanceDelayMs: Int64 = 3000
         public var minSessionTimeoutMs: Int32 = 6000
         public var maxSessionTimeoutMs: Int32 = 1_800_000
+        /// `group.max.size` (members, pending ones included; unbounded by default, as in Kafka).
         public var maxGroupSize = Int.max
+        /// Members that got MEMBER_ID_REQUIRED and have not rejoined yet, per group: each is kept
+        /// for a session timeout, so without a bound a client looping on JoinGroup grows memory.
+        public var maxPendingMembers = 1000
         public init() {}
     }
 
@@ -218,7 +222,8 @@ public struct GroupStateMachine: Sendable {
             if let instance = req.groupInstanceID, let existing = staticMembers[instance], members[existing] != nil {
                 return joinReplacingStaticMember(req, oldID: existing, now: now)
             }
-            guard members.count + pendingMembers.count < settings.maxGroupSize else {
+            guard members.count + pendingMembers.count < settings.maxGroupSize,
+                  pendingMembers.count < settings.maxPendingMembers else {
                 return (.now(Self.error(.groupMaxSizeReached)), out)
             }
             let id = newMemberID(clientID: req.clientID)

@@ -7,6 +7,10 @@ import LogStorage
 
 extension Broker {
     func handleAlterConfigs(_ req: AlterConfigsRequest, _ ctx: RequestContext) -> Reply {
+        .deferred(offload("AlterConfigs", on: ctx.eventLoop) { [self] in serveAlterConfigs(req) })
+    }
+
+    private func serveAlterConfigs(_ req: AlterConfigsRequest) -> any KafkaResponseMessage {
         var resp = AlterConfigsResponse()
         for res in req.resources {
             var r = AlterConfigsResponse.AlterConfigsResourceResponse(resourceType: res.resourceType, resourceName: res.resourceName)
@@ -24,6 +28,6 @@ extension Broker {
             }
             resp.responses.append(r)
         }
-        return .response(resp)
+        return resp
     }
 }

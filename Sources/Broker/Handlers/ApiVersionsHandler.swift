@@ -36,6 +36,7 @@ extension Broker {
         (.describeGroups, 0...5),
         (.deleteGroups, 0...2),
         (.offsetDelete, 0...0),
+        (.offsetForLeaderEpoch, 2...4),
     ]
 
     static let advertisedByKey: [Int16: ClosedRange<Int16>] = Dictionary(

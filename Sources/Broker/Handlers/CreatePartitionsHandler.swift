@@ -6,6 +6,10 @@ import KafkaProtocol
 
 extension Broker {
     func handleCreatePartitions(_ req: CreatePartitionsRequest, _ ctx: RequestContext) -> Reply {
+        .deferred(offload("CreatePartitions", on: ctx.eventLoop) { [self] in serveCreatePartitions(req) })
+    }
+
+    private func serveCreatePartitions(_ req: CreatePartitionsRequest) -> any KafkaResponseMessage {
         var resp = CreatePartitionsResponse()
         for t in req.topics {
             var r = CreatePartitionsResponse.CreatePartitionsTopicResult(name: t.name)
@@ -20,6 +24,6 @@ extension Broker {
             }
             resp.results.append(r)
         }
-        return .response(resp)
+        return resp
     }
 }

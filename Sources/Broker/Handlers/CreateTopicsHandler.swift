@@ -11,11 +11,18 @@ import LogStorage
 
 extension Broker {
     func handleCreateTopics(_ req: CreateTopicsRequest, _ ctx: RequestContext) -> Reply {
+        .deferred(offload("create topics", on: ctx.eventLoop) { [self] in createTopics(req) })
+    }
+
+    private func createTopics(_ req: CreateTopicsRequest) -> any KafkaResponseMessage {
         var resp = CreateTopicsResponse()
+        var counts: [TopicName: Int] = [:]
+        for t in req.topics { counts[t.name, default: 0] += 1 }
         for t in req.topics {
             var r = CreateTopicsResponse.CreatableTopicResult(name: t.name)
             r.errorMessage = nil
             do {
+                if counts[t.name, default: 0] > 1 { throw BrokerError(.invalidRequest, "Duplicate topic name.") }
                 var partitions = t.numPartitions == -1 ? config.defaultPartitions : t.numPartitions
                 let rf = t.replicationFactor == -1 ? Int16(1) : t.replicationFactor
                 if !t.assignments.isEmpty {
@@ -50,7 +57,7 @@ extension Broker {
             }
             resp.topics.append(r)
         }
-        return .response(resp)
+        return resp
     }
 
     /// DescribeConfigs `config_source`: 1 topic override, 4 static broker setting, 5 Kafka default.

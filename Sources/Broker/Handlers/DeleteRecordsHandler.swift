@@ -5,14 +5,19 @@ import KafkaProtocol
 
 extension Broker {
     func handleDeleteRecords(_ req: DeleteRecordsRequest, _ ctx: RequestContext) -> Reply {
+        .deferred(offload("DeleteRecords", on: ctx.eventLoop) { [self] in serveDeleteRecords(req) })
+    }
+
+    private func serveDeleteRecords(_ req: DeleteRecordsRequest) -> any KafkaResponseMessage {
         var resp = DeleteRecordsResponse()
         for t in req.topics {
             var tr = DeleteRecordsResponse.DeleteRecordsTopicResult(name: t.name)
             for p in t.partitions {
                 var pr = DeleteRecordsResponse.DeleteRecordsPartitionResult(partitionIndex: p.partitionIndex, lowWatermark: -1)
-                if let log = logs.log(t.name, p.partitionIndex) {
+                if let partition = logs.partition(t.name, p.partitionIndex) {
                     do {
-                        pr.lowWatermark = try log.deleteRecords(before: p.offset)
+                        try logs.refuseClientChange(to: t.name, "delete its records", code: .invalidTopicException)
+                        pr.lowWatermark = try partition.log.deleteRecords(before: p.offset, upTo: partition.highWatermark)
                     } catch {
                         pr.errorCode = BrokerError.code(for: error).rawValue
                     }
@@ -23,6 +28,6 @@ extension Broker {
             }
             resp.topics.append(tr)
         }
-        return .response(resp)
+        return resp
     }
 }

@@ -7,6 +7,10 @@ import KafkaProtocol
 
 extension Broker {
     func handleDeleteTopics(_ req: DeleteTopicsRequest, _ ctx: RequestContext) -> Reply {
+        .deferred(offload("DeleteTopics", on: ctx.eventLoop) { [self] in serveDeleteTopics(req) })
+    }
+
+    private func serveDeleteTopics(_ req: DeleteTopicsRequest) -> any KafkaResponseMessage {
         var resp = DeleteTopicsResponse()
         let names = req.topicNames + req.topics.compactMap(\.name)
         for name in names {
@@ -19,6 +23,6 @@ extension Broker {
             }
             resp.responses.append(r)
         }
-        return .response(resp)
+        return resp
     }
 }

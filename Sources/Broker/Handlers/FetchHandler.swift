@@ -5,8 +5,14 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 // Fetch (key 1), versions 4–12 (v13+ would need topic ids).
+// - Records up to the high watermark only: with fsync on, what is durable (see `Partition`).
 // - Whole batches from the one containing fetch_offset; at least one whole batch for the first
-//   partition with data even above max_bytes (KIP-74); partition_max_bytes and max_bytes otherwise.
+//   partition with data even above max_bytes (KIP-74); partition_max_bytes and max_bytes otherwise,
+//   and never more than the broker's fetch.max.bytes (55 MiB) whatever the request asks.
+// - A partition named twice in one request is served once (the first occurrence).
+// - current_leader_epoch (v9+) is checked: older → FENCED_LEADER_EPOCH, newer → UNKNOWN_LEADER_EPOCH,
+//   with current_leader filled in (v12). last_fetched_epoch (v12) that the log does not continue
+//   gets diverging_epoch and no records.
 // - Long poll: with fewer than min_bytes available the request waits up to max_wait_ms, woken by
 //   appends to the partitions it asked for (no polling loop); the timer ends it otherwise.
 // - last_stable_offset = high watermark (no transactions), aborted_transactions = [],
@@ -26,7 +32,15 @@ extension Broker {
             resp.errorCode = ErrorCode.fetchSessionIDNotFound.rawValue
             return .response(resp)
         }
-        let op = FetchOperation(broker: self, request: req, context: ctx)
+        var request = req
+        var seen = Set<TopicPartition>()
+        request.topics = req.topics.compactMap { t in
+            var t = t
+            t.partitions = t.partitions.filter { seen.insert(TopicPartition(t.topic, $0.partition)).inserted }
+            return t.partitions.isEmpty ? nil : t
+        }
+        request.maxBytes = Int32(clamping: min(Int(max(0, req.maxBytes)), config.fetchMaxBytes))
+        let op = FetchOperation(broker: self, request: request, context: ctx)
         return op.start()
     }
 }
@@ -38,7 +52,7 @@ final class FetchOperation: @unchecked Sendable {
     private let request: FetchRequest
     private let context: RequestContext
     private var promise: EventLoopPromise<any KafkaResponseMessage>?
-    private var waiters: [(PartitionLog, UInt64)] = []
+    private var waiters: [(Partition, UInt64)] = []
     private var timer: Scheduled<Void>?
     private var finished = false
 
@@ -75,17 +89,17 @@ final class FetchOperation: @unchecked Sendable {
         let loop = context.eventLoop
         for t in request.topics {
             for p in t.partitions {
-                guard let log = broker.logs.log(t.topic, p.partition) else { continue }
-                let id = log.addWaiter { [self] in
+                guard let partition = broker.logs.partition(t.topic, p.partition) else { continue }
+                let id = partition.addWaiter { [self] in
                     loop.execute { self.wake() }
                 }
-                waiters.append((log, id))
+                waiters.append((partition, id))
             }
         }
     }
 
     private func unregisterWaiters() {
-        for (log, id) in waiters { log.removeWaiter(id) }
+        for (partition, id) in waiters { partition.removeWaiter(id) }
         waiters.removeAll()
     }
 
@@ -125,26 +139,47 @@ final class FetchOperation: @unchecked Sendable {
                 pd.abortedTransactions = []
                 pd.preferredReadReplica = -1
                 var slice: PartitionLog.Slice? = nil
-                if let log = broker.logs.log(t.topic, p.partition) {
+                if let partition = broker.logs.partition(t.topic, p.partition) {
                     do {
-                        let limit = min(Int(p.partitionMaxBytes), remaining)
+                        let epochCheck = partition.validate(currentLeaderEpoch: p.currentLeaderEpoch)
+                        if epochCheck != .none {
+                            pd.currentLeader = .init(leaderID: broker.brokerID, leaderEpoch: partition.leaderEpoch)
+                            throw BrokerError(epochCheck, "leader epoch \(p.currentLeaderEpoch) is not the current \(partition.leaderEpoch)")
+                        }
+                        if p.lastFetchedEpoch >= 0 {
+                            let (epoch, end) = partition.endOffset(forEpoch: p.lastFetchedEpoch)
+                            if epoch < p.lastFetchedEpoch || end < p.fetchOffset {
+                                let o = partition.offsets
+                                pd.divergingEpoch = .init(epoch: epoch, endOffset: end)
+                                pd.highWatermark = o.highWatermark
+                                pd.lastStableOffset = o.highWatermark
+                                pd.logStartOffset = o.logStartOffset
+                                plan.hasError = true
+                                slices.append(nil)
+                                results.append(pd)
+                                continue
+                            }
+                        }
+                        let limit = min(Int(max(0, p.partitionMaxBytes)), remaining)
                         let r: PartitionLog.ReadResult
+                        let hw: Int64
                         if limit > 0 || plan.bytes == 0 {
-                            r = try log.read(offset: p.fetchOffset, maxBytes: max(limit, 1))
+                            (r, hw) = try partition.read(offset: p.fetchOffset, maxBytes: max(limit, 1))
                         } else {
-                            let o = log.offsets
+                            let o = partition.offsets
                             if p.fetchOffset < o.logStartOffset || p.fetchOffset > o.logEndOffset {
                                 throw LogError.offsetOutOfRange(requested: p.fetchOffset, logStart: o.logStartOffset, logEnd: o.logEndOffset)
                             }
-                            r = .init(slice: nil, highWatermark: o.highWatermark, logStartOffset: o.logStartOffset, logEndOffset: o.logEndOffset)
+                            r = .init(slice: nil, logStartOffset: o.logStartOffset, logEndOffset: o.logEndOffset)
+                            hw = o.highWatermark
                         }
-                        pd.highWatermark = r.highWatermark
-                        pd.lastStableOffset = r.highWatermark
+                        pd.highWatermark = hw
+                        pd.lastStableOffset = hw
                         pd.logStartOffset = r.logStartOffset
                         if let s = r.slice {
                             slice = s
                             plan.bytes += s.length
-                            remaining -= s.length
+                            remaining = max(0, remaining - s.length)
                         }
                     } catch {
                         pd.errorCode = BrokerError.code(for: error).rawValue
@@ -180,10 +215,10 @@ final class FetchOperation: @unchecked Sendable {
                     continue
                 }
                 do {
-                    if context.isTLS || s.length <= Broker.inlineFetchBytes {
-                        tr.partitions[pi].records = .bytes(try s.file.read(at: s.position, length: s.length))
+                    if !context.isTLS && s.length > Broker.inlineFetchBytes, let region = try s.file.region(offset: s.position, length: s.length) {
+                        tr.partitions[pi].records = .file(region)
                     } else {
-                        tr.partitions[pi].records = .file(try s.file.region(offset: s.position, length: s.length))
+                        tr.partitions[pi].records = .bytes(try s.file.read(at: s.position, length: s.length))
                     }
                 } catch {
                     broker.logger.error("reading a segment for fetch failed", metadata: ["topic": "\(t.topic)", "error": "\(error)"])

@@ -8,6 +8,10 @@ import LogStorage
 
 extension Broker {
     func handleIncrementalAlterConfigs(_ req: IncrementalAlterConfigsRequest, _ ctx: RequestContext) -> Reply {
+        .deferred(offload("IncrementalAlterConfigs", on: ctx.eventLoop) { [self] in serveIncrementalAlterConfigs(req) })
+    }
+
+    private func serveIncrementalAlterConfigs(_ req: IncrementalAlterConfigsRequest) -> any KafkaResponseMessage {
         var resp = IncrementalAlterConfigsResponse()
         for res in req.resources {
             var r = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(resourceType: res.resourceType, resourceName: res.resourceName)
@@ -18,6 +22,7 @@ extension Broker {
                 }
                 let name = TopicName(res.resourceName)
                 guard let current = logs.config(name) else { throw BrokerError.unknownTopic(name) }
+                try logs.refuseClientChange(to: name, "change its configs")
                 var configs = current.overrides
                 for c in res.configs {
                     guard let def = LogConfig.definition(c.name) else {
@@ -52,6 +57,6 @@ extension Broker {
             }
             resp.responses.append(r)
         }
-        return .response(resp)
+        return resp
     }
 }

@@ -3,29 +3,30 @@ import KafkaProtocol
 // InitProducerId (key 22), versions 0–4.
 // - Without a transactional id: a fresh producer id (never reused, reserved in blocks from the
 //   metadata store) with epoch 0.
-// - v3+ with an existing id and epoch: the same id with the epoch bumped (KIP-360), or a fresh id
-//   when the epoch would overflow.
+// - v3+ with an existing id and epoch: the same id with the epoch bumped (KIP-360) only when both
+//   match what this broker last granted; otherwise (a stale or foreign id, or after a restart) a
+//   fresh id, so no client can fence another producer. A fresh id also when the epoch would overflow.
+// - Reserving a new block of ids writes a file: that request is served on the storage threads.
 // - Transactional ids are refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED): no transactions here.
 
 extension Broker {
     func handleInitProducerID(_ req: InitProducerIDRequest, _ ctx: RequestContext) -> Reply {
-        var resp = InitProducerIDResponse()
         if let tid = req.transactionalID, !tid.isEmpty {
+            var resp = InitProducerIDResponse()
             resp.errorCode = ErrorCode.transactionalIDAuthorizationFailed.rawValue
             return .response(resp)
         }
-        do {
-            if req.producerID.rawValue >= 0 && req.producerEpoch >= 0 && req.producerEpoch < Int16.max - 1 {
-                resp.producerID = req.producerID
-                resp.producerEpoch = req.producerEpoch + 1
-            } else {
-                resp.producerID = ProducerID(try producerIDs.nextID())
-                resp.producerEpoch = 0
+        return .deferred(offload("InitProducerId", on: ctx.eventLoop) { [self] in
+            var resp = InitProducerIDResponse()
+            do {
+                let (id, epoch) = try producerIDs.initProducer(producerID: req.producerID.rawValue, epoch: req.producerEpoch)
+                resp.producerID = ProducerID(id)
+                resp.producerEpoch = epoch
+            } catch {
+                logger.error("cannot allocate producer ids", metadata: ["error": "\(error)"])
+                resp.errorCode = ErrorCode.kafkaStorageError.rawValue
             }
-        } catch {
-            logger.error("cannot allocate producer ids", metadata: ["error": "\(error)"])
-            resp.errorCode = ErrorCode.kafkaStorageError.rawValue
-        }
-        return .response(resp)
+            return resp
+        })
     }
 }
