@@ -74,7 +74,10 @@ public final class EmbeddedMetadataStore: MetadataStore, @unchecked Sendable {
                     """)
             }
         } else {
-            guard !fs.exists(topicsPath) else {
+            // A topic list with topics but no identity: the identity was lost, not never written
+            // (an initialisation interrupted before meta.properties leaves an empty list behind).
+            if let bytes = try fs.readFile(topicsPath), !bytes.isEmpty,
+               (try? JSONDecoder().decode([TopicRecord].self, from: Data(bytes)))?.isEmpty != true {
                 throw StoreError.missing(metaPath, """
                     \(directory) holds a topic list but no identity (cluster and node id). \
                     Restore meta.properties from a backup, or move the data directory aside to start an empty broker
