@@ -1,4 +1,5 @@
 import Broker
+import FileLayer
 import Foundation
 import KafkaProtocol
 import KafkaWire
@@ -13,7 +14,8 @@ final class InProcessBroker: @unchecked Sendable {
     let port: Int
     let group: EventLoopGroup
 
-    init(directory: String? = nil, configure: (inout BrokerConfig) -> Void = { _ in }) async throws {
+    init(directory: String? = nil, fs: any FileSystem = PosixFileSystem(),
+         configure: (inout BrokerConfig) -> Void = { _ in }) async throws {
         dir = directory ?? (NSTemporaryDirectory() + "meridian-inproc-\(UUID().uuidString.prefix(8))")
         var config = BrokerConfig(dataDirectory: dir, listeners: [try ListenerAddress(parsing: "PLAINTEXT://127.0.0.1:0")])
         config.threads = 2
@@ -23,7 +25,7 @@ final class InProcessBroker: @unchecked Sendable {
         var logger = Logger(label: "test-broker")
         logger.logLevel = .error
         group = MultiThreadedEventLoopGroup.singleton
-        server = BrokerServer(broker: try Broker(config: config, logger: logger, eventLoopGroup: group), group: group)
+        server = BrokerServer(broker: try Broker(config: config, logger: logger, eventLoopGroup: group, fs: fs), group: group)
         port = try await server.start()[0].port
     }
 

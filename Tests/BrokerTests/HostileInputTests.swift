@@ -1,0 +1,208 @@
+@testable import Broker
+import Foundation
+import KafkaProtocol
+import KafkaWire
+import LogStorage
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Requests a client controls completely, well framed but hostile inside: each is answered with
+/// Kafka's error code and the broker goes on serving.
+@Suite("Hostile requests", .timeLimit(.minutes(2)))
+struct HostileInputTests {
+    /// A one-record batch with `mutate` applied to its bytes and the CRC fixed up afterwards, so
+    /// only the field-level checks can catch it.
+    static func crafted(_ values: [String] = ["x"], producerID: Int64 = -1, sequence: Int32 = -1, timestamp: Int64 = 1_000,
+                        _ mutate: (inout ByteBuffer, Int) -> Void = { _, _ in }) throws -> ByteBuffer {
+        var b = try batch(values, producerID: producerID, epoch: producerID >= 0 ? 0 : -1, sequence: sequence, timestamp: timestamp)
+        let at = b.readerIndex
+        mutate(&b, at)
+        let crc = CRC32C.checksum(b, at: at + RecordBatchHeader.attributesOffset, length: b.readableBytes - RecordBatchHeader.attributesOffset)
+        b.setInteger(crc, at: at + RecordBatchHeader.crcOffset, endianness: .big)
+        return b
+    }
+
+    func produce(_ conn: KafkaConnection, _ topic: TopicName, _ records: ByteBuffer, acks: Int16 = 1) async throws -> ProduceResponse.PartitionProduceResponse {
+        let resp = try await conn.send(produceRequest(topic, 0, records, acks: acks), version: 9)
+        return resp.responses[0].partitionResponses[0]
+    }
+
+    @Test func idempotentBatchWithABaseOffsetNearInt64MaxIsAppendedAtTheLogEnd() async throws {
+        let b = try await InProcessBroker()
+        let conn = try await b.connect()
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "edge")]))
+        let hostile = try Self.crafted(["a", "b"], producerID: 4242, sequence: 0) { buf, at in
+            // baseOffset is outside the CRC: any value arrives intact.
+            buf.setInteger(Int64.max - 1, at: at, endianness: .big)
+        }
+        let r = try await produce(conn, "edge", hostile)
+        #expect(r.errorCode == 0)
+        #expect(r.baseOffset == 0, "the producer's base offset is ignored")
+        // The same retry again is recognised as a duplicate of the batch at 0.
+        let dup = try await produce(conn, "edge", hostile)
+        #expect(dup.errorCode == 0 && dup.baseOffset == 0)
+        let next = try await produce(conn, "edge", try Self.crafted(["c"], producerID: 4242, sequence: 2) { buf, at in
+            buf.setInteger(Int64.min, at: at, endianness: .big)
+        })
+        #expect(next.errorCode == 0 && next.baseOffset == 2)
+        await conn.close()
+        await b.stop()
+    }
+
+    @Test func malformedRecordsInsideAValidBatchAreInvalidRecord() async throws {
+        let b = try await InProcessBroker()
+        let conn = try await b.connect()
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "rec")]))
+        let first = RecordBatchHeader.size
+        let cases: [(String, (inout ByteBuffer, Int) -> Void)] = [
+            // The record's length varint claims more bytes than the batch holds.
+            ("record length", { buf, at in buf.setInteger(UInt8(0x7E), at: at + first) }),
+            // Offset delta 5 in a one-record batch.
+            ("offset delta", { buf, at in buf.setInteger(UInt8(10), at: at + first + 3) }),
+            // More records declared than present (lastOffsetDelta kept consistent).
+            ("record count", { buf, at in
+                buf.setInteger(Int32(3), at: at + 57, endianness: .big)
+                buf.setInteger(Int32(2), at: at + 23, endianness: .big)
+            }),
+            // Max timestamp in the header that no record has.
+            ("max timestamp", { buf, at in buf.setInteger(Int64(5_000), at: at + 35, endianness: .big) }),
+        ]
+        for (what, mutate) in cases {
+            let r = try await produce(conn, "rec", try Self.crafted(["hello"], mutate))
+            #expect(r.errorCode == ErrorCode.invalidRecord.rawValue, "\(what): \(r.errorMessage ?? "")")
+        }
+        #expect(try await produce(conn, "rec", try batch(["fine"])).errorCode == 0, "the broker goes on")
+        await conn.close()
+        await b.stop()
+    }
+
+    @Test func timestampsOutsideTheAcceptedWindowAreInvalidTimestamp() async throws {
+        let b = try await InProcessBroker()
+        let conn = try await b.connect()
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "ts")]))
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        // Kafka 4's message.timestamp.after.max.ms default: one hour ahead at most.
+        let future = try await produce(conn, "ts", try batch(["late"], timestamp: now + 2 * 3_600_000))
+        #expect(future.errorCode == ErrorCode.invalidTimestamp.rawValue)
+        let extreme = try await produce(conn, "ts", try batch(["old"], timestamp: Int64.min + 5))
+        #expect(extreme.errorCode == ErrorCode.invalidTimestamp.rawValue)
+        #expect(try await produce(conn, "ts", try batch(["now"], timestamp: now)).errorCode == 0)
+        #expect(try await produce(conn, "ts", try batch(["1970"], timestamp: 5)).errorCode == 0, "before.max.ms is unbounded by default")
+        // A topic with a tighter window.
+        var create = CreateTopicsRequest()
+        create.topics = [.init(name: "ts-tight", numPartitions: 1, replicationFactor: 1,
+                               configs: [.init(name: "message.timestamp.before.max.ms", value: "60000")])]
+        _ = try await conn.send(create)
+        #expect(try await produce(conn, "ts-tight", try batch(["old"], timestamp: now - 120_000)).errorCode == ErrorCode.invalidTimestamp.rawValue)
+        await conn.close()
+        await b.stop()
+    }
+
+    @Test func aPartitionNamedTwiceIsWrittenAndAnsweredOnce() async throws {
+        let b = try await InProcessBroker()
+        let conn = try await b.connect()
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "twice")]))
+        var req = ProduceRequest()
+        req.acks = 1
+        req.timeoutMs = 5000
+        req.topicData = [.init(name: "twice", partitionData: [.init(index: 0, records: .bytes(try batch(["first"]))),
+                                                            .init(index: 0, records: .bytes(try batch(["second"])))])]
+        let resp = try await conn.send(req, version: 9)
+        #expect(resp.responses.flatMap(\.partitionResponses).count == 1)
+        var list = ListOffsetsRequest()
+        list.topics = [.init(name: "twice", partitions: [.init(partitionIndex: 0, timestamp: -1)])]
+        #expect(try await conn.send(list).topics[0].partitions[0].offset == 1, "one append")
+        // ListOffsets refuses a partition named twice, as Kafka does.
+        list.topics = [.init(name: "twice", partitions: [.init(partitionIndex: 0, timestamp: -1), .init(partitionIndex: 0, timestamp: -2)])]
+        let dup = try await conn.send(list)
+        #expect(dup.topics[0].partitions.allSatisfy { $0.errorCode == ErrorCode.invalidRequest.rawValue })
+        // Fetch serves it once.
+        var fetch = FetchRequest()
+        fetch.maxWaitMs = 0
+        fetch.maxBytes = 1 << 20
+        fetch.topics = [.init(topic: "twice", partitions: Array(repeating: .init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20), count: 3))]
+        let f = try await conn.send(fetch, version: 11)
+        #expect(f.responses.flatMap(\.partitions).count == 1)
+        await conn.close()
+        await b.stop()
+    }
+
+    @Test func fetchResponsesNeverExceedFetchMaxBytes() async throws {
+        let b = try await InProcessBroker { $0.fetchMaxBytes = 256 * 1024 }
+        let conn = try await b.connect()
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "big")]))
+        let value = String(repeating: "v", count: 900)
+        for _ in 0..<40 { #expect(try await produce(conn, "big", try batch(Array(repeating: value, count: 30))).errorCode == 0) }
+        var fetch = FetchRequest()
+        fetch.maxWaitMs = 0
+        fetch.maxBytes = Int32.max
+        fetch.topics = [.init(topic: "big", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: Int32.max)])]
+        let f = try await conn.send(fetch, version: 11)
+        guard case .bytes(let records)? = f.responses[0].partitions[0].records else { Issue.record("no records"); return }
+        #expect(records.readableBytes <= 256 * 1024 && records.readableBytes > 100 * 1024, "\(records.readableBytes) bytes")
+        await conn.close()
+        await b.stop()
+    }
+
+    @Test func groupFieldsLongerThanTheOffsetsTopicCanStoreAreRefused() async throws {
+        let b = try await InProcessBroker()
+        let conn = try await b.connect()
+        let long = String(repeating: "g", count: 40_000)
+        var join = JoinGroupRequest()
+        join.groupID = GroupID(long)
+        join.sessionTimeoutMs = 10_000
+        join.rebalanceTimeoutMs = 10_000
+        join.protocolType = "consumer"
+        join.protocols = [.init(name: "range", metadata: ByteBuffer())]
+        // v6+ carries compact strings, which may be longer than an int16 length allows.
+        #expect(try await conn.send(join, version: 7).errorCode == ErrorCode.invalidGroupID.rawValue)
+        join.groupID = "fine"
+        join.protocols = [.init(name: long, metadata: ByteBuffer())]
+        #expect(try await conn.send(join, version: 7).errorCode == ErrorCode.invalidRequest.rawValue)
+        var commit = OffsetCommitRequest()
+        commit.groupID = GroupID(long)
+        commit.generationIDOrMemberEpoch = -1
+        commit.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 1, committedMetadata: "")])]
+        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == ErrorCode.invalidGroupID.rawValue)
+        commit.groupID = "fine"
+        commit.memberID = long
+        commit.generationIDOrMemberEpoch = 3
+        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == ErrorCode.unknownMemberID.rawValue)
+        // The coordinator still works.
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "t")]))
+        commit.memberID = ""
+        commit.generationIDOrMemberEpoch = -1
+        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == 0)
+        await conn.close()
+        await b.stop()
+    }
+
+    @Test func clientsCannotChangeTheOffsetsTopic() async throws {
+        let b = try await InProcessBroker()
+        let conn = try await b.connect()
+        let internalTopic = GroupCoordinator.topicName
+        let p = try await produce(conn, internalTopic, try batch(["forged"]))
+        #expect(p.errorCode == ErrorCode.invalidTopicException.rawValue)
+        var del = DeleteRecordsRequest()
+        del.topics = [.init(name: internalTopic, partitions: [.init(partitionIndex: 0, offset: -1)])]
+        #expect(try await conn.send(del).topics[0].partitions[0].errorCode == ErrorCode.invalidTopicException.rawValue)
+        var parts = CreatePartitionsRequest()
+        parts.topics = [.init(name: internalTopic, count: 100, assignments: nil)]
+        #expect(try await conn.send(parts).results[0].errorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        var alter = AlterConfigsRequest()
+        alter.resources = [.init(resourceType: 2, resourceName: internalTopic.rawValue, configs: [.init(name: "cleanup.policy", value: "delete")])]
+        #expect(try await conn.send(alter).responses[0].errorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        var inc = IncrementalAlterConfigsRequest()
+        inc.resources = [.init(resourceType: 2, resourceName: internalTopic.rawValue,
+                               configs: [.init(name: "retention.ms", configOperation: 0, value: "1")])]
+        #expect(try await conn.send(inc).responses[0].errorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        var delTopics = DeleteTopicsRequest()
+        delTopics.topicNames = [internalTopic]
+        #expect(try await conn.send(delTopics, version: 4).responses[0].errorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        #expect(b.server.broker.logs.topic(internalTopic)?.record.partitions == 4)
+        #expect(b.server.broker.logs.log(internalTopic, 0)?.offsets.logEndOffset == 0, "nothing was written by a client")
+        await conn.close()
+        await b.stop()
+    }
+}
