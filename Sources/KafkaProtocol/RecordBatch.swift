@@ -32,7 +32,8 @@ public enum RecordBatch {
     }
 
     /// Checks the producer-facing rules: positive record count that agrees with `lastOffsetDelta`,
-    /// not a control batch, and a sequence number whenever a producer id is set.
+    /// not a control or transactional batch, a known codec, no log-append-time bit (the broker sets
+    /// it), and a sequence number whenever a producer id is set.
     public static func validateForProduce(_ header: RecordBatchHeader) throws {
         guard header.recordsCount > 0, Int64(header.lastOffsetDelta) + 1 == Int64(header.recordsCount) else {
             throw KafkaProtocolError.invalidRecordBatch(
@@ -40,6 +41,15 @@ public enum RecordBatch {
         }
         guard !header.isControl else {
             throw KafkaProtocolError.invalidRecordBatch("clients may not produce control batches")
+        }
+        guard header.compression.rawValue <= CompressionCodec.zstd.rawValue else {
+            throw KafkaProtocolError.invalidRecordBatch("unknown compression codec \(header.compression.rawValue)")
+        }
+        guard !header.isTransactional else {
+            throw KafkaProtocolError.invalidRecordBatch("transactional batches are not supported (transactions are not)")
+        }
+        guard !header.isLogAppendTime else {
+            throw KafkaProtocolError.invalidRecordBatch("the log-append-time attribute is the broker's to set")
         }
         if header.producerID >= 0 && header.baseSequence < 0 {
             throw KafkaProtocolError.invalidRecordBatch("producer id \(header.producerID) without a base sequence")

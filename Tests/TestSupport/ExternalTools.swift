@@ -94,8 +94,9 @@ public func runProcess(_ executable: String, _ arguments: [String], input: Data?
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
     }
-    let out = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-    var err = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+    // Lossy: a record value that is not UTF-8 must not blank out everything else a tool printed.
+    let out = (try? Data(contentsOf: outURL)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    var err = (try? Data(contentsOf: errURL)).map { String(decoding: $0, as: UTF8.self) } ?? ""
     if timedOut { err += "\n[killed after \(timeout) s]" }
     return ProcessResult(status: timedOut ? -9 : p.terminationStatus, stdout: out, stderr: err)
 }
