@@ -68,8 +68,35 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds between log cleaner passes over compacted topics (log.cleaner.backoff.ms).")
     var logCleanerBackoffMs: Int64 = 15_000
 
-    @Option(help: "fsync before acknowledging acks=all produces: true or false.")
+    @Option(help: "fsync before acknowledging acks=all produces, and let consumers read only what is fsynced: true or false.")
     var fsyncAcksAll: Bool = true
+
+    @Option(help: "Most client connections at once, all listeners together (max.connections; default: from the file-descriptor limit).")
+    var maxConnections: Int?
+
+    @Option(help: "Most connections from one IP address (max.connections.per.ip; default unbounded).")
+    var maxConnectionsPerIp: Int?
+
+    @Option(help: "Close a connection with no request for this long (connections.max.idle.ms).")
+    var connectionsMaxIdleMs: Int64 = 600_000
+
+    @Option(help: "Close a TLS connection whose handshake has not finished after this many milliseconds.")
+    var tlsHandshakeTimeoutMs: Int64 = 10_000
+
+    @Option(help: "Bytes of requests being received or queued, all connections together (queued.max.request.bytes).")
+    var queuedMaxRequestBytes: Int = 256 * 1024 * 1024
+
+    @Option(help: "Bytes of requests and unsent responses one connection may hold before the broker stops reading from it.")
+    var connectionMaxBufferedBytes: Int = 16 * 1024 * 1024
+
+    @Option(help: "Largest Fetch response in bytes, whatever the client asks (fetch.max.bytes).")
+    var fetchMaxBytes: Int = 55 * 1024 * 1024
+
+    @Option(help: "Forget an idle idempotent producer's state after this many milliseconds (producer.id.expiration.ms).")
+    var producerIdExpirationMs: Int64 = 86_400_000
+
+    @Option(help: "Most members of one consumer group, pending ones included (group.max.size; default unbounded).")
+    var groupMaxSize: Int?
 
     @Option(help: "Delay of an empty group's first rebalance, waiting for more members (group.initial.rebalance.delay.ms).")
     var groupInitialRebalanceDelayMs: Int64 = 3000
@@ -173,6 +200,23 @@ struct BrokerCommand: AsyncParsableCommand {
         config.maxRequestBytes = socketRequestMaxBytes
         config.retentionCheckIntervalMs = retentionCheckIntervalMs
         config.fsyncOnAcksAll = fsyncAcksAll
+        if let maxConnections { config.maxConnections = maxConnections }
+        if let maxConnectionsPerIp { config.maxConnectionsPerIP = maxConnectionsPerIp }
+        config.connectionsMaxIdleMs = connectionsMaxIdleMs
+        config.tlsHandshakeTimeoutMs = tlsHandshakeTimeoutMs
+        config.queuedMaxRequestBytes = queuedMaxRequestBytes
+        config.maxBufferedBytesPerConnection = connectionMaxBufferedBytes
+        config.fetchMaxBytes = fetchMaxBytes
+        config.producerIDExpirationMs = producerIdExpirationMs
+        if let groupMaxSize { config.groups.group.maxGroupSize = groupMaxSize }
+        for (flag, value) in [("--max-connections", Int64(config.maxConnections)), ("--max-connections-per-ip", Int64(config.maxConnectionsPerIP)),
+                              ("--connections-max-idle-ms", connectionsMaxIdleMs), ("--tls-handshake-timeout-ms", tlsHandshakeTimeoutMs),
+                              ("--queued-max-request-bytes", Int64(queuedMaxRequestBytes)),
+                              ("--connection-max-buffered-bytes", Int64(connectionMaxBufferedBytes)),
+                              ("--fetch-max-bytes", Int64(fetchMaxBytes)), ("--producer-id-expiration-ms", producerIdExpirationMs),
+                              ("--group-max-size", Int64(config.groups.group.maxGroupSize))] where value < 1 {
+            throw ValidationError("\(flag) must be at least 1, got \(value)")
+        }
         config.logCleanerBackoffMs = logCleanerBackoffMs
         config.groups.group.initialRebalanceDelayMs = groupInitialRebalanceDelayMs
         config.groups.group.minSessionTimeoutMs = groupMinSessionTimeoutMs
