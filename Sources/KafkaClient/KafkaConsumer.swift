@@ -2,6 +2,7 @@ import Foundation
 import KafkaProtocol
 import KafkaWire
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// A Kafka consumer: `assign` + `seek`, or `subscribe` in a group with the classic protocol.
@@ -119,26 +120,72 @@ public actor KafkaConsumer {
         }
     }
 
-    /// Records as an async sequence; ends when the consumer is closed.
-    public nonisolated func records() -> AsyncThrowingStream<ConsumerRecord, Error> {
-        AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    while !Task.isCancelled {
-                        let batch = try await self.poll(timeout: .milliseconds(500))
-                        for r in batch { continuation.yield(r) }
-                        if await self.isClosed { break }
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
+    /// Records as an async sequence that ends when the consumer is closed. It polls only when the
+    /// caller asks for a record past the last batch (backpressure: nothing is fetched ahead of what
+    /// the caller takes, beyond one prefetched response), so auto-commit, which runs inside `poll`,
+    /// commits only records already handed to the caller.
+    public nonisolated func records() -> Records { Records(consumer: self, handed: handed) }
+
+    public struct Records: AsyncSequence, Sendable {
+        public typealias Element = ConsumerRecord
+        let consumer: KafkaConsumer
+        let handed: HandedOffsets
+
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            let consumer: KafkaConsumer
+            let handed: HandedOffsets
+            var batch: [ConsumerRecord] = []
+            var index = 0
+
+            public mutating func next() async throws -> ConsumerRecord? {
+                while index == batch.count {
+                    if Task.isCancelled { return nil }
+                    if await consumer.isClosed { return nil }
+                    batch = try await consumer.poll(timeout: .milliseconds(500))
+                    index = 0
                 }
+                defer { index += 1 }
+                handed.handed(batch[index])
+                return batch[index]
             }
-            continuation.onTermination = { _ in task.cancel() }
         }
+
+        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(consumer: consumer, handed: handed) }
     }
 
     private var isClosed: Bool { closed }
+
+    /// Offsets the ``records()`` iterators have handed to the caller, per partition (the next
+    /// offset after the last record returned). Written by the iterator outside the actor, under a
+    /// lock, once per record: what `poll` fetched but the caller has not taken yet is not counted.
+    final class HandedOffsets: @unchecked Sendable {
+        private let lock = NIOLock()
+        private var offsets: [TopicPartition: Int64] = [:]
+        private var streaming = false
+
+        func handed(_ r: ConsumerRecord) {
+            lock.withLock {
+                streaming = true
+                offsets[TopicPartition(r.topic, r.partition)] = r.offset + 1
+            }
+        }
+
+        /// What may be committed of `positions`: all of them for `poll` users; for stream users,
+        /// only up to what the stream handed out.
+        func committable(_ positions: [TopicPartition: Int64]) -> [TopicPartition: Int64] {
+            lock.withLock {
+                guard streaming else { return positions }
+                var out: [TopicPartition: Int64] = [:]
+                for (tp, p) in positions { if let h = offsets[tp] { out[tp] = min(p, h) } }
+                return out
+            }
+        }
+    }
+
+    private let handed = HandedOffsets()
+
+    /// Positions auto-commit and close may commit.
+    private var handedPositions: [TopicPartition: Int64] { handed.committable(positions) }
 
     private typealias FetchResults = [(FetchResponse, [TopicPartition: Int64])]
     /// The next fetch, already on the wire while the caller processes the last one.
@@ -268,9 +315,13 @@ public actor KafkaConsumer {
             case .target(let t):
                 byKind[t, default: []].append(tp)
             case .committedOrReset:
-                if let c = committed[tp] { positions[tp] = c } else { byKind[resetTarget(tp), default: []].append(tp) }
+                if let c = committed[tp] {
+                    positions[tp] = c
+                } else {
+                    byKind[try resetTarget(tp, "the group has no committed offset"), default: []].append(tp)
+                }
             case .reset:
-                byKind[resetTarget(tp), default: []].append(tp)
+                byKind[try resetTarget(tp, "the position is outside the log (OFFSET_OUT_OF_RANGE)"), default: []].append(tp)
             }
         }
         for (kind, tps) in byKind {
@@ -285,11 +336,15 @@ public actor KafkaConsumer {
         }
     }
 
-    private func resetTarget(_ tp: TopicPartition) -> SeekTarget {
+    /// Where `auto.offset.reset` puts a partition without a valid position; `.none` refuses.
+    private func resetTarget(_ tp: TopicPartition, _ why: String) throws -> SeekTarget {
         switch config.autoOffsetReset {
         case .earliest: return .earliest
         case .latest: return .latest
-        case .none: return .latest
+        case .none:
+            // Keep the partition waiting for an explicit seek rather than guessing.
+            pendingSeeks[tp] = .reset
+            throw KafkaClientError.noOffsetForPartition(tp.topic, tp.partition, why)
         }
     }
 
@@ -300,7 +355,7 @@ public actor KafkaConsumer {
         guard let g = config.groupID else {
             throw KafkaClientError.invalidArgument("commit needs a group id (ConsumerConfig.groupID)")
         }
-        let toCommit = offsets ?? positions
+        let toCommit = offsets ?? handedPositions
         guard !toCommit.isEmpty else { return }
         let conn = try await cluster.coordinator(for: g)
         var req = OffsetCommitRequest()
@@ -327,7 +382,7 @@ public actor KafkaConsumer {
 
     private func maybeAutoCommit() async throws {
         guard config.enableAutoCommit, config.groupID != nil, Self.nowMs() - lastCommitMs >= config.autoCommitIntervalMs else { return }
-        let changed = positions.filter { committedPositions[$0.key] != $0.value }
+        let changed = handedPositions.filter { committedPositions[$0.key] != $0.value }
         guard !changed.isEmpty else { lastCommitMs = Self.nowMs(); return }
         do {
             try await commit(changed)
@@ -346,7 +401,7 @@ public actor KafkaConsumer {
         let assignor = config.assignors.first { $0.name == protocolName }
         let cooperative = assignor?.isCooperative ?? false
         if !cooperative && !assignment.isEmpty {
-            if config.enableAutoCommit { try? await commit(positions) }
+            if config.enableAutoCommit { try? await commit(handedPositions) }
             let revoked = assignment
             assignment = []
             positions = [:]
@@ -400,7 +455,7 @@ public actor KafkaConsumer {
             let revoked = assignment.filter { !newAssignment.contains($0) }
             let added = newAssignment.filter { !old.contains($0) }
             if !revoked.isEmpty && config.enableAutoCommit {
-                try? await commit(positions.filter { revoked.contains($0.key) })
+                try? await commit(handedPositions.filter { revoked.contains($0.key) })
             }
             assignment = newAssignment
             positions = positions.filter { newAssignment.contains($0.key) }
@@ -481,7 +536,7 @@ public actor KafkaConsumer {
         heartbeatTask?.cancel()
         prefetch?.cancel()
         prefetch = nil
-        if config.enableAutoCommit, config.groupID != nil, !positions.isEmpty { try? await commit(positions) }
+        if config.enableAutoCommit, config.groupID != nil, !handedPositions.isEmpty { try? await commit(handedPositions) }
         if let g = config.groupID, !manualAssignment, !memberID.isEmpty {
             if let conn = try? await cluster.coordinator(for: g) {
                 var leave = LeaveGroupRequest()

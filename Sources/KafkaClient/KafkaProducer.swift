@@ -65,6 +65,10 @@ public final class KafkaProducer: @unchecked Sendable {
     private var lingerDeadline: Int64?
     private var producerID: Int64 = -1
     private var producerEpoch: Int16 = -1
+    /// A batch that had a sequence number failed (expired or refused): the broker may or may not
+    /// have it, so later sequences would leave a gap. Once nothing is in flight the producer bumps
+    /// its epoch and numbers every unacknowledged batch again from 0, as the Java client does.
+    private var needsEpochBump = false
     private var closed = false
     private var firstError: Error?
     private var _retriedBatches = 0
@@ -275,8 +279,13 @@ public final class KafkaProducer: @unchecked Sendable {
         var missingLeaders = Set<TopicName>()
         var needConnections = Set<BrokerID>()
         var nextLinger: Int64? = nil
+        var blocked = false
+        var expired: [Batch] = []
         lock.withLock {
             drainScheduled = false
+            if needsEpochBump {
+                blocked = !bumpEpochLocked()
+            }
             for (_, state) in partitions {
                 if let open = state.open {
                     if flushing || now - open.firstAppendMs >= config.lingerMs {
@@ -286,9 +295,19 @@ public final class KafkaProducer: @unchecked Sendable {
                         nextLinger = min(nextLinger ?? Int64.max, open.firstAppendMs + config.lingerMs)
                     }
                 }
+                // delivery.timeout.ms covers waiting too (for a leader or a connection), not only
+                // attempts: batches that waited too long fail, oldest first, keeping the order.
+                while let first = state.ready.first, now - first.createdMs > config.deliveryTimeoutMs {
+                    let b = state.ready.removeFirst()
+                    if b.baseSequence >= 0 { needsEpochBump = true }
+                    expired.append(b)
+                }
+                if let first = state.ready.first {
+                    nextLinger = min(nextLinger ?? Int64.max, first.createdMs + config.deliveryTimeoutMs + 1)
+                }
             }
             var byBroker: [BrokerID: [Batch]] = [:]
-            for (tp, state) in partitions {
+            for (tp, state) in partitions where !blocked {
                 while !state.ready.isEmpty && state.inFlight < config.maxInFlight {
                     guard let leader = topics[tp.topic]?.leaders[tp.partition], leader.rawValue >= 0 else {
                         missingLeaders.insert(tp.topic)
@@ -302,7 +321,7 @@ public final class KafkaProducer: @unchecked Sendable {
                     if b.built == nil {
                         if config.enableIdempotence {
                             b.baseSequence = state.nextSequence
-                            state.nextSequence = state.nextSequence == Int32.max ? 0 : state.nextSequence &+ b.records
+                            state.nextSequence = RecordBatch.incrementSequence(state.nextSequence, by: b.records)
                             b.builder!.producerID = producerID
                             b.builder!.producerEpoch = producerEpoch
                             b.builder!.baseSequence = b.baseSequence
@@ -330,6 +349,11 @@ public final class KafkaProducer: @unchecked Sendable {
             for b in needConnections where connecting.contains(b) { needConnections.remove(b) }
             connecting.formUnion(needConnections)
         }
+        for b in expired {
+            deliver(b, .failure(KafkaClientError.broker(.requestTimedOut,
+                                                        "delivery of \(b.records) record(s) to \(b.tp) (delivery.timeout.ms passed while waiting to be sent)")),
+                    appendTime: -1)
+        }
         if let nextLinger { armLinger(nextLinger) }
         for r in requests { send(r) }
         for t in missingLeaders {
@@ -352,6 +376,36 @@ public final class KafkaProducer: @unchecked Sendable {
                 scheduleDrain()
             }
         }
+    }
+
+    /// Bumps the epoch once no batch is in flight and renumbers the unacknowledged batches from 0
+    /// in each partition (rewriting the producer fields of those already built). Returns false while
+    /// batches are still in flight (sending waits). Lock held.
+    private func bumpEpochLocked() -> Bool {
+        guard partitions.values.allSatisfy({ $0.inFlight == 0 }) else { return false }
+        guard producerEpoch < Int16.max else {
+            // The epoch cannot grow: a new producer id is needed; enqueue asks for one.
+            producerID = -1
+            needsEpochBump = false
+            return true
+        }
+        producerEpoch += 1
+        needsEpochBump = false
+        for (_, state) in partitions {
+            state.nextSequence = 0
+            state.retrying = false
+            for i in state.ready.indices where state.ready[i].built != nil {
+                state.ready[i].baseSequence = state.nextSequence
+                state.nextSequence = RecordBatch.incrementSequence(state.nextSequence, by: state.ready[i].records)
+                var built = state.ready[i].built!
+                try? RecordBatch.setProducer(id: producerID, epoch: producerEpoch, baseSequence: state.ready[i].baseSequence,
+                                             in: &built, at: built.readerIndex)
+                state.ready[i].built = built
+            }
+        }
+        logger.info("bumped the producer epoch after a batch with a sequence number failed",
+                    metadata: ["producer_id": "\(producerID)", "epoch": "\(producerEpoch)"])
+        return true
     }
 
     private func send(_ out: Outgoing) {
@@ -422,6 +476,7 @@ public final class KafkaProducer: @unchecked Sendable {
                     }
                     retry.append(b)
                 default:
+                    if b.baseSequence >= 0 { needsEpochBump = true }
                     finished.append((b, .failure(KafkaClientError.broker(code, "producing to \(b.tp)")), -1))
                 }
             }
@@ -442,6 +497,7 @@ public final class KafkaProducer: @unchecked Sendable {
                 if reason != nil { state?.inFlight -= 1 }
                 _retriedBatches += 1
                 if now - b.createdMs > config.deliveryTimeoutMs {
+                    if b.baseSequence >= 0 { needsEpochBump = true }
                     expired.append(b)
                     continue
                 }

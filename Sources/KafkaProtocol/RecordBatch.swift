@@ -64,6 +64,23 @@ public enum RecordBatch {
         buffer.setInteger(epoch, at: index + 12, endianness: .big)
     }
 
+    /// Rewrites the producer fields (id, epoch, base sequence) of the batch at `index` and
+    /// recomputes the CRC, which covers them. Used to re-sequence a batch after an epoch bump.
+    public static func setProducer(id: Int64, epoch: Int16, baseSequence: Int32, in buffer: inout ByteBuffer, at index: Int) throws {
+        let header = try RecordBatchHeader(buffer, at: index)
+        buffer.setInteger(id, at: index + 43, endianness: .big)
+        buffer.setInteger(epoch, at: index + 51, endianness: .big)
+        buffer.setInteger(baseSequence, at: index + 53, endianness: .big)
+        let crc = CRC32C.checksum(buffer, at: index + RecordBatchHeader.attributesOffset,
+                                  length: header.totalSize - RecordBatchHeader.attributesOffset)
+        buffer.setInteger(crc, at: index + RecordBatchHeader.crcOffset, endianness: .big)
+    }
+
+    /// `sequence + increment` as Kafka counts sequences: past `Int32.max` they wrap to 0.
+    public static func incrementSequence(_ sequence: Int32, by increment: Int32) -> Int32 {
+        sequence > Int32.max - increment ? increment - (Int32.max - sequence) - 1 : sequence + increment
+    }
+
     /// Stamps LogAppendTime: sets the timestamp-type bit and `maxTimestamp`, then recomputes the CRC.
     public static func setLogAppendTime(_ timestamp: Int64, in buffer: inout ByteBuffer, at index: Int) throws {
         let header = try RecordBatchHeader(buffer, at: index)

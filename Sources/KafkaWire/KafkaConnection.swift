@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import KafkaProtocol
 import NIOCore
 import NIOPosix
@@ -41,7 +46,8 @@ public final class KafkaConnection: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let sslContext {
-                        let serverName = host.first?.isNumber == true || host.contains(":") ? nil : host
+                        // SNI carries host names only, never address literals.
+                        let serverName = Self.isIPAddress(host) ? nil : host
                         let h = try NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
                         try channel.pipeline.syncOperations.addHandler(h)
                     }
@@ -170,6 +176,13 @@ public final class KafkaConnection: Sendable {
     public func close() async {
         try? await channel.close()
     }
+
+    /// Whether `host` is an IPv4 or IPv6 address literal (as `inet_pton` reads them).
+    static func isIPAddress(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    }
 }
 
 /// Errors the client reports, with the broker's error code where there is one.
@@ -181,6 +194,9 @@ public enum KafkaClientError: Error, Equatable, CustomStringConvertible {
     case unknownTopic(TopicName)
     /// None of the bootstrap addresses could be reached.
     case unreachable([String])
+    /// The consumer has no valid position for a partition and `autoOffsetReset` is `.none`
+    /// (no committed offset, or the position fell outside the log).
+    case noOffsetForPartition(TopicName, Int32, String)
 
     public var code: ErrorCode? {
         if case .broker(let c, _) = self { return c }
@@ -194,6 +210,8 @@ public enum KafkaClientError: Error, Equatable, CustomStringConvertible {
         case .noCommonVersion(let key): return "the broker does not support any version of \(key) this client speaks"
         case .invalidArgument(let why): return why
         case .unknownTopic(let t): return "topic '\(t)' does not exist; create it with `meridian topics create \(t)`"
+        case .noOffsetForPartition(let t, let p, let why):
+            return "no position for \(t)-\(p): \(why), and the reset policy is none; seek to an offset or use earliest/latest"
         case .unreachable(let why): return "no bootstrap broker could be reached (\(why.joined(separator: "; "))); check --bootstrap and that the broker runs"
         }
     }
