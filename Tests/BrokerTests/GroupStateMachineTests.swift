@@ -32,6 +32,13 @@ struct GroupStateMachineTests {
         return (r.memberID, out)
     }
 
+    static func error(_ code: ErrorCode, memberID: String) -> M.JoinResult {
+        var r = M.JoinResult()
+        r.error = code
+        r.memberID = memberID
+        return r
+    }
+
     static func joins(_ out: [M.GroupOutput]) -> [String: M.JoinResult] {
         var d: [String: M.JoinResult] = [:]
         for o in out { if case .join(let id, let r) = o { d[id] = r } }
@@ -152,6 +159,56 @@ struct GroupStateMachineTests {
         #expect(g.heartbeat(memberID: first, groupInstanceID: "host-1", generation: 1, now: 30) != .none, "old id is fenced")
         let (s, _) = g.sync(memberID: r.memberID, groupInstanceID: "host-1", generation: 1, protocolType: nil, protocolName: nil, assignments: nil, now: 40)
         #expect(s == .now(M.SyncResult(protocolType: "consumer", protocolName: "range", assignment: ByteBuffer(string: "mine"))))
+    }
+
+    @Test func aMemberPastItsRebalanceTimeoutLeavesAndItsLateCommitIsRefused() {
+        // Two members in a stable generation; a third joins, so both must rejoin within their
+        // rebalance timeout (the consumer's max.poll.interval.ms). `a` is busy and does not.
+        var g = M(groupID: "g", settings: Self.settings(delay: 50), now: 0)
+        let (a, _) = Self.joinNew(&g, now: 0)
+        let (b, _) = Self.joinNew(&g, now: 0)
+        _ = g.tick(now: 100)
+        let leader = g.leaderID!
+        _ = g.sync(memberID: leader, groupInstanceID: nil, generation: 1, protocolType: nil, protocolName: nil, assignments: [:], now: 100)
+        _ = g.sync(memberID: leader == a ? b : a, groupInstanceID: nil, generation: 1, protocolType: nil, protocolName: nil, assignments: nil, now: 100)
+        #expect(g.phase == .stable)
+        let (c, _) = Self.joinNew(&g, now: 1_000)
+        _ = g.join(Self.request(b), now: 1_100)
+        // a keeps heartbeating (its session is alive) but never rejoins: 30 s rebalance timeout.
+        for t in stride(from: Int64(2_000), through: 30_000, by: 2_000) {
+            #expect(g.heartbeat(memberID: a, groupInstanceID: nil, generation: 1, now: t) == .rebalanceInProgress)
+            _ = g.tick(now: t)
+        }
+        let out = g.tick(now: 31_100)
+        #expect(g.members[a] == nil, "a is removed once the join phase times out")
+        #expect(Set(Self.joins(out).keys) == [b, c], "the others move on to generation 2 without it")
+        #expect(g.generation == 2)
+        // Its late work is refused as Kafka refuses it, and it can come back as a new member.
+        #expect(g.validateCommit(memberID: a, groupInstanceID: nil, generation: 1, now: 31_200) == .unknownMemberID)
+        #expect(g.heartbeat(memberID: a, groupInstanceID: nil, generation: 1, now: 31_200) == .unknownMemberID)
+        let (rejoin, _) = g.join(Self.request(a), now: 31_300)
+        #expect(rejoin == .now(Self.error(.unknownMemberID, memberID: a)), "an unknown member id is refused")
+        let (fresh, _) = Self.joinNew(&g, now: 31_400)
+        #expect(!fresh.isEmpty && fresh != a && g.members[fresh] != nil)
+    }
+
+    @Test func aDuplicateInstanceIDFencesTheOlderMember() {
+        var g = M(groupID: "g", settings: Self.settings(), now: 0)
+        let (p, _) = g.join(Self.request(instance: "host-1"), now: 0)
+        guard case .parked(let old) = p else { Issue.record("static members join directly"); return }
+        _ = g.sync(memberID: old, groupInstanceID: "host-1", generation: 1, protocolType: nil, protocolName: nil,
+                   assignments: [old: ByteBuffer(string: "mine")], now: 10)
+        // A second process starts with the same group.instance.id (a restart, or a misconfiguration).
+        let (again, _) = g.join(Self.request(instance: "host-1"), now: 20)
+        guard case .now(let r) = again else { Issue.record("expected an immediate answer"); return }
+        #expect(r.generation == 1 && r.memberID != old, "no rebalance: same generation, new member id")
+        #expect(g.heartbeat(memberID: old, groupInstanceID: "host-1", generation: 1, now: 30) == .fencedInstanceID)
+        #expect(g.validateCommit(memberID: old, groupInstanceID: "host-1", generation: 1, now: 30) == .fencedInstanceID)
+        let (s, _) = g.sync(memberID: old, groupInstanceID: "host-1", generation: 1, protocolType: nil, protocolName: nil, assignments: nil, now: 30)
+        #expect(s == .now(M.SyncResult(error: .fencedInstanceID)))
+        let (l, _) = g.leave([(old, "host-1")], now: 40)
+        #expect(l == [.fencedInstanceID], "the fenced member cannot take the new one out either")
+        #expect(g.heartbeat(memberID: r.memberID, groupInstanceID: "host-1", generation: 1, now: 50) == .none)
     }
 
     @Test func commitChecks() {

@@ -422,6 +422,9 @@ public struct GroupStateMachine: Sendable {
         var out: [GroupOutput] = []
         func fail(_ e: ErrorCode) -> (SyncOutcome, [GroupOutput]) { (.now(SyncResult(error: e)), out) }
         if phase == .dead { return fail(.coordinatorNotAvailable) }
+        // As Kafka: a static member replaced by a newer one with the same instance id is fenced,
+        // which tells that process to stop rather than rejoin.
+        if let instance = groupInstanceID, let known = staticMembers[instance], known != memberID { return fail(.fencedInstanceID) }
         guard members[memberID] != nil else { return fail(.unknownMemberID) }
         if let instance = groupInstanceID, staticMembers[instance] != memberID { return fail(.fencedInstanceID) }
         guard gen == generation else { return fail(.illegalGeneration) }
@@ -458,6 +461,7 @@ public struct GroupStateMachine: Sendable {
         case .empty: return .unknownMemberID
         default: break
         }
+        if let instance = groupInstanceID, let known = staticMembers[instance], known != memberID { return .fencedInstanceID }
         guard members[memberID] != nil else { return .unknownMemberID }
         if let instance = groupInstanceID, staticMembers[instance] != memberID { return .fencedInstanceID }
         guard gen == generation else { return .illegalGeneration }
