@@ -3,7 +3,8 @@
 #   - kcat from Debian (real librdkafka 2.0.2 client)
 #   - a Python venv in .venv with confluent-kafka and kafka-python
 #   - openssl (for the deploy certificates)
-# Then: swift test. Extra arguments are passed to swift test (e.g. --filter KcatTests).
+# Then: builds (failing on any warning from Sources/ or Tests/) and runs swift test. Extra arguments
+# are passed to swift test (e.g. --filter KcatTests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +28,19 @@ if ! .venv/bin/python -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
 fi
 
 echo "test.sh: kcat $(kcat -V 2>/dev/null | sed -n 's/^Version \([^ ]*\).*librdkafka \([^ )]*\).*/\1 (librdkafka \2)/p'), $(.venv/bin/python -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.__version__, "/ kafka-python", kafka.__version__)')"
-exec swift test "$@"
+# Build first and fail on any compiler warning from the project's own code (a fresh clone compiles
+# everything, so every warning shows here). Extra arguments go to swift test.
+build_log=$(mktemp)
+trap 'rm -f "$build_log"' EXIT
+if ! swift build --build-tests 2>&1 | tee "$build_log"; then
+  echo "test.sh: the build failed" >&2
+  exit 1
+fi
+if grep -E "warning:" "$build_log" | grep -E "/(Sources|Tests)/" >/dev/null; then
+  echo "test.sh: compiler warnings in Sources/ or Tests/ (fix them; the build must be warning-free):" >&2
+  grep -E "warning:" "$build_log" | grep -E "/(Sources|Tests)/" | sort -u >&2
+  exit 1
+fi
+# A test that hangs without yielding cannot be stopped by its time limit: bound the whole run so
+# CI reports it (the time-limit message names the test) instead of waiting out its own limit.
+timeout --kill-after=30 45m swift test --skip-build "$@"

@@ -1,0 +1,25 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Rules the suite keeps so that it passes every time: every test runs under a time limit (a hang
+/// fails with the test's name), given by its suite.
+@Suite("Suite hygiene", .timeLimit(.minutes(1)))
+struct SuiteHygieneTests {
+    @Test func everyTestRunsUnderATimeLimit() throws {
+        let tests = ExternalTools.packageRoot.appendingPathComponent("Tests")
+        let files = FileManager.default.enumerator(atPath: tests.path)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
+        #expect(files.count > 10)
+        for file in files {
+            let text = try String(contentsOf: tests.appendingPathComponent(file), encoding: .utf8)
+            let lines = text.split(separator: "\n")
+            let suites = lines.filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("@Suite") }
+            for s in suites {
+                #expect(s.contains(".timeLimit("), "\(file): \(s.trimmingCharacters(in: .whitespaces)) has no .timeLimit")
+            }
+            if lines.contains(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("@Test") }) {
+                #expect(!suites.isEmpty, "\(file) has tests outside a @Suite with a time limit")
+            }
+        }
+    }
+}
