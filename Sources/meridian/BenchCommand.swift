@@ -135,7 +135,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     struct All: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "The whole matrix: 1 KiB and 100 B records, acks 1 and -1, 1 and 8 partitions; fetch; idle memory.")
+            abstract: "The whole matrix: 1 KiB and 100 B records, acks 1 and -1, 1 and 8 partitions; fetch; produce-to-consume latency; idle memory.")
         @OptionGroup var common: Common
 
         func run() async throws {
@@ -150,6 +150,9 @@ struct BenchCommand: AsyncParsableCommand {
             }
             for partitions: Int32 in [1, 8] {
                 try await bench.fetch(partitions: partitions, fillBytes: 1 << 30, partitionMaxBytes: 1 << 20)
+            }
+            for acks: Int16 in [1, -1] {
+                try await bench.endToEnd(recordSize: 1024, acks: acks, recordsPerSecond: 2_000)
             }
             try await bench.idlePartitionsMemory(count: 100)
             bench.footer()
@@ -186,6 +189,10 @@ final class BenchRunner: @unchecked Sendable {
 
     func header() async throws {
         say("meridian bench (\(common.raw ? "raw requests" : "Swift client") as load generator): broker \(common.bootstrap)\(brokerPid.map { " (pid \($0))" } ?? " (pid unknown: memory not reported)"), \(System.coreCount) cores, \(Int(common.seconds)) s per run")
+        if let pid = brokerPid, let dir = StorageProbe.dataDirectory(pid: pid) {
+            let fsync = StorageProbe.fsyncMillis(in: dir).map { String(format: "%.2f ms", $0) } ?? "not measurable"
+            say("broker data directory \(dir) on \(StorageProbe.fileSystemType(dir)); one 4 KiB write + fsync: \(fsync)")
+        }
         if !common.noLoopback {
             loopback = LoopbackPump.measure(seconds: 2)
             say(String(format: "loopback TCP, plain socket pump: %.0f MB/s", loopback / 1_000_000))
@@ -270,6 +277,18 @@ final class BenchRunner: @unchecked Sendable {
         }
         let cpuUse = cpu().flatMap { c1 in cpu0.map { (c1 - $0) / r.seconds } }
         row("\(common.raw ? "fetch" : "consume") 1 KiB records \(partitions)p", mb: r.mbPerSecond, records: r.recordsPerSecond, p50: nil, p99: nil, cpu: cpuUse)
+    }
+
+    /// Produce-to-consume latency: records at a steady rate, each carrying its send time, read by
+    /// a long-polling consumer; what a record waits for the group-committed flush shows here.
+    func endToEnd(recordSize: Int, acks: Int16, recordsPerSecond: Int) async throws {
+        let topic = TopicName("bench-\(runID)-e2e-a\(acks == -1 ? "all" : "1")")
+        try await createTopic(topic, partitions: 1)
+        let r = try await clientEndToEnd(topic: topic, recordSize: recordSize, acks: acks, recordsPerSecond: recordsPerSecond,
+                                         seconds: common.seconds)
+        let sizeName = recordSize >= 1024 && recordSize % 1024 == 0 ? "\(recordSize / 1024) KiB" : "\(recordSize) B"
+        row("produce→consume \(sizeName) acks=\(acks == -1 ? "all" : "1") 1p", mb: r.mbPerSecond, records: r.recordsPerSecond,
+            p50: r.percentile(0.5), p99: r.percentile(0.99), cpu: nil)
     }
 
     func idlePartitionsMemory(count: Int32) async throws {

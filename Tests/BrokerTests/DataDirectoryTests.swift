@@ -132,6 +132,7 @@ struct DataDirectoryTests {
         let deadline = Date().addingTimeInterval(10)
         var after = before
         while Date() < deadline && after.values.isEmpty {
+            try await Task.sleep(for: .milliseconds(5))
             after = try await fetchValues(conn, "hw")
         }
         #expect(after.values == ["written"] && after.highWatermark == 1, "visible after the group-committed flush")

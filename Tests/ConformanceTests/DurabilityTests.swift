@@ -8,14 +8,14 @@ import TestSupport
 /// Crash safety and retention of a broker process, checked with real clients.
 @Suite("Durability and retention", .timeLimit(.minutes(5)))
 struct DurabilityTests {
-    func kcat(_ args: [String], input: String? = nil) throws -> ProcessResult {
-        try runProcess(try ExternalTools.require(ExternalTools.kcat, "kcat"), args, input: input.map { Data($0.utf8) }, timeout: 60)
+    func kcat(_ args: [String], input: String? = nil) async throws -> ProcessResult {
+        try await runProcess(try ExternalTools.require(ExternalTools.kcat, "kcat"), args, input: input.map { Data($0.utf8) }, timeout: 60)
     }
 
     /// Every record whose acks=all delivery was reported before `kill -9` reads back after a restart,
     /// at the offset the broker reported.
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
-    func acknowledgedRecordsSurviveKillDashNine() throws {
+    func acknowledgedRecordsSurviveKillDashNine() async throws {
         let python = try ExternalTools.require(ExternalTools.python, "python venv")
         let broker = try BrokerProcess(arguments: ["--default-partitions", "3"])
         defer { broker.terminate(); broker.removeData() }
@@ -34,10 +34,10 @@ struct DurabilityTests {
         while Date() < deadline {
             let n = (try? String(contentsOfFile: ackLog, encoding: .utf8))?.split(separator: "\n").count ?? 0
             if n >= 5_000 { break }
-            usleep(20_000)
+            try await Task.sleep(for: .microseconds(20_000))
         }
         broker.kill9()
-        usleep(200_000)
+        try await Task.sleep(for: .microseconds(200_000))
         kill(producer.processIdentifier, SIGKILL)
         producer.waitUntilExit()
         let acked = try String(contentsOfFile: ackLog, encoding: .utf8).split(separator: "\n")
@@ -45,24 +45,24 @@ struct DurabilityTests {
         #expect(acked.count >= 5_000, "the producer got at least 5000 acknowledgements before the kill")
 
         try broker.start()
-        let c = try kcat(["-b", broker.bootstrap, "-C", "-t", "durable", "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n"])
+        let c = try await kcat(["-b", broker.bootstrap, "-C", "-t", "durable", "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n"])
         let stored = Set(c.stdout.split(separator: "\n").map(String.init))
         let missing = acked.filter { !stored.contains(String($0)) }
         #expect(missing.isEmpty, "\(missing.count) acknowledged records lost, e.g. \(missing.prefix(3))")
         // The log accepts new writes after recovery.
-        let p = try kcat(["-b", broker.bootstrap, "-P", "-t", "durable", "-p", "0"], input: "after-restart\n")
+        let p = try await kcat(["-b", broker.bootstrap, "-P", "-t", "durable", "-p", "0"], input: "after-restart\n")
         #expect(p.status == 0)
     }
 
     /// A segment whose tail was cut mid-batch recovers to the last whole batch; the broker serves
     /// the rest and continues at the recovered end offset.
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
-    func tornSegmentTailIsRecovered() throws {
+    func tornSegmentTailIsRecovered() async throws {
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         for round in 0..<3 {
             let lines = (0..<10).map { "round\(round)-\($0)" }.joined(separator: "\n") + "\n"
-            #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "torn"], input: lines).status == 0)
+            #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "torn"], input: lines).status == 0)
         }
         broker.kill9()
         let seg = broker.dataDir + "/torn-0/00000000000000000000.log"
@@ -72,10 +72,10 @@ struct DurabilityTests {
         try h.close()
         try broker.start()
         #expect(broker.tailOfLog().contains("cut a torn or corrupt tail"))
-        let c = try kcat(["-b", broker.bootstrap, "-C", "-t", "torn", "-o", "beginning", "-e", "-q"])
+        let c = try await kcat(["-b", broker.bootstrap, "-C", "-t", "torn", "-o", "beginning", "-e", "-q"])
         #expect(c.stdout.split(separator: "\n").map(String.init) == (0..<2).flatMap { r in (0..<10).map { "round\(r)-\($0)" } })
-        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "torn"], input: "next\n").status == 0)
-        let after = try kcat(["-b", broker.bootstrap, "-C", "-t", "torn", "-o", "20", "-e", "-q", "-f", "%o %s\\n"])
+        #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "torn"], input: "next\n").status == 0)
+        let after = try await kcat(["-b", broker.bootstrap, "-C", "-t", "torn", "-o", "20", "-e", "-q", "-f", "%o %s\\n"])
         #expect(after.stdout == "20 next\n")
     }
 
@@ -86,7 +86,7 @@ struct DurabilityTests {
                                                    "--config", "segment.bytes=2048", "--config", "retention.bytes=6000"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<600).map { "retained-\($0)-" + String(repeating: "r", count: 60) }.joined(separator: "\n") + "\n"
-        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "ret", "-X", "batch.num.messages=5"], input: lines).status == 0)
+        #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "ret", "-X", "batch.num.messages=5"], input: lines).status == 0)
         let conn = try await KafkaConnection.connect(host: "127.0.0.1", port: broker.port, group: MultiThreadedEventLoopGroup.singleton)
         defer { Task { await conn.close() } }
         func earliest() async throws -> Int64 {
@@ -107,7 +107,7 @@ struct DurabilityTests {
         #expect(segments.count <= 5, "old segments were deleted, \(segments.count) left")
         let firstBase = segments.compactMap { Int64($0.dropLast(4)) }.min()
         #expect(firstBase == start)
-        let c = try kcat(["-b", broker.bootstrap, "-C", "-t", "ret", "-o", "beginning", "-e", "-q", "-f", "%o\\n"])
+        let c = try await kcat(["-b", broker.bootstrap, "-C", "-t", "ret", "-o", "beginning", "-e", "-q", "-f", "%o\\n"])
         #expect(c.stdout.split(separator: "\n").first.flatMap { Int64($0) } == start)
         #expect(c.stdout.split(separator: "\n").last == "599")
     }

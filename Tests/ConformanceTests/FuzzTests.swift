@@ -75,12 +75,12 @@ struct FuzzTests {
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)), .timeLimit(.minutes(5)))
-    func brokerSurvivesThousandsOfBadFrames() throws {
+    func brokerSurvivesThousandsOfBadFrames() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let before = (0..<50).map { "before-\($0)" }
-        #expect(try runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "fuzzed"], input: Data((before.joined(separator: "\n") + "\n").utf8)).status == 0)
+        #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "fuzzed"], input: Data((before.joined(separator: "\n") + "\n").utf8)).status == 0)
 
         var rng = SystemRandomNumberGenerator()
         let seeds = try Self.seeds()
@@ -118,6 +118,7 @@ struct FuzzTests {
                 }
             }
             if Self.exchange(port: broker.port, frame, readTimeoutMs: 5) != nil { sent += 1 }
+            await Task.yield()
         }
         #expect(sent >= 2_900, "most frames reached the broker")
         #expect(broker.isRunning, "broker process is alive after the fuzzing:\n\(broker.tailOfLog())")
@@ -126,10 +127,10 @@ struct FuzzTests {
         #expect(log.contains("closing connection"), "bad frames were answered by closing connections")
 
         // Still serving a real client, and nothing acknowledged before was lost.
-        let md = try runProcess(kcat, ["-b", broker.bootstrap, "-L"])
+        let md = try await runProcess(kcat, ["-b", broker.bootstrap, "-L"])
         #expect(md.status == 0)
-        #expect(try runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "fuzzed", "-p", "0"], input: Data("after\n".utf8)).status == 0)
-        let c = try runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "fuzzed", "-p", "0", "-o", "beginning", "-e", "-q"])
+        #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "fuzzed", "-p", "0"], input: Data("after\n".utf8)).status == 0)
+        let c = try await runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "fuzzed", "-p", "0", "-o", "beginning", "-e", "-q"])
         let values = c.stdout.split(separator: "\n").map(String.init)
         #expect(Array(values.prefix(50)) == before)
         #expect(values.last == "after")
@@ -137,7 +138,7 @@ struct FuzzTests {
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
-    func oversizedFrameClosesTheConnectionBeforeBuffering() throws {
+    func oversizedFrameClosesTheConnectionBeforeBuffering() async throws {
         let broker = try BrokerProcess(arguments: ["--socket-request-max-bytes", "1048576"])
         defer { broker.terminate(); broker.removeData() }
         // Announce 2 MiB but send only the header: the broker must close at once, not wait for the body.

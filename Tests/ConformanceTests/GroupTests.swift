@@ -8,10 +8,10 @@ struct GroupTests {
     static let fastGroups = ["--group-initial-rebalance-delay-ms", "1500", "--group-min-session-timeout-ms", "1000",
                              "--offsets-topic-partitions", "5"]
 
-    func runScript(_ name: String, _ args: [String], timeout: Double = 180) throws -> [String: Any] {
+    func runScript(_ name: String, _ args: [String], timeout: Double = 180) async throws -> [String: Any] {
         let python = try ExternalTools.require(ExternalTools.python, "python venv with confluent-kafka and kafka-python")
         let script = ExternalTools.packageRoot.appendingPathComponent("Tests/ConformanceTests/python/\(name)").path
-        let r = try runProcess(python, [script] + args, timeout: timeout)
+        let r = try await runProcess(python, [script] + args, timeout: timeout)
         guard r.status == 0, let line = r.stdout.split(separator: "\n").last,
               let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
             throw BrokerFailed(message: "\(name) failed (status \(r.status)):\n\(r.stdout)\n\(r.stderr)")
@@ -19,15 +19,15 @@ struct GroupTests {
         return obj
     }
 
-    func kcat(_ args: [String], input: String? = nil, timeout: Double = 60) throws -> ProcessResult {
-        try runProcess(try ExternalTools.require(ExternalTools.kcat, "kcat"), args, input: input.map { Data($0.utf8) }, timeout: timeout)
+    func kcat(_ args: [String], input: String? = nil, timeout: Double = 60) async throws -> ProcessResult {
+        try await runProcess(try ExternalTools.require(ExternalTools.kcat, "kcat"), args, input: input.map { Data($0.utf8) }, timeout: timeout)
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python)))
-    func threeConsumersShareAQueueExactlyOnceAcrossARebalance() throws {
+    func threeConsumersShareAQueueExactlyOnceAcrossARebalance() async throws {
         let broker = try BrokerProcess(arguments: Self.fastGroups)
         defer { broker.terminate(); broker.removeData() }
-        let r = try runScript("ck_group_queue.py", [broker.bootstrap, "queue-topic", "queue-group"])
+        let r = try await runScript("ck_group_queue.py", [broker.bootstrap, "queue-topic", "queue-group"])
         #expect(r["distinct"] as? Int == 30_000, "every record consumed; missing e.g. \(r["missing"] ?? "")")
         #expect(r["duplicates"] as? Int == 0, "no record consumed twice")
         let initial = r["initial"] as? [String: [Int]] ?? [:]
@@ -41,23 +41,23 @@ struct GroupTests {
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
-    func twoGroupsEachGetEveryRecord() throws {
+    func twoGroupsEachGetEveryRecord() async throws {
         let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "6"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<30_000).map { "k\($0 % 500):v\($0)" }.joined(separator: "\n") + "\n"
-        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "broadcast", "-K:"], input: lines).status == 0)
-        let r = try runScript("ck_group_broadcast.py", [broker.bootstrap, "broadcast", "30000"])
+        #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "broadcast", "-K:"], input: lines).status == 0)
+        let r = try await runScript("ck_group_broadcast.py", [broker.bootstrap, "broadcast", "30000"])
         #expect(r["broadcast-a"] as? Int == 30_000)
         #expect(r["broadcast-b"] as? Int == 30_000)
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
-    func kcatBalancedConsumersSplitAndResume() throws {
+    func kcatBalancedConsumersSplitAndResume() async throws {
         let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "4"])
         defer { broker.terminate(); broker.removeData() }
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let lines = (0..<4_000).map { "k\($0 % 40):v\($0)" }.joined(separator: "\n") + "\n"
-        #expect(try self.kcat(["-b", broker.bootstrap, "-P", "-t", "kg", "-K:"], input: lines).status == 0)
+        #expect(try await self.kcat(["-b", broker.bootstrap, "-P", "-t", "kg", "-K:"], input: lines).status == 0)
         // Two kcat -G members at once: each gets part of the partitions, together everything once.
         let outputs = [broker.dataDir + ".kcat0", broker.dataDir + ".kcat1"]
         var procs: [SpawnedProcess] = []
@@ -68,8 +68,8 @@ struct GroupTests {
         }
         let deadline = Date().addingTimeInterval(60)
         func readLines(_ path: String) -> [String] { ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
-        while Date() < deadline && outputs.map({ readLines($0).count }).reduce(0, +) < 4_000 { usleep(100_000) }
-        usleep(500_000)
+        while Date() < deadline && outputs.map({ readLines($0).count }).reduce(0, +) < 4_000 { try await Task.sleep(for: .microseconds(100_000)) }
+        try await Task.sleep(for: .microseconds(500_000))
         for p in procs { p.stop() }  // SIGTERM: kcat commits and leaves the group
         let got = outputs.map(readLines)
         defer { for o in outputs { try? FileManager.default.removeItem(atPath: o) } }
@@ -78,19 +78,19 @@ struct GroupTests {
         let partitions = got.map { Set($0.map { $0.split(separator: " ")[0] }) }
         #expect(partitions.allSatisfy { $0.count == 2 } && partitions[0].isDisjoint(with: partitions[1]), "\(partitions)")
         // The group resumes at its commits: nothing old is read again.
-        #expect(try self.kcat(["-b", broker.bootstrap, "-P", "-t", "kg", "-p", "3"], input: "fresh\n").status == 0)
-        let resumed = try self.kcat(["-b", broker.bootstrap, "-G", "kcat-group", "kg", "-e", "-q"], timeout: 60)
+        #expect(try await self.kcat(["-b", broker.bootstrap, "-P", "-t", "kg", "-p", "3"], input: "fresh\n").status == 0)
+        let resumed = try await self.kcat(["-b", broker.bootstrap, "-G", "kcat-group", "kg", "-e", "-q"], timeout: 60)
         #expect(resumed.stdout == "fresh\n", "\(resumed.stdout.prefix(200))")
         // Another group gets everything (broadcast).
-        let other = try self.kcat(["-b", broker.bootstrap, "-G", "kcat-other", "kg", "-e", "-q", "-X", "auto.offset.reset=earliest"], timeout: 60)
+        let other = try await self.kcat(["-b", broker.bootstrap, "-G", "kcat-other", "kg", "-e", "-q", "-X", "auto.offset.reset=earliest"], timeout: 60)
         #expect(other.stdout.split(separator: "\n").count == 4_001)
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python)))
-    func kafkaPythonGroupConsumers() throws {
+    func kafkaPythonGroupConsumers() async throws {
         let broker = try BrokerProcess(arguments: Self.fastGroups)
         defer { broker.terminate(); broker.removeData() }
-        let r = try runScript("kp_group.py", [broker.bootstrap, "kp-group-topic", "2000"])
+        let r = try await runScript("kp_group.py", [broker.bootstrap, "kp-group-topic", "2000"])
         #expect(r["queue_distinct"] as? Int == 2000)
         #expect(r["queue_dups"] as? Int == 0)
         let parts = r["partitions"] as? [String: [Int]] ?? [:]
@@ -100,18 +100,18 @@ struct GroupTests {
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
-    func commitsSurviveKillDashNine() throws {
+    func commitsSurviveKillDashNine() async throws {
         let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "3"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<3_000).map { "v\($0)" }.joined(separator: "\n") + "\n"
-        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "resume"], input: lines).status == 0)
-        let first = try runScript("ck_commit_then_resume.py", [broker.bootstrap, "resume", "resumers", "first", "1000"])
+        #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "resume"], input: lines).status == 0)
+        let first = try await runScript("ck_commit_then_resume.py", [broker.bootstrap, "resume", "resumers", "first", "1000"])
         #expect(first["consumed"] as? Int == 1000)
         let committed = first["committed"] as? [String: Int] ?? [:]
         #expect(committed.values.reduce(0, +) == 1000)
         broker.kill9()
         try broker.start()
-        let second = try runScript("ck_commit_then_resume.py", [broker.bootstrap, "resume", "resumers", "second", "2000"])
+        let second = try await runScript("ck_commit_then_resume.py", [broker.bootstrap, "resume", "resumers", "second", "2000"])
         #expect(second["consumed"] as? Int == 2000)
         let before = Set(first["values"] as? [String] ?? [])
         let after = Set(second["values"] as? [String] ?? [])
@@ -124,12 +124,12 @@ struct GroupTests {
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
-    func confluentAdminGroupOperations() throws {
+    func confluentAdminGroupOperations() async throws {
         let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "2"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<200).map { "a\($0)" }.joined(separator: "\n") + "\n"
-        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "admin-groups"], input: lines).status == 0)
-        let r = try runScript("ck_admin_groups.py", [broker.bootstrap, "admin-groups", "admin-g"])
+        #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "admin-groups"], input: lines).status == 0)
+        let r = try await runScript("ck_admin_groups.py", [broker.bootstrap, "admin-groups", "admin-g"])
         #expect(r["consumed"] as? Int == 100 || (r["consumed"] as? Int ?? 0) >= 100)
         #expect((r["listed"] as? [String])?.contains("admin-g") == true)
         let d = r["describe"] as? [String: Any] ?? [:]
@@ -144,11 +144,11 @@ struct GroupTests {
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
-    func silentMemberIsExpiredAndItsPartitionsMove() throws {
+    func silentMemberIsExpiredAndItsPartitionsMove() async throws {
         let python = try ExternalTools.require(ExternalTools.python, "python venv")
         let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "4"])
         defer { broker.terminate(); broker.removeData() }
-        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "expiry"], input: "x\n").status == 0)
+        #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "expiry"], input: "x\n").status == 0)
         let script = ExternalTools.packageRoot.appendingPathComponent("Tests/ConformanceTests/python/ck_member.py").path
         var outs: [String] = []
         var procs: [Process] = []
@@ -171,21 +171,21 @@ struct GroupTests {
             }
         }
         var deadline = Date().addingTimeInterval(40)
-        while Date() < deadline && !(assignments(0).last?.count == 2 && assignments(1).last?.count == 2) { usleep(100_000) }
+        while Date() < deadline && !(assignments(0).last?.count == 2 && assignments(1).last?.count == 2) { try await Task.sleep(for: .microseconds(100_000)) }
         #expect(assignments(0).last?.count == 2 && assignments(1).last?.count == 2, "split 2/2 first: \(assignments(0)) \(assignments(1))")
         // Member 0 dies without leaving: no more heartbeats.
         kill(procs[0].processIdentifier, SIGKILL)
         procs[0].waitUntilExit()
         let killedAt = Date()
         deadline = Date().addingTimeInterval(40)
-        while Date() < deadline && assignments(1).last != [0, 1, 2, 3] { usleep(100_000) }
+        while Date() < deadline && assignments(1).last != [0, 1, 2, 3] { try await Task.sleep(for: .microseconds(100_000)) }
         #expect(assignments(1).last == [0, 1, 2, 3], "the survivor took every partition: \(assignments(1))")
         #expect(Date().timeIntervalSince(killedAt) > 2.5, "not before the 3 s session timeout")
         #expect(broker.tailOfLog(lines: 200).contains("members expired after their session timeout"))
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat) && ExternalTools.shouldRun(ExternalTools.python)))
-    func compactedTopicKeepsLatestValuePerKey() throws {
+    func compactedTopicKeepsLatestValuePerKey() async throws {
         let broker = try BrokerProcess(arguments: ["--log-cleaner-backoff-ms", "200", "--retention-check-interval-ms", "200"])
         defer { broker.terminate(); broker.removeData() }
         // kcat cannot create topics with configs; the confluent-kafka admin can.
@@ -198,17 +198,17 @@ struct GroupTests {
                     'min.cleanable.dirty.ratio': '0.01', 'delete.retention.ms': '100',
                     'min.compaction.lag.ms': '3600000'})])['compacted'].result(10)
                 """
-            #expect(try runProcess(python, ["-c", code]).status == 0)
+            #expect(try await runProcess(python, ["-c", code]).status == 0)
         }
         var lines: [String] = []
         for round in 0..<40 { for k in 0..<20 { lines.append("key\(k):round\(round)") } }
-        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "compacted", "-K:", "-X", "batch.num.messages=20"],
+        #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "compacted", "-K:", "-X", "batch.num.messages=20"],
                          input: lines.joined(separator: "\n") + "\n").status == 0)
         // A tombstone for key0, then more data so everything above sits in closed segments.
-        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "compacted", "-K:", "-Z"], input: "key0:\n").status == 0)
+        #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "compacted", "-K:", "-Z"], input: "key0:\n").status == 0)
         let filler = (0..<200).map { "filler\($0):x" }.joined(separator: "\n") + "\n"
-        #expect(try kcat(["-b", broker.bootstrap, "-P", "-t", "compacted", "-K:"], input: filler).status == 0)
-        let before = try kcat(["-b", broker.bootstrap, "-C", "-t", "compacted", "-o", "beginning", "-e", "-q", "-f", "%o %k %s\\n"])
+        #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "compacted", "-K:"], input: filler).status == 0)
+        let before = try await kcat(["-b", broker.bootstrap, "-C", "-t", "compacted", "-o", "beginning", "-e", "-q", "-f", "%o %k %s\\n"])
         let beforeRows = before.stdout.split(separator: "\n").map(String.init)
         #expect(beforeRows.count == 1_001)
         var originalOffset: [String: String] = [:]
@@ -226,16 +226,16 @@ struct GroupTests {
                     ConfigEntry('min.compaction.lag.ms', '0', incremental_operation=AlterConfigOpType.SET)])
                 for f in a.incremental_alter_configs([r]).values(): f.result(10)
                 """
-            let r = try runProcess(python, ["-c", code])
+            let r = try await runProcess(python, ["-c", code])
             #expect(r.status == 0, "\(r.stderr)")
         }
         var after: [String] = []
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            let c = try kcat(["-b", broker.bootstrap, "-C", "-t", "compacted", "-o", "beginning", "-e", "-q", "-f", "%o %k %s\\n"])
+            let c = try await kcat(["-b", broker.bootstrap, "-C", "-t", "compacted", "-o", "beginning", "-e", "-q", "-f", "%o %k %s\\n"])
             after = c.stdout.split(separator: "\n").map(String.init)
             if after.filter({ $0.contains(" key") }).count <= 20 { break }
-            usleep(200_000)
+            try await Task.sleep(for: .microseconds(200_000))
         }
         let keyed = after.filter { $0.split(separator: " ").count >= 2 && $0.split(separator: " ")[1].hasPrefix("key") }
         let keys = keyed.map { String($0.split(separator: " ")[1]) }
@@ -254,47 +254,47 @@ struct GroupTests {
 @Suite("meridian groups", .timeLimit(.minutes(5)))
 struct GroupsCommandTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
-    func listDescribeResetDelete() throws {
+    func listDescribeResetDelete() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let broker = try BrokerProcess(arguments: GroupTests.fastGroups + ["--default-partitions", "2"])
         defer { broker.terminate(); broker.removeData() }
         let start = Int64(Date().timeIntervalSince1970 * 1000)
         let lines = (0..<100).map { "k\($0 % 10):v\($0)" }.joined(separator: "\n") + "\n"
-        #expect(try runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "cli", "-K:"], input: Data(lines.utf8)).status == 0)
-        let c = try runProcess(kcat, ["-b", broker.bootstrap, "-G", "cli-group", "cli", "-e", "-q", "-X", "auto.offset.reset=earliest"])
+        #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "cli", "-K:"], input: Data(lines.utf8)).status == 0)
+        let c = try await runProcess(kcat, ["-b", broker.bootstrap, "-G", "cli-group", "cli", "-e", "-q", "-X", "auto.offset.reset=earliest"])
         #expect(c.stdout.split(separator: "\n").count == 100)
         let m = BrokerProcess.binary
-        func meridian(_ args: [String]) throws -> ProcessResult { try runProcess(m, args + ["--bootstrap", broker.bootstrap]) }
+        func meridian(_ args: [String]) async throws -> ProcessResult { try await runProcess(m, args + ["--bootstrap", broker.bootstrap]) }
 
-        let list = try meridian(["groups", "list"])
+        let list = try await meridian(["groups", "list"])
         #expect(list.status == 0 && list.stdout.contains("cli-group") && list.stdout.contains("Empty"), "\(list.stdout)\(list.stderr)")
-        let describe = try meridian(["groups", "describe", "cli-group", "--json"])
+        let describe = try await meridian(["groups", "describe", "cli-group", "--json"])
         let rows = describe.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let partitions = rows.filter { $0["partition"] != nil }
         #expect(partitions.count == 2)
         #expect(partitions.map { $0["currentOffset"] as? Int ?? -1 }.reduce(0, +) == 100)
         #expect(partitions.allSatisfy { $0["lag"] as? Int == 0 })
-        let table = try meridian(["groups", "describe", "cli-group"])
+        let table = try await meridian(["groups", "describe", "cli-group"])
         #expect(table.stdout.contains("LOG-END-OFFSET") && table.stdout.contains("LAG"))
 
         // Dry run changes nothing; --execute does.
-        let dry = try meridian(["groups", "reset-offsets", "cli-group", "--topic", "cli", "--to-earliest"])
+        let dry = try await meridian(["groups", "reset-offsets", "cli-group", "--topic", "cli", "--to-earliest"])
         #expect(dry.stdout.contains("dry run"))
-        #expect(try meridian(["groups", "describe", "cli-group", "--json"]).stdout.contains("\"lag\":0"))
-        let reset = try meridian(["groups", "reset-offsets", "cli-group", "--topic", "cli:0", "--to-offset", "3", "--execute"])
+        #expect(try await meridian(["groups", "describe", "cli-group", "--json"]).stdout.contains("\"lag\":0"))
+        let reset = try await meridian(["groups", "reset-offsets", "cli-group", "--topic", "cli:0", "--to-offset", "3", "--execute"])
         #expect(reset.status == 0, "\(reset.stderr)")
-        let again = try runProcess(kcat, ["-b", broker.bootstrap, "-G", "cli-group", "cli", "-e", "-q", "-f", "%p %o\\n"])
+        let again = try await runProcess(kcat, ["-b", broker.bootstrap, "-G", "cli-group", "cli", "-e", "-q", "-f", "%p %o\\n"])
         let reread = again.stdout.split(separator: "\n").filter { $0.hasPrefix("0 ") }
         #expect(reread.first == "0 3", "partition 0 re-read from offset 3")
-        let byTime = try meridian(["groups", "reset-offsets", "cli-group", "--topic", "cli",
+        let byTime = try await meridian(["groups", "reset-offsets", "cli-group", "--topic", "cli",
                                    "--to-datetime", ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(start - 60_000) / 1000)), "--execute"])
         #expect(byTime.status == 0 && byTime.stdout.split(separator: "\n").dropFirst().prefix(2).allSatisfy { $0.hasSuffix(" 0") },
                 "records produced after the time start at offset 0: \(byTime.stdout)")
 
-        let delete = try meridian(["groups", "delete", "cli-group"])
+        let delete = try await meridian(["groups", "delete", "cli-group"])
         #expect(delete.status == 0)
-        #expect(!(try meridian(["groups", "list"]).stdout.contains("cli-group")))
-        let missing = try meridian(["groups", "delete", "cli-group"])
+        #expect(!(try await meridian(["groups", "list"]).stdout.contains("cli-group")))
+        let missing = try await meridian(["groups", "delete", "cli-group"])
         #expect(missing.status != 0 && missing.stderr.contains("GROUP_ID_NOT_FOUND"))
     }
 }

@@ -5,10 +5,10 @@ import TestSupport
 /// confluent-kafka (librdkafka 2.x) and kafka-python against a broker process.
 @Suite("Python clients", .enabled(if: ExternalTools.shouldRun(ExternalTools.python)), .timeLimit(.minutes(5)))
 struct PythonClientTests {
-    func runScript(_ name: String, _ args: [String]) throws -> [String: Any] {
+    func runScript(_ name: String, _ args: [String]) async throws -> [String: Any] {
         let python = try ExternalTools.require(ExternalTools.python, "python venv with confluent-kafka and kafka-python")
         let script = ExternalTools.packageRoot.appendingPathComponent("Tests/ConformanceTests/python/\(name)").path
-        let r = try runProcess(python, [script] + args, timeout: 120)
+        let r = try await runProcess(python, [script] + args, timeout: 120)
         guard r.status == 0, let line = r.stdout.split(separator: "\n").last,
               let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
             throw BrokerFailed(message: "\(name) failed (status \(r.status)):\n\(r.stdout)\n\(r.stderr)")
@@ -16,10 +16,10 @@ struct PythonClientTests {
         return obj
     }
 
-    @Test func confluentIdempotentProducerAndSeekingConsumer() throws {
+    @Test func confluentIdempotentProducerAndSeekingConsumer() async throws {
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
-        let r = try runScript("ck_producer_consumer.py", [broker.bootstrap, "ck-seek"])
+        let r = try await runScript("ck_producer_consumer.py", [broker.bootstrap, "ck-seek"])
         #expect((r["errors"] as? [String])?.isEmpty == true, "\(r["errors"] ?? "")")
         #expect(r["unflushed"] as? Int == 0)
         #expect(r["delivered"] as? Int == 2000)
@@ -35,10 +35,10 @@ struct PythonClientTests {
         #expect(byTime.first?[2] as? Int == (r["base_ts"] as? Int ?? 0) + 601)
     }
 
-    @Test func confluentAdminCreateListDescribe() throws {
+    @Test func confluentAdminCreateListDescribe() async throws {
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
-        let r = try runScript("ck_admin.py", [broker.bootstrap, "ck-admin"])
+        let r = try await runScript("ck_admin.py", [broker.bootstrap, "ck-admin"])
         #expect((r["topics"] as? [String])?.contains("ck-admin") == true)
         #expect(r["partitions"] as? Int == 4)
         #expect(r["retention_ms"] as? String == "7200000")
@@ -48,10 +48,10 @@ struct PythonClientTests {
         #expect(r["duplicate_error"] as? String == "TOPIC_ALREADY_EXISTS")
     }
 
-    @Test func kafkaPythonProducerConsumerAdmin() throws {
+    @Test func kafkaPythonProducerConsumerAdmin() async throws {
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
-        let r = try runScript("kafka_python_clients.py", [broker.bootstrap, "kp-topic"])
+        let r = try await runScript("kafka_python_clients.py", [broker.bootstrap, "kp-topic"])
         #expect((r["topics"] as? [String])?.contains("kp-topic") == true)
         #expect(r["idempotent"] as? Bool == true)
         #expect(r["acked"] as? Int == 3000)

@@ -39,15 +39,15 @@ struct ResourceBoundTests {
     }
 
     /// Another client produces and reads back while the load is on.
-    func otherClientStillWorks(_ kcat: String, _ broker: BrokerProcess, _ tag: String) throws {
-        let p = try runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "bystander", "-p", "0", "-X", "message.timeout.ms=20000"],
+    func otherClientStillWorks(_ kcat: String, _ broker: BrokerProcess, _ tag: String) async throws {
+        let p = try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "bystander", "-p", "0", "-X", "message.timeout.ms=20000"],
                                input: Data("\(tag)\n".utf8), timeout: 40)
         #expect(p.status == 0, "produce during \(tag): \(p.stderr)")
-        let c = try runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "bystander", "-p", "0", "-o", "beginning", "-e", "-q"], timeout: 40)
+        let c = try await runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "bystander", "-p", "0", "-o", "beginning", "-e", "-q"], timeout: 40)
         #expect(c.stdout.split(separator: "\n").contains(Substring(tag)), "consume during \(tag): \(c.stderr)")
     }
 
-    @Test func fiveThousandIdleConnectionsCostBoundedMemory() throws {
+    @Test func fiveThousandIdleConnectionsCostBoundedMemory() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
@@ -61,18 +61,18 @@ struct ResourceBoundTests {
         // The broker has accepted them all (a request on the last one is answered).
         let probe = StructureFuzzTests.send(port: broker.port, ByteBuffer(bytes: [0, 18, 0, 0, 0, 0, 0, 1, 0, 0]))
         #expect(probe.answered)
-        try otherClientStillWorks(kcat, broker, "idle-5000")
+        try await otherClientStillWorks(kcat, broker, "idle-5000")
         let m = Self.memory(broker.pid)
         #expect(m.peak < Self.rssBoundMiB, "broker peak RSS \(m.peak) MiB with 5000 idle connections")
         print("resource bound: 5000 idle connections: broker RSS \(m.now) MiB, peak \(m.peak) MiB")
     }
 
-    @Test func aClientThatPipelinesFetchesAndNeverReadsCostsBoundedMemory() throws {
+    @Test func aClientThatPipelinesFetchesAndNeverReadsCostsBoundedMemory() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<4_000).map { "r\($0)-" + String(repeating: "x", count: 900) }
-        #expect(try runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "hoard", "-p", "0", "-X", "batch.num.messages=20"],
+        #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "hoard", "-p", "0", "-X", "batch.num.messages=20"],
                                input: Data((lines.joined(separator: "\n") + "\n").utf8)).status == 0)
         // Fetches of 30 KB each, answered from memory (below the sendfile threshold), sent back to
         // back without ever reading a response.
@@ -94,17 +94,17 @@ struct ResourceBoundTests {
         var stalled = 0
         while Date() < deadline && stalled < 200 {
             let n = frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-            if n == frame.count { sent += 1; stalled = 0 } else { stalled += 1; usleep(10_000) }
+            if n == frame.count { sent += 1; stalled = 0 } else { stalled += 1; try await Task.sleep(for: .microseconds(10_000)) }
             if n > 0 && n < frame.count { break }
         }
         #expect(sent < 50_000, "the broker stopped reading from a client that never reads (\(sent) fetches accepted)")
-        try otherClientStillWorks(kcat, broker, "hoarder")
+        try await otherClientStillWorks(kcat, broker, "hoarder")
         let m = Self.memory(broker.pid)
         #expect(m.peak < Self.rssBoundMiB, "broker peak RSS \(m.peak) MiB after \(sent) unread fetches")
         print("resource bound: \(sent) pipelined unread fetches: broker RSS \(m.now) MiB, peak \(m.peak) MiB")
     }
 
-    @Test func hundredsOfConnectionsTricklingHugeRequestsCostBoundedMemory() throws {
+    @Test func hundredsOfConnectionsTricklingHugeRequestsCostBoundedMemory() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
@@ -131,9 +131,9 @@ struct ResourceBoundTests {
                 if n > 0 { sentBy[i] += n; delivered += n; progress = true }
             }
             if !progress { break }
-            usleep(20_000)
+            try await Task.sleep(for: .microseconds(20_000))
         }
-        try otherClientStillWorks(kcat, broker, "trickle")
+        try await otherClientStillWorks(kcat, broker, "trickle")
         #expect(broker.isRunning)
         let m = Self.memory(broker.pid)
         #expect(m.peak < Self.rssBoundMiB, "broker peak RSS \(m.peak) MiB while 300 connections sent \(delivered >> 20) MiB of unfinished requests")

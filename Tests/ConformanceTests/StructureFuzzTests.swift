@@ -301,12 +301,12 @@ struct StructureFuzzTests {
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
-    func brokerSurvivesThousandsOfStructureAwareRequests() throws {
+    func brokerSurvivesThousandsOfStructureAwareRequests() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let broker = try BrokerProcess(arguments: ["--group-initial-rebalance-delay-ms", "0", "--offsets-topic-partitions", "4"])
         defer { broker.terminate(); broker.removeData() }
         let acked = (0..<100).map { "acked-\($0)" }
-        let p = try runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "acked", "-X", "acks=all"],
+        let p = try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "acked", "-X", "acks=all"],
                                input: Data((acked.joined(separator: "\n") + "\n").utf8))
         #expect(p.status == 0, "\(p.stderr)")
         var fuzzer = Fuzzer(rng: SplitMix64(seed: UInt64(Date().timeIntervalSince1970)))
@@ -316,6 +316,7 @@ struct StructureFuzzTests {
             guard body.readableBytes > 0 else { continue }
             if i % 4 == 3 { fuzzer.corruptLengths(&body) }
             let r = Self.send(port: broker.port, body)
+            await Task.yield()
             stats[key, default: (0, 0)].answered += r.answered ? 1 : 0
             stats[key, default: (0, 0)].closed += r.closed ? 1 : 0
             if i % 500 == 499 {
@@ -330,9 +331,9 @@ struct StructureFuzzTests {
         #expect(!log.contains("cannot encode response") && !log.contains("internal error"), "no broker bug surfaced")
 
         // Still serving a real client, and nothing acknowledged before was lost.
-        #expect(try runProcess(kcat, ["-b", broker.bootstrap, "-L"]).status == 0)
-        #expect(try runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "acked", "-p", "0"], input: Data("after\n".utf8)).status == 0)
-        let c = try runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "acked", "-p", "0", "-o", "beginning", "-e", "-q"])
+        #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-L"]).status == 0)
+        #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "acked", "-p", "0"], input: Data("after\n".utf8)).status == 0)
+        let c = try await runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "acked", "-p", "0", "-o", "beginning", "-e", "-q"])
         let values = c.stdout.split(separator: "\n").map(String.init)
         #expect(Array(values.prefix(100)) == acked, "the acknowledged records are intact: \(c.stderr)")
         #expect(values.last == "after", "\(values.suffix(6))")

@@ -6,7 +6,7 @@ import TestSupport
 /// fails with the test's name), given by its suite.
 @Suite("Suite hygiene", .timeLimit(.minutes(1)))
 struct SuiteHygieneTests {
-    @Test func everyTestRunsUnderATimeLimit() throws {
+    @Test func everyTestRunsUnderATimeLimit() async throws {
         let tests = ExternalTools.packageRoot.appendingPathComponent("Tests")
         let files = FileManager.default.enumerator(atPath: tests.path)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
         #expect(files.count > 10)

@@ -6,7 +6,7 @@ import TestSupport
 @Suite("meridian up", .timeLimit(.minutes(5)))
 struct UpCommandTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
-    func startsEveryRegionAndStopsThemOnSigterm() throws {
+    func startsEveryRegionAndStopsThemOnSigterm() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let dir = NSTemporaryDirectory() + "meridian-up-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -34,7 +34,7 @@ struct UpCommandTests {
         var text = ""
         let deadline = Date().addingTimeInterval(90)
         while Date() < deadline && !text.contains("ready; press Ctrl-C") && up.isRunning {
-            usleep(50_000)
+            try await Task.sleep(for: .microseconds(50_000))
             text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         }
         #expect(text.contains("all 2 broker(s) ready"), "up output:\n\(text)")
@@ -48,17 +48,17 @@ struct UpCommandTests {
         let alpha = try #require(address("alpha-broker-1", "PLAINTEXT"))
         let alphaSSL = try #require(address("alpha-broker-1", "SSL"))
         let beta = try #require(address("beta-broker-7", "PLAINTEXT"))
-        let md = try runProcess(kcat, ["-b", beta, "-L"])
+        let md = try await runProcess(kcat, ["-b", beta, "-L"])
         #expect(md.stdout.contains("broker 7 at \(beta)"))
-        #expect(try runProcess(kcat, ["-b", beta, "-P", "-t", "in-beta"], input: Data("x\n".utf8)).status == 0)
-        #expect(try runProcess(kcat, ["-b", beta, "-L", "-t", "in-beta"]).stdout.contains("with 4 partitions"), "region defaults apply")
-        let ssl = try runProcess(kcat, ["-b", alphaSSL, "-X", "security.protocol=ssl", "-X", "ssl.ca.location=\(dir)/certs/ca.pem", "-L"])
+        #expect(try await runProcess(kcat, ["-b", beta, "-P", "-t", "in-beta"], input: Data("x\n".utf8)).status == 0)
+        #expect(try await runProcess(kcat, ["-b", beta, "-L", "-t", "in-beta"]).stdout.contains("with 4 partitions"), "region defaults apply")
+        let ssl = try await runProcess(kcat, ["-b", alphaSSL, "-X", "security.protocol=ssl", "-X", "ssl.ca.location=\(dir)/certs/ca.pem", "-L"])
         #expect(ssl.status == 0 && ssl.stdout.contains("broker 1 at \(alphaSSL)"), "\(ssl.stderr)")
-        #expect(try runProcess(kcat, ["-b", alpha, "-L"]).status == 0)
+        #expect(try await runProcess(kcat, ["-b", alpha, "-L"]).status == 0)
 
         kill(up.processIdentifier, SIGTERM)
         let stopBy = Date().addingTimeInterval(60)
-        while up.isRunning && Date() < stopBy { usleep(50_000) }
+        while up.isRunning && Date() < stopBy { try await Task.sleep(for: .microseconds(50_000)) }
         #expect(!up.isRunning)
         #expect(up.terminationStatus == 0)
         text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
@@ -68,7 +68,7 @@ struct UpCommandTests {
         #expect(FileManager.default.fileExists(atPath: dir + "/data/beta/in-beta-0/.clean-shutdown"))
     }
 
-    @Test func invalidTopologyIsExplained() throws {
+    @Test func invalidTopologyIsExplained() async throws {
         let dir = NSTemporaryDirectory() + "meridian-badtopo-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -77,14 +77,14 @@ struct UpCommandTests {
               {"id": 1, "listeners": ["PLAINTEXT://127.0.0.1:9500"], "dataDir": "d"},
               {"id": 1, "listeners": ["PLAINTEXT://127.0.0.1:9500", "SSL://127.0.0.1:9501"], "dataDir": "d"}]}]}
             """.write(toFile: dir + "/t.json", atomically: true, encoding: .utf8)
-        let r = try runProcess(BrokerProcess.binary, ["topology", "check", "--topology", dir + "/t.json"])
+        let r = try await runProcess(BrokerProcess.binary, ["topology", "check", "--topology", dir + "/t.json"])
         #expect(r.status == 1)
         #expect(r.stderr.contains("broker id 1 is used twice"))
         #expect(r.stderr.contains("clashes with"))
         #expect(r.stderr.contains("needs tls.cert and tls.key"))
         #expect(r.stderr.contains("dataDir 'd' is also used"))
         try "{ not json".write(toFile: dir + "/t.json", atomically: true, encoding: .utf8)
-        let bad = try runProcess(BrokerProcess.binary, ["up", "--topology", dir + "/t.json"])
+        let bad = try await runProcess(BrokerProcess.binary, ["up", "--topology", dir + "/t.json"])
         #expect(bad.status != 0 && bad.stderr.contains("not valid JSON"))
     }
 }

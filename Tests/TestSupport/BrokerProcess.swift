@@ -137,10 +137,10 @@ public struct BrokerFailed: Error, CustomStringConvertible {
 }
 
 /// Creates a throwaway CA with a broker certificate and a client certificate using deploy/make-certs.sh.
-public func makeTestCertificates() throws -> String {
+public func makeTestCertificates() async throws -> String {
     let dir = NSTemporaryDirectory() + "meridian-certs-\(UUID().uuidString.prefix(8))"
     let script = ExternalTools.packageRoot.appendingPathComponent("deploy/make-certs.sh").path
-    let r = try runProcess("/bin/bash", [script, "--out", dir, "broker"], timeout: 60)
+    let r = try await runProcess("/bin/bash", [script, "--out", dir, "broker"], timeout: 60)
     guard r.status == 0 else { throw BrokerFailed(message: "make-certs.sh failed: \(r.stderr)") }
     return dir
 }

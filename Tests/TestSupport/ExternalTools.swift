@@ -68,9 +68,11 @@ public struct ProcessResult: Sendable {
 }
 
 /// Runs `executable` with `arguments`, feeding `input`, and waits up to `timeout` seconds
-/// (the process is killed after that and the result says so).
+/// (the process is killed after that and the result says so). Waiting suspends rather than
+/// blocks: tests run in parallel on a thread pool as wide as the machine has cores, and a test
+/// that blocked a thread for the life of a child process would starve every other test.
 public func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil, timeout: Double = 120,
-                       environment: [String: String]? = nil) throws -> ProcessResult {
+                       environment: [String: String]? = nil) async throws -> ProcessResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = arguments
@@ -87,7 +89,7 @@ public func runProcess(_ executable: String, _ arguments: [String], input: Data?
     p.standardInput = try FileHandle(forReadingFrom: inURL)
     try p.run()
     let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning && Date() < deadline { usleep(20_000) }
+    while p.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
     var timedOut = false
     if p.isRunning {
         timedOut = true

@@ -81,3 +81,56 @@ extension BenchRunner {
                                 seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 }
+
+extension BenchRunner {
+    /// Sends `recordsPerSecond` records (each starting with its send time) for `seconds` and
+    /// measures, per record, the time until a consumer of the same process receives it.
+    func clientEndToEnd(topic: TopicName, recordSize: Int, acks: Int16, recordsPerSecond: Int,
+                        seconds: Double) async throws -> ProduceLoad.Result {
+        var pconfig = ProducerConfig()
+        pconfig.acks = acks
+        pconfig.enableIdempotence = acks == -1
+        pconfig.lingerMs = 0
+        let producer = KafkaProducer(cluster: clientCluster, config: pconfig)
+        var cconfig = ConsumerConfig()
+        cconfig.fetchMaxWaitMs = 500
+        cconfig.checkCRCs = false
+        let consumer = KafkaConsumer(cluster: clientCluster, config: cconfig)
+        let tp = TopicPartition(topic, 0)
+        await consumer.assign([tp])
+        await consumer.seek(tp, to: .latest)
+        _ = try await consumer.poll(timeout: .milliseconds(100))
+        let total = max(1, Int(Double(recordsPerSecond) * seconds))
+        let padding = [UInt8](repeating: 0x45, count: max(0, recordSize - 8))
+        let sender = Task {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for i in 0..<total {
+                let due = start + UInt64(i) * 1_000_000_000 / UInt64(recordsPerSecond)
+                let now = DispatchTime.now().uptimeNanoseconds
+                if due > now { try await Task.sleep(nanoseconds: due - now) }
+                var value = ByteBuffer()
+                value.writeInteger(DispatchTime.now().uptimeNanoseconds)
+                value.writeBytes(padding)
+                try await producer.enqueue(topic: topic, value: value, partition: 0)
+            }
+            try await producer.flush()
+        }
+        var latencies: [UInt32] = []
+        latencies.reserveCapacity(total)
+        let started = ContinuousClock.now
+        let deadline = started + .milliseconds(Int64(seconds * 1000) + 10_000)
+        while latencies.count < total && ContinuousClock.now < deadline {
+            for r in try await consumer.poll(timeout: .milliseconds(200)) {
+                guard let sentAt = r.value?.getInteger(at: r.value!.readerIndex, as: UInt64.self) else { continue }
+                latencies.append(UInt32(clamping: (DispatchTime.now().uptimeNanoseconds &- sentAt) / 1000))
+            }
+        }
+        try await sender.value
+        let elapsed = ContinuousClock.now - started
+        await producer.close()
+        await consumer.close()
+        let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return ProduceLoad.Result(bytes: Int64(latencies.count * recordSize), records: Int64(latencies.count), requests: 0,
+                                  seconds: secs, latenciesMicros: latencies, errors: [:])
+    }
+}

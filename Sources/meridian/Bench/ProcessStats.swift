@@ -58,3 +58,48 @@ func formatBytes(_ b: Double) -> String {
     if b >= kib { return String(format: "%.1f KiB", b / kib) }
     return String(format: "%.0f B", b)
 }
+
+/// Where a broker keeps its data, and what that storage is: the bench reports it because figures
+/// on tmpfs (no real fsync) mean nothing for durability.
+enum StorageProbe {
+    /// The broker's `--data-dir` from its command line.
+    static func dataDirectory(pid: Int32) -> String? {
+        guard let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let i = args.firstIndex(of: "--data-dir"), i + 1 < args.count else { return nil }
+        return args[i + 1]
+    }
+
+    /// The file system type of `path`: the mount with the longest mount point containing it, from
+    /// /proc/self/mounts.
+    static func fileSystemType(_ path: String) -> String {
+        let absolute = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return "unknown" }
+        var best: (point: String, type: String)? = nil
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count >= 3 else { continue }
+            let point = String(f[1])
+            let within = point == "/" || absolute == point || absolute.hasPrefix(point + "/")
+            if within && point.count >= (best?.point.count ?? -1) { best = (point, String(f[2])) }
+        }
+        return best.map { "\($0.type) (mounted at \($0.point))" } ?? "unknown"
+    }
+
+    /// Milliseconds one 4 KiB write plus fdatasync takes in `directory` (median of 5).
+    static func fsyncMillis(in directory: String) -> Double? {
+        let path = "\(directory)/.bench-fsync-probe-\(getpid())"
+        let fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0o600)
+        guard fd >= 0 else { return nil }
+        defer { close(fd); unlink(path) }
+        let block = [UInt8](repeating: 0x5A, count: 4096)
+        var samples: [Double] = []
+        for i in 0..<5 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, off_t(i * 4096)) }
+            guard fdatasync(fd) == 0 else { return nil }
+            samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        return samples.sorted()[2]
+    }
+}
