@@ -44,6 +44,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
     private var waiting = Deque<ByteBuffer>()
     private var barrierPending = false
     private var closing = false
+    private var removed = false
     private var remote = "?"
     private var handshakeTimer: Scheduled<Void>?
 
@@ -81,11 +82,12 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        // Whatever is still held goes back to the pool: the requests will never be answered here.
-        for frame in waiting { heldBytes -= frame.readableBytes }
+        // Whatever is still held goes back to the pool: the requests will never be answered here
+        // (responses still being computed release nothing more when they complete).
         waiting.removeAll()
         pool.release(heldBytes)
         heldBytes = 0
+        removed = true
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -226,6 +228,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
     // MARK: - Bounds
 
     private func release(_ bytes: Int) {
+        guard !removed else { return }
         heldBytes -= bytes
         pool.release(bytes)
     }

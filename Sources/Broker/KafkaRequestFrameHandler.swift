@@ -84,11 +84,19 @@ final class KafkaRequestFrameHandler: ChannelInboundHandler {
                     return
                 }
                 admitted = n
+                // The budget now holds this request: room for it can be made at once, so the
+                // body is not copied again each time the buffer grows.
+                if b.readableBytes < 4 + n {
+                    b.reserveCapacity(minimumWritableBytes: 4 + n - b.readableBytes)
+                    buffer = b
+                }
             }
             guard b.readableBytes >= 4 + n else { return }
             b.moveReaderIndex(forwardBy: 4)
             let frame = b.readSlice(length: n)!
-            buffer = b.readableBytes == 0 ? nil : b
+            // What follows the frame starts a buffer of its own: appending to the frame's storage
+            // while the frame is still being served would copy it.
+            buffer = b.readableBytes == 0 ? nil : ByteBuffer(buffer: b)
             admitted = nil
             context.fireChannelRead(wrapInboundOut(frame))
         }

@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import LogStorage
 import NIOConcurrencyHelpers
@@ -19,17 +20,25 @@ public final class LogFlusher: @unchecked Sendable {
     private struct LogState {
         var running = false
         var waiters: [Waiter] = []
+        var lastStart: UInt64 = 0
     }
+
+    /// Shortest time between the starts of two fsyncs of one log. Appends that arrive while an
+    /// fsync runs wait for the next one, which starts no sooner than this after the last: under
+    /// load each fsync covers more appends (fewer, larger writes to the disk), at a latency cost
+    /// of at most this much.
+    public let groupCommitNanos: UInt64
 
     private let pool: NIOThreadPool
     private let lock = NIOLock()
     private var states: [ObjectIdentifier: LogState] = [:]
     private let logger: Logger
 
-    public init(threads: Int = 2, logger: Logger) {
+    public init(threads: Int = 2, groupCommitMs: Double = 5, logger: Logger) {
         pool = NIOThreadPool(numberOfThreads: threads)
         pool.start()
         self.logger = logger
+        groupCommitNanos = UInt64(max(0, groupCommitMs) * 1_000_000)
     }
 
     public func shutdown() {
@@ -64,6 +73,21 @@ public final class LogFlusher: @unchecked Sendable {
     }
 
     private func schedule(_ log: PartitionLog) {
+        let wait: UInt64 = lock.withLock {
+            let now = DispatchTime.now().uptimeNanoseconds
+            let last = states[ObjectIdentifier(log)]?.lastStart ?? 0
+            let wait = last == 0 || now >= last + groupCommitNanos ? 0 : last + groupCommitNanos - now
+            states[ObjectIdentifier(log)]?.lastStart = now + wait
+            return wait
+        }
+        if wait > 0 {
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(wait))) { [self] in run(log) }
+        } else {
+            run(log)
+        }
+    }
+
+    private func run(_ log: PartitionLog) {
         pool.submit { [self] _ in
             let result: Result<Int64, Error>
             do { result = .success(try log.flush()) } catch { result = .failure(error) }
@@ -88,7 +112,8 @@ public final class LogFlusher: @unchecked Sendable {
                 }
                 let again = !s.waiters.isEmpty
                 s.running = again
-                if again { states[ObjectIdentifier(log)] = s } else { states[ObjectIdentifier(log)] = nil }
+                // Idle again: the next append's flush may start at once.
+                states[ObjectIdentifier(log)] = again ? s : nil
                 return (done, again)
             }
             switch result {

@@ -15,7 +15,7 @@ import TestSupport
 @Suite("Data directory and durability edges", .timeLimit(.minutes(2)))
 struct DataDirectoryTests {
     func produce(_ conn: KafkaConnection, _ topic: TopicName, _ values: [String], partition: Int32 = 0,
-                 acks: Int16 = 1) async throws -> ProduceResponse.PartitionProduceResponse {
+                 acks: Int16 = -1) async throws -> ProduceResponse.PartitionProduceResponse {
         try await conn.send(produceRequest(topic, partition, try batch(values), acks: acks), version: 9).responses[0].partitionResponses[0]
     }
 

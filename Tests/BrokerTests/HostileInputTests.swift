@@ -6,6 +6,7 @@ import LogStorage
 import NIOCore
 import NIOPosix
 import Testing
+import TestSupport
 
 /// Requests a client controls completely, well framed but hostile inside: each is answered with
 /// Kafka's error code and the broker goes on serving.
@@ -23,7 +24,7 @@ struct HostileInputTests {
         return b
     }
 
-    func produce(_ conn: KafkaConnection, _ topic: TopicName, _ records: ByteBuffer, acks: Int16 = 1) async throws -> ProduceResponse.PartitionProduceResponse {
+    func produce(_ conn: KafkaConnection, _ topic: TopicName, _ records: ByteBuffer, acks: Int16 = -1) async throws -> ProduceResponse.PartitionProduceResponse {
         let resp = try await conn.send(produceRequest(topic, 0, records, acks: acks), version: 9)
         return resp.responses[0].partitionResponses[0]
     }
@@ -104,7 +105,7 @@ struct HostileInputTests {
         let conn = try await b.connect()
         _ = try await conn.send(MetadataRequest(topics: [.init(name: "twice")]))
         var req = ProduceRequest()
-        req.acks = 1
+        req.acks = -1
         req.timeoutMs = 5000
         req.topicData = [.init(name: "twice", partitionData: [.init(index: 0, records: .bytes(try batch(["first"]))),
                                                             .init(index: 0, records: .bytes(try batch(["second"])))])]
@@ -175,6 +176,37 @@ struct HostileInputTests {
         commit.generationIDOrMemberEpoch = -1
         #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == 0)
         await conn.close()
+        await b.stop()
+    }
+
+    @Test func requestMemoryIsReturnedWhenConnectionsGoAway() async throws {
+        let b = try await InProcessBroker()
+        let pool = b.server.requestMemory
+        func waitFor(_ what: String, _ condition: @escaping () -> Bool) async throws {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !condition() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(condition(), "\(what): \(pool.reserved) bytes reserved")
+        }
+        // A connection announces 50 MB and sends only the start: the announced size is reserved
+        // (not allocated) until the connection goes away.
+        let fd = try #require(connectLoopback(port: b.port))
+        let header: [UInt8] = withUnsafeBytes(of: Int32(50_000_000).bigEndian, Array.init) + [0, 0, 0, 9, 0, 0, 0, 1]
+        _ = header.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+        try await waitFor("reserved while the request arrives") { pool.reserved == 50_000_000 }
+        close(fd)
+        try await waitFor("released when the connection closes") { pool.reserved == 0 }
+        // A long-polling fetch whose connection closes before it is answered releases once.
+        let conn = try await b.connect()
+        _ = try await conn.send(MetadataRequest(topics: [.init(name: "idle")]))
+        var fetch = FetchRequest()
+        fetch.maxWaitMs = 300
+        fetch.minBytes = 1
+        fetch.topics = [.init(topic: "idle", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1024)])]
+        let pending: EventLoopFuture<FetchResponse> = conn.send(fetch, version: 11)
+        await conn.close()
+        _ = try? await pending.get()
+        try await Task.sleep(for: .milliseconds(400))
+        try await waitFor("nothing held, nothing released twice") { pool.reserved == 0 }
         await b.stop()
     }
 

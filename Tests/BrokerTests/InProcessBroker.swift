@@ -50,7 +50,7 @@ func batch(_ values: [String], producerID: Int64 = -1, epoch: Int16 = -1, sequen
     return try b.build()
 }
 
-func produceRequest(_ topic: TopicName, _ partition: Int32 = 0, _ records: ByteBuffer, acks: Int16 = 1) -> ProduceRequest {
+func produceRequest(_ topic: TopicName, _ partition: Int32 = 0, _ records: ByteBuffer, acks: Int16 = -1) -> ProduceRequest {
     var r = ProduceRequest()
     r.acks = acks
     r.timeoutMs = 5000

@@ -23,21 +23,6 @@ struct ResourceBoundTests {
         return (field("VmHWM"), field("VmRSS"))
     }
 
-    static func connect(_ port: Int, nonBlocking: Bool = false) -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard ok == 0 else { close(fd); return nil }
-        if nonBlocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-        return fd
-    }
-
     /// Another client produces and reads back while the load is on.
     func otherClientStillWorks(_ kcat: String, _ broker: BrokerProcess, _ tag: String) async throws {
         let p = try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "bystander", "-p", "0", "-X", "message.timeout.ms=20000"],
@@ -54,7 +39,7 @@ struct ResourceBoundTests {
         var fds: [Int32] = []
         defer { for fd in fds { close(fd) } }
         for _ in 0..<5_000 {
-            guard let fd = Self.connect(broker.port) else { break }
+            guard let fd = connectLoopback(port: broker.port) else { break }
             fds.append(fd)
         }
         #expect(fds.count == 5_000, "opened \(fds.count) connections")
@@ -86,7 +71,7 @@ struct ResourceBoundTests {
         try fetch.encode(to: &w, version: 11)
         KafkaFrame.finish(&w, sizeAt: at)
         let frame = Array(w.buffer.readableBytesView)
-        let fd = try #require(Self.connect(broker.port, nonBlocking: true))
+        let fd = try #require(connectLoopback(port: broker.port, nonBlocking: true))
         defer { close(fd) }
         var sent = 0
         let deadline = Date().addingTimeInterval(15)
@@ -113,7 +98,7 @@ struct ResourceBoundTests {
         var fds: [Int32] = []
         defer { for fd in fds { close(fd) } }
         for _ in 0..<300 {
-            guard let fd = Self.connect(broker.port, nonBlocking: true) else { break }
+            guard let fd = connectLoopback(port: broker.port, nonBlocking: true) else { break }
             let header: [UInt8] = withUnsafeBytes(of: Int32(announced).bigEndian, Array.init) + [0, 0, 0, 9, 0, 0, 0, 1, 0, 0]
             _ = header.withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             fds.append(fd)

@@ -259,17 +259,8 @@ struct StructureFuzzTests {
     /// A connection that sends one request followed by an ApiVersions probe and waits until the
     /// probe is answered (the request was handled) or the broker closed the connection.
     static func send(port: Int, _ body: ByteBuffer) -> (answered: Bool, closed: Bool) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return (false, false) }
+        guard let fd = connectLoopback(port: port) else { return (false, false) }
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard ok == 0 else { return (false, false) }
         var out: [UInt8] = withUnsafeBytes(of: Int32(body.readableBytes).bigEndian, Array.init) + Array(body.readableBytesView)
         // ApiVersions v0 with correlation id 0x0BADF00D.
         out += [0, 0, 0, 14, 0, 18, 0, 0, 0x0B, 0xAD, 0xF0, 0x0D, 0, 4] + Array("fuzz".utf8)

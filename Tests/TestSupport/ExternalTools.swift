@@ -150,3 +150,23 @@ public final class SpawnedProcess: @unchecked Sendable {
         return status
     }
 }
+
+/// A blocking TCP socket connected to 127.0.0.1:`port` (non-blocking after connecting if asked),
+/// or nil when the connection is refused. The caller closes it.
+public func connectLoopback(port: Int, nonBlocking: Bool = false) -> Int32? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let ok = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard ok == 0 else {
+        close(fd)
+        return nil
+    }
+    if nonBlocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+    return fd
+}
