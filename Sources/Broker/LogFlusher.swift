@@ -14,6 +14,9 @@ import NIOPosix
 public final class LogFlusher: @unchecked Sendable {
     private struct Waiter {
         var upTo: Int64
+        /// Someone (an acks=all produce, a commit) waits for the answer: flush at once. Otherwise
+        /// (making acks=1 appends visible) the flush may wait for the group-commit interval.
+        var urgent: Bool
         var completion: @Sendable (Result<Void, Error>) -> Void
     }
 
@@ -23,10 +26,10 @@ public final class LogFlusher: @unchecked Sendable {
         var lastStart: UInt64 = 0
     }
 
-    /// Shortest time between the starts of two fsyncs of one log. Appends that arrive while an
-    /// fsync runs wait for the next one, which starts no sooner than this after the last: under
-    /// load each fsync covers more appends (fewer, larger writes to the disk), at a latency cost
-    /// of at most this much.
+    /// Shortest time between the starts of two fsyncs of one log when nobody waits for the second
+    /// one (only acks=1 appends to make visible): under load each such fsync covers more appends
+    /// (fewer, larger writes to the disk) at a visibility cost of at most this much. A flush someone
+    /// waits for (acks=all, commits) starts as soon as the previous one ends.
     public let groupCommitNanos: UInt64
 
     private let pool: NIOThreadPool
@@ -45,14 +48,15 @@ public final class LogFlusher: @unchecked Sendable {
         try? pool.syncShutdownGracefully()
     }
 
-    public func flush(_ log: PartitionLog, upTo offset: Int64, completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
+    public func flush(_ log: PartitionLog, upTo offset: Int64, urgent: Bool = true,
+                      completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
         if log.durableOffset >= offset {
             completion(.success(()))
             return
         }
         let start: Bool = lock.withLock {
             var s = states[ObjectIdentifier(log)] ?? LogState()
-            s.waiters.append(Waiter(upTo: offset, completion: completion))
+            s.waiters.append(Waiter(upTo: offset, urgent: urgent, completion: completion))
             let start = !s.running
             s.running = true
             states[ObjectIdentifier(log)] = s
@@ -69,14 +73,16 @@ public final class LogFlusher: @unchecked Sendable {
 
     /// Flushes without anyone waiting (flush.messages / flush.ms policies).
     public func flushInBackground(_ log: PartitionLog) {
-        flush(log, upTo: Int64.max) { _ in }
+        flush(log, upTo: Int64.max, urgent: false) { _ in }
     }
 
     private func schedule(_ log: PartitionLog) {
         let wait: UInt64 = lock.withLock {
             let now = DispatchTime.now().uptimeNanoseconds
-            let last = states[ObjectIdentifier(log)]?.lastStart ?? 0
-            let wait = last == 0 || now >= last + groupCommitNanos ? 0 : last + groupCommitNanos - now
+            let state = states[ObjectIdentifier(log)]
+            let last = state?.lastStart ?? 0
+            let urgent = state?.waiters.contains { $0.urgent } ?? true
+            let wait = urgent || last == 0 || now >= last + groupCommitNanos ? 0 : last + groupCommitNanos - now
             states[ObjectIdentifier(log)]?.lastStart = now + wait
             return wait
         }

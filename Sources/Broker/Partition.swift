@@ -68,17 +68,17 @@ public final class Partition: @unchecked Sendable {
         let r = try log.append(records, nowMs: nowMs, allowRoll: allowRoll)
         if r.isDuplicate { return r }
         if durableHighWatermark {
-            flush(upTo: r.lastOffset + 1) { _ in }
+            flush(upTo: r.lastOffset + 1, urgent: false) { _ in }
         } else {
             notifyWaiters()
-            if r.flushDue { flush(upTo: r.lastOffset + 1) { _ in } }
+            if r.flushDue { flush(upTo: r.lastOffset + 1, urgent: false) { _ in } }
         }
         return r
     }
 
     /// Completes once everything below `offset` is durable (or the flush failed).
-    public func flush(upTo offset: Int64, completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
-        flusher.flush(log, upTo: offset) { [weak self] result in
+    public func flush(upTo offset: Int64, urgent: Bool = true, completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
+        flusher.flush(log, upTo: offset, urgent: urgent) { [weak self] result in
             if case .success = result { self?.notifyWaiters() }
             completion(result)
         }

@@ -60,6 +60,17 @@ struct DataDirectoryTests {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    @Test func aDamagedProducerIDBlockIsAStartupErrorNotARestartFromZero() async throws {
+        let b = try await InProcessBroker()
+        let dir = b.dir
+        await b.server.stop()
+        try "garbage\n".write(toFile: dir + "/producer-id-block", atomically: true, encoding: .utf8)
+        await #expect { _ = try await InProcessBroker(directory: dir) } throws: { "\($0)".contains("producer-id-block") }
+        try FileManager.default.removeItem(atPath: dir + "/producer-id-block")
+        await #expect { _ = try await InProcessBroker(directory: dir) } throws: { "\($0)".contains("producer-id-block") }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
     @Test func directoriesTheBrokerDoesNotKnowSurviveRestarts() async throws {
         var b = try await InProcessBroker()
         let dir = b.dir

@@ -1,0 +1,72 @@
+import Broker
+import Foundation
+import KafkaProtocol
+import KafkaWire
+import NIOCore
+import Testing
+import TestSupport
+
+/// Connection-level bounds: how many, for how long idle, and how long a TLS handshake may take.
+@Suite("Connection limits", .timeLimit(.minutes(2)))
+struct ConnectionLimitTests {
+    /// Whether the broker closed `fd` within `seconds` (reads return 0 or an error).
+    static func closedByBroker(_ fd: Int32, within seconds: Double) async throws -> Bool {
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if poll(&pfd, 1, 0) > 0 {
+                var byte: UInt8 = 0
+                return recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) <= 0
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+
+    @Test func connectionsBeyondMaxConnectionsAreClosedAtOnce() async throws {
+        let b = try await InProcessBroker { $0.maxConnections = 3 }
+        var fds: [Int32] = []
+        defer { for fd in fds { close(fd) } }
+        for _ in 0..<3 { fds.append(try #require(connectLoopback(port: b.port))) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while b.server.connectionCount < 3 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(b.server.connectionCount == 3, "the first three are admitted")
+        let extra = try #require(connectLoopback(port: b.port))
+        defer { close(extra) }
+        // With all three open, a fourth is closed at once.
+        #expect(try await Self.closedByBroker(extra, within: 5), "a connection beyond max.connections is refused")
+        #expect(b.server.connectionCount == 3)
+        await b.stop()
+    }
+
+    @Test func idleConnectionsAreClosedAfterConnectionsMaxIdleMs() async throws {
+        let b = try await InProcessBroker { $0.connectionsMaxIdleMs = 300 }
+        let fd = try #require(connectLoopback(port: b.port))
+        defer { close(fd) }
+        #expect(try await Self.closedByBroker(fd, within: 5))
+        // An active connection (a request every 100 ms) stays open past the idle time.
+        let conn = try await b.connect()
+        for _ in 0..<8 {
+            _ = try await conn.send(MetadataRequest(topics: []))
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(conn.channel.isActive)
+        await conn.close()
+        await b.stop()
+    }
+
+    @Test func aTLSHandshakeThatNeverStartsIsCutOff() async throws {
+        let certs = try await makeTestCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certs) }
+        let b = try await InProcessBroker { config in
+            config.listeners = [try! ListenerAddress(parsing: "SSL://127.0.0.1:0")]
+            config.tls = TLSSettings(certificatePath: "\(certs)/broker.pem", keyPath: "\(certs)/broker.key")
+            config.tlsHandshakeTimeoutMs = 300
+        }
+        let fd = try #require(connectLoopback(port: b.port))
+        defer { close(fd) }
+        // Connected, but no ClientHello ever comes.
+        #expect(try await Self.closedByBroker(fd, within: 5), "the broker closes a connection stuck before its handshake")
+        await b.stop()
+    }
+}
