@@ -36,14 +36,35 @@ struct ResourceBoundTests {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
-        var fds: [Int32] = []
-        defer { for fd in fds { close(fd) } }
-        for _ in 0..<5_000 {
-            guard let fd = connectLoopback(port: broker.port) else { break }
-            fds.append(fd)
+        // The connections live in a helper process: thousands of descriptors in the test process
+        // would make Foundation's Process.run (used by every test that starts a tool) crash.
+        let ready = broker.dataDir + ".idle-ready"
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["python3", "-c", """
+            import socket, sys, time
+            socks = []
+            for _ in range(5000):
+                s = socket.create_connection(("127.0.0.1", \(broker.port)))
+                socks.append(s)
+            open("\(ready)", "w").write(str(len(socks)))
+            sys.stdin.read()
+            """]
+        let stdin = Pipe()
+        holder.standardInput = stdin
+        try holder.run()
+        defer {
+            try? stdin.fileHandleForWriting.close()
+            holder.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: ready)
         }
-        #expect(fds.count == 5_000, "opened \(fds.count) connections")
-        // The broker has accepted them all (a request on the last one is answered).
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && !FileManager.default.fileExists(atPath: ready) && holder.isRunning {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let opened = (try? String(contentsOfFile: ready, encoding: .utf8)) ?? "0"
+        #expect(opened == "5000", "the helper holds 5000 open connections (\(opened))")
+        // The broker has accepted them all (a request on a new connection is answered).
         let probe = StructureFuzzTests.send(port: broker.port, ByteBuffer(bytes: [0, 18, 0, 0, 0, 0, 0, 1, 0, 0]))
         #expect(probe.answered)
         try await otherClientStillWorks(kcat, broker, "idle-5000")
@@ -93,31 +114,49 @@ struct ResourceBoundTests {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let broker = try BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
-        // 300 connections each announce a 100 MiB Produce and send its body slowly.
-        let announced = 100 * 1024 * 1024 - 1
-        var fds: [Int32] = []
-        defer { for fd in fds { close(fd) } }
-        for _ in 0..<300 {
-            guard let fd = connectLoopback(port: broker.port, nonBlocking: true) else { break }
-            let header: [UInt8] = withUnsafeBytes(of: Int32(announced).bigEndian, Array.init) + [0, 0, 0, 9, 0, 0, 0, 1, 0, 0]
-            _ = header.withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-            fds.append(fd)
+        // 300 connections each announce a 100 MiB Produce and send its body slowly, 64 KiB per
+        // connection and round, up to 4 MiB each (a helper process holds the sockets).
+        let ready = broker.dataDir + ".trickle-done"
+        let trickler = Process()
+        trickler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        trickler.arguments = ["python3", "-c", """
+            import socket, struct, sys, time
+            socks, sent = [], []
+            for _ in range(300):
+                s = socket.create_connection(("127.0.0.1", \(broker.port)))
+                s.setblocking(False)
+                s.send(struct.pack(">i", 100 * 1024 * 1024 - 1) + bytes([0, 0, 0, 9, 0, 0, 0, 1, 0, 0]))
+                socks.append(s); sent.append(0)
+            chunk = b"A" * 65536
+            start = time.time()
+            while time.time() - start < 12:
+                progress = False
+                for i, s in enumerate(socks):
+                    if sent[i] >= 4 * 1024 * 1024: continue
+                    try:
+                        n = s.send(chunk)
+                        sent[i] += n; progress = True
+                    except BlockingIOError:
+                        pass
+                if not progress: break
+                time.sleep(0.02)
+            open("\(ready)", "w").write(str(sum(sent)))
+            sys.stdin.read()
+            """]
+        let stdin = Pipe()
+        trickler.standardInput = stdin
+        try trickler.run()
+        defer {
+            try? stdin.fileHandleForWriting.close()
+            trickler.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: ready)
         }
-        #expect(fds.count == 300)
-        let chunk = [UInt8](repeating: 0x41, count: 64 * 1024)
-        var delivered = 0
-        let perConnection = 4 * 1024 * 1024
-        let start = Date()
-        var sentBy = [Int](repeating: 0, count: fds.count)
-        while Date().timeIntervalSince(start) < 12 {
-            var progress = false
-            for (i, fd) in fds.enumerated() where sentBy[i] < perConnection {
-                let n = chunk.withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-                if n > 0 { sentBy[i] += n; delivered += n; progress = true }
-            }
-            if !progress { break }
-            try await Task.sleep(for: .microseconds(20_000))
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && !FileManager.default.fileExists(atPath: ready) && trickler.isRunning {
+            try await Task.sleep(for: .milliseconds(100))
         }
+        let delivered = Int((try? String(contentsOfFile: ready, encoding: .utf8)) ?? "0") ?? 0
+        #expect(delivered > 100 << 20, "the trickle reached the broker's sockets (\(delivered >> 20) MiB)")
         try await otherClientStillWorks(kcat, broker, "trickle")
         #expect(broker.isRunning)
         let m = Self.memory(broker.pid)
