@@ -105,9 +105,14 @@ extension RecordBatch {
     }
 
     /// Skips a varint-length-prefixed field; returns its length (-1 for null).
+    ///
+    /// Only -1 means null. Kafka's Java reader takes any negative length as null, but librdkafka
+    /// fails to parse the batch and fetches it again forever, so a stored record with a length
+    /// of, say, -22 would stall every librdkafka consumer of the partition: it is refused here.
     private static func skipVarBytes(_ r: inout ByteBuffer, _ what: String) throws -> Int {
         let n = Int(try r.readVarint())
-        if n < 0 { return -1 }
+        if n == -1 { return -1 }
+        guard n >= 0 else { throw KafkaProtocolError.invalidRecordBatch("\(what) has length \(n); only -1 (null) may be negative") }
         guard n <= r.readableBytes else { throw KafkaProtocolError.invalidRecordBatch("\(what) of \(n) bytes with \(r.readableBytes) left") }
         r.moveReaderIndex(forwardBy: n)
         return n

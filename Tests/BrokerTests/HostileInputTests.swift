@@ -66,6 +66,9 @@ struct HostileInputTests {
                 buf.setInteger(Int32(3), at: at + 57, endianness: .big)
                 buf.setInteger(Int32(2), at: at + 23, endianness: .big)
             }),
+            // Key length -22: Java reads any negative length as null, but librdkafka cannot parse
+            // it and refetches the batch forever, so one stored record would stall its consumers.
+            ("negative key length", { buf, at in buf.setInteger(UInt8(0x2B), at: at + first + 4) }),
             // Max timestamp in the header that no record has.
             ("max timestamp", { buf, at in buf.setInteger(Int64(5_000), at: at + 35, endianness: .big) }),
         ]

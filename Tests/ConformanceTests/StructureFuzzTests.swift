@@ -300,7 +300,10 @@ struct StructureFuzzTests {
         let p = try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "acked", "-X", "acks=all"],
                                input: Data((acked.joined(separator: "\n") + "\n").utf8))
         #expect(p.status == 0, "\(p.stderr)")
-        var fuzzer = Fuzzer(rng: SplitMix64(seed: UInt64(Date().timeIntervalSince1970)))
+        // MERIDIAN_FUZZ_SEED replays a run; every failure message names the seed.
+        let seed = ProcessInfo.processInfo.environment["MERIDIAN_FUZZ_SEED"].flatMap { UInt64($0) }
+            ?? UInt64(Date().timeIntervalSince1970)
+        var fuzzer = Fuzzer(rng: SplitMix64(seed: seed))
         var stats: [ApiKey: (answered: Int, closed: Int)] = [:]
         for i in 0..<4_000 {
             var (key, body) = fuzzer.request()
@@ -324,9 +327,15 @@ struct StructureFuzzTests {
         // Still serving a real client, and nothing acknowledged before was lost.
         #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-L"]).status == 0)
         #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "acked", "-p", "0"], input: Data("after\n".utf8)).status == 0)
-        let c = try await runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "acked", "-p", "0", "-o", "beginning", "-e", "-q"])
+        let c = try await runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "acked", "-p", "0", "-o", "beginning", "-e", "-q"], timeout: 60)
         let values = c.stdout.split(separator: "\n").map(String.init)
-        #expect(Array(values.prefix(100)) == acked, "the acknowledged records are intact: \(c.stderr)")
-        #expect(values.last == "after", "\(values.suffix(6))")
+        #expect(Array(values.prefix(100)) == acked, "seed \(seed): the acknowledged records are intact: \(c.stderr)")
+        #expect(values.last == "after", "seed \(seed): \(values.suffix(6))")
+        if values.last != "after" {
+            // What the consumer saw, for the post-mortem.
+            let d = try await runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "acked", "-p", "0", "-o", "beginning", "-e", "-q",
+                                                "-d", "fetch,protocol,topic", "-X", "log_level=7"], timeout: 15)
+            Issue.record("seed \(seed): kcat debug:\n\(d.stderr.suffix(6000))\nbroker log:\n\(broker.tailOfLog())")
+        }
     }
 }
