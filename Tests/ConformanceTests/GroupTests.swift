@@ -57,7 +57,8 @@ struct GroupTests {
         defer { broker.terminate(); broker.removeData() }
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let lines = (0..<4_000).map { "k\($0 % 40):v\($0)" }.joined(separator: "\n") + "\n"
-        #expect(try await self.kcat(["-b", broker.bootstrap, "-P", "-t", "kg", "-K:"], input: lines).status == 0)
+        let produced = try await self.kcat(["-b", broker.bootstrap, "-P", "-t", "kg", "-K:"], input: lines)
+        #expect(produced.status == 0, "\(produced.stderr)\nbroker log:\n\(broker.tailOfLog())")
         // Two kcat -G members at once: each gets part of the partitions, together everything once.
         let outputs = [broker.dataDir + ".kcat0", broker.dataDir + ".kcat1"]
         var procs: [SpawnedProcess] = []
