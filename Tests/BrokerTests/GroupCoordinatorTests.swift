@@ -9,16 +9,7 @@ import Testing
 @Suite("Group coordinator", .timeLimit(.minutes(2)))
 struct GroupCoordinatorTests {
     func join(_ conn: KafkaConnection, group: GroupID, member: String = "") async throws -> JoinGroupResponse {
-        var j = JoinGroupRequest()
-        j.groupID = group
-        j.sessionTimeoutMs = 10_000
-        j.rebalanceTimeoutMs = 10_000
-        j.memberID = member
-        j.protocolType = "consumer"
-        var sub = ConsumerProtocolSubscription()
-        sub.topics = ["t"]
-        j.protocols = [.init(name: "range", metadata: try sub.encodedWithVersion(0))]
-        return try await conn.send(j, version: 5)
+        try await conn.send(try GroupEdgeWireTests.joinRequest(group: group, member: member), version: 5)
     }
 
     @Test func groupMetadataAndCommitsAreReloadedAfterRestart() async throws {

@@ -62,6 +62,13 @@ struct GroupEdgeWireTests {
         return ErrorCode(rawValue: try await conn.send(c, version: 8).topics[0].partitions[0].errorCode)
     }
 
+    /// Creates topic "t" on a connection of its own (auto-created by Metadata).
+    static func createTopicT(_ b: InProcessBroker) async throws {
+        let setup = try await b.connect()
+        _ = try await setup.send(MetadataRequest(topics: [.init(name: "t")]))
+        await setup.close()
+    }
+
     /// Joins as a new dynamic member (the MEMBER_ID_REQUIRED round trip included).
     static func joinNew(_ conn: KafkaConnection, group: GroupID, rebalanceTimeoutMs: Int32 = 10_000) async throws -> JoinGroupResponse {
         let first = try await conn.send(try joinRequest(group: group, rebalanceTimeoutMs: rebalanceTimeoutMs), version: 5)
@@ -71,9 +78,7 @@ struct GroupEdgeWireTests {
 
     @Test func aMemberThatMissesItsRebalanceTimeoutIsRemovedAndItsLateCommitRefused() async throws {
         let b = try await InProcessBroker()
-        let setup = try await b.connect()
-        _ = try await setup.send(MetadataRequest(topics: [.init(name: "t")]))
-        await setup.close()
+        try await Self.createTopicT(b)
         let slowConn = try await b.connect()
         let otherConn = try await b.connect()
         let group: GroupID = "slow-poller"
@@ -128,9 +133,7 @@ struct GroupEdgeWireTests {
 
     @Test func aStaticMemberRestartGetsItsAssignmentBackAndFencesTheOldProcess() async throws {
         let b = try await InProcessBroker()
-        let setup = try await b.connect()
-        _ = try await setup.send(MetadataRequest(topics: [.init(name: "t")]))
-        await setup.close()
+        try await Self.createTopicT(b)
         let group: GroupID = "static-group"
         let oldConn = try await b.connect()
         // Static members join without the MEMBER_ID_REQUIRED round trip.
