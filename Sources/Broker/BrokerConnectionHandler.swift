@@ -129,7 +129,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         let header: RequestHeader
         do {
             header = try RequestHeader(from: &frame) { key, version in
-                Self.requestHeaderVersion(key, version)
+                Broker.requestHeaderVersion(key, version)
             }
         } catch {
             return closeForBadRequest(context, "unreadable request header: \(error)")
@@ -140,7 +140,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         requestLogger[metadataKey: "client_id"] = "\(header.clientID ?? "")"
         let logger = requestLogger
 
-        guard let range = Broker.advertisedByKey[header.apiKey.rawValue] else {
+        guard let range = Broker.apisByKey[header.apiKey]?.versions else {
             return closeForBadRequest(context, "request for unknown or unsupported API key \(header.apiKey.rawValue)")
         }
         if !range.contains(header.apiVersion) && header.apiKey != .apiVersions {
@@ -338,25 +338,4 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         context.flush()
         context.close(promise: nil)
     }
-
-    /// Request header version: v2 for flexible versions of known APIs, else v1.
-    static func requestHeaderVersion(_ key: ApiKey, _ version: Int16) -> Int16 {
-        guard let first = firstFlexible[key.rawValue] else { return 1 }
-        return first.map { version >= $0 ? 2 : 1 } ?? 1
-    }
-
-    static let firstFlexible: [Int16: Int16?] = {
-        var m: [Int16: Int16?] = [:]
-        func add<R: KafkaRequestMessage>(_ t: R.Type) { m[R.apiKey.rawValue] = R.firstFlexibleVersion }
-        add(ProduceRequest.self); add(FetchRequest.self); add(ListOffsetsRequest.self); add(MetadataRequest.self)
-        add(OffsetCommitRequest.self); add(OffsetFetchRequest.self); add(FindCoordinatorRequest.self)
-        add(JoinGroupRequest.self); add(HeartbeatRequest.self); add(LeaveGroupRequest.self); add(SyncGroupRequest.self)
-        add(DescribeGroupsRequest.self); add(ListGroupsRequest.self); add(ApiVersionsRequest.self)
-        add(CreateTopicsRequest.self); add(DeleteTopicsRequest.self); add(DeleteRecordsRequest.self)
-        add(InitProducerIDRequest.self); add(OffsetForLeaderEpochRequest.self); add(DescribeConfigsRequest.self)
-        add(AlterConfigsRequest.self); add(CreatePartitionsRequest.self); add(DeleteGroupsRequest.self)
-        add(IncrementalAlterConfigsRequest.self); add(OffsetDeleteRequest.self); add(DescribeClusterRequest.self)
-        add(DescribeProducersRequest.self)
-        return m
-    }()
 }

@@ -18,8 +18,8 @@ extension KafkaAdmin {
         req.topics = [.init(name: name, numPartitions: partitions, replicationFactor: replicationFactor,
                             configs: configs.sorted { $0.key < $1.key }.map { .init(name: $0.key, value: $0.value) })]
         let resp = try await conn.send(req, version: try conn.version(for: CreateTopicsRequest.self, max: 7))
-        if let r = resp.topics.first, r.errorCode != 0 {
-            throw KafkaClientError.broker(ErrorCode(r.errorCode), "creating topic \(name)\(r.errorMessage.map { ": \($0)" } ?? "")")
+        if let r = resp.topics.first, r.errorCode != .none {
+            throw KafkaClientError.broker(r.errorCode, "creating topic \(name)\(r.errorMessage.map { ": \($0)" } ?? "")")
         }
         cluster.invalidate(name)
     }
@@ -31,9 +31,9 @@ extension KafkaAdmin {
         let v = try conn.version(for: DeleteTopicsRequest.self, max: 5)
         if v >= 6 { req.topics = [.init(name: name)] } else { req.topicNames = [name] }
         let resp = try await conn.send(req, version: v)
-        if let r = resp.responses.first, r.errorCode != 0 {
-            if r.errorCode == ErrorCode.unknownTopicOrPartition.rawValue { throw KafkaClientError.unknownTopic(name) }
-            throw KafkaClientError.broker(ErrorCode(r.errorCode), "deleting topic \(name)\(r.errorMessage.map { ": \($0)" } ?? "")")
+        if let r = resp.responses.first, r.errorCode != .none {
+            if r.errorCode == .unknownTopicOrPartition { throw KafkaClientError.unknownTopic(name) }
+            throw KafkaClientError.broker(r.errorCode, "deleting topic \(name)\(r.errorMessage.map { ": \($0)" } ?? "")")
         }
         cluster.invalidate(name)
     }
@@ -45,8 +45,8 @@ extension KafkaAdmin {
         req.timeoutMs = 30_000
         req.topics = [.init(name: name, count: count, assignments: nil)]
         let resp = try await conn.send(req, version: try conn.version(for: CreatePartitionsRequest.self, max: 3))
-        if let r = resp.results.first, r.errorCode != 0 {
-            throw KafkaClientError.broker(ErrorCode(r.errorCode), "adding partitions to \(name)\(r.errorMessage.map { ": \($0)" } ?? "")")
+        if let r = resp.results.first, r.errorCode != .none {
+            throw KafkaClientError.broker(r.errorCode, "adding partitions to \(name)\(r.errorMessage.map { ": \($0)" } ?? "")")
         }
         cluster.invalidate(name)
     }
@@ -66,9 +66,9 @@ extension KafkaAdmin {
         let v = try conn.version(for: DescribeConfigsRequest.self, max: 4)
         let resp = try await conn.send(req, version: v)
         guard let r = resp.results.first else { return [] }
-        guard r.errorCode == 0 else {
-            if r.errorCode == ErrorCode.unknownTopicOrPartition.rawValue { throw KafkaClientError.unknownTopic(name) }
-            throw KafkaClientError.broker(ErrorCode(r.errorCode), "describing configs of \(name)")
+        guard r.errorCode == .none else {
+            if r.errorCode == .unknownTopicOrPartition { throw KafkaClientError.unknownTopic(name) }
+            throw KafkaClientError.broker(r.errorCode, "describing configs of \(name)")
         }
         return r.configs.map { c in
             let source: String
@@ -94,8 +94,8 @@ extension KafkaAdmin {
             .init(name: $0.key, configOperation: $0.value == nil ? 1 : 0, value: $0.value ?? nil)
         })]
         let resp = try await conn.send(req, version: try conn.version(for: IncrementalAlterConfigsRequest.self, max: 1))
-        if let r = resp.responses.first, r.errorCode != 0 {
-            throw KafkaClientError.broker(ErrorCode(r.errorCode), "changing configs of \(name)\(r.errorMessage.map { ": \($0)" } ?? "")")
+        if let r = resp.responses.first, r.errorCode != .none {
+            throw KafkaClientError.broker(r.errorCode, "changing configs of \(name)\(r.errorMessage.map { ": \($0)" } ?? "")")
         }
     }
 

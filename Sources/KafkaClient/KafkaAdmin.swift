@@ -30,7 +30,7 @@ public struct KafkaAdmin: Sendable {
         for b in cluster.knownBrokers {
             let conn = try await cluster.connection(to: b.id)
             let resp = try await conn.send(ListGroupsRequest(), version: try conn.version(for: ListGroupsRequest.self, max: 4))
-            guard resp.errorCode == 0 else { throw KafkaClientError.broker(ErrorCode(resp.errorCode), "ListGroups on broker \(b.id)") }
+            guard resp.errorCode == .none else { throw KafkaClientError.broker(resp.errorCode, "ListGroups on broker \(b.id)") }
             out += resp.groups.map { GroupListing(groupID: $0.groupID, protocolType: $0.protocolType, state: $0.groupState) }
         }
         return out.sorted { $0.groupID.rawValue < $1.groupID.rawValue }
@@ -59,7 +59,7 @@ public struct KafkaAdmin: Sendable {
         req.groups = [group]
         let resp = try await conn.send(req, version: try conn.version(for: DescribeGroupsRequest.self, max: 5))
         guard let d = resp.groups.first else { throw KafkaClientError.broker(.unknownServerError, "DescribeGroups returned nothing") }
-        guard d.errorCode == 0 else { throw KafkaClientError.broker(ErrorCode(d.errorCode), "DescribeGroups for \(group)") }
+        guard d.errorCode == .none else { throw KafkaClientError.broker(d.errorCode, "DescribeGroups for \(group)") }
         let members = d.members.map { m -> GroupMember in
             var partitions: [TopicPartition] = []
             if d.protocolType == "consumer", m.memberAssignment.readableBytes >= 2 {
@@ -87,11 +87,11 @@ public struct KafkaAdmin: Sendable {
             req.topics = nil
         }
         let resp = try await conn.send(req, version: try conn.version(for: OffsetFetchRequest.self, max: 7))
-        guard resp.errorCode == 0 else { throw KafkaClientError.broker(ErrorCode(resp.errorCode), "OffsetFetch for \(group)") }
+        guard resp.errorCode == .none else { throw KafkaClientError.broker(resp.errorCode, "OffsetFetch for \(group)") }
         var out: [TopicPartition: Int64] = [:]
         for t in resp.topics {
             for p in t.partitions {
-                guard p.errorCode == 0 else { throw KafkaClientError.broker(ErrorCode(p.errorCode), "OffsetFetch \(t.name)-\(p.partitionIndex)") }
+                guard p.errorCode == .none else { throw KafkaClientError.broker(p.errorCode, "OffsetFetch \(t.name)-\(p.partitionIndex)") }
                 if p.committedOffset >= 0 { out[TopicPartition(t.name, p.partitionIndex)] = p.committedOffset }
             }
         }
@@ -112,8 +112,8 @@ public struct KafkaAdmin: Sendable {
         req.topics = byTopic.map { .init(name: $0.key, partitions: $0.value) }
         let resp = try await conn.send(req, version: try conn.version(for: OffsetCommitRequest.self, max: 8))
         for t in resp.topics {
-            for p in t.partitions where p.errorCode != 0 {
-                throw KafkaClientError.broker(ErrorCode(p.errorCode), "committing offsets of group \(group) for \(t.name)-\(p.partitionIndex)")
+            for p in t.partitions where p.errorCode != .none {
+                throw KafkaClientError.broker(p.errorCode, "committing offsets of group \(group) for \(t.name)-\(p.partitionIndex)")
             }
         }
     }
@@ -123,8 +123,8 @@ public struct KafkaAdmin: Sendable {
         var req = DeleteGroupsRequest()
         req.groupsNames = [group]
         let resp = try await conn.send(req, version: try conn.version(for: DeleteGroupsRequest.self, max: 2))
-        if let r = resp.results.first, r.errorCode != 0 {
-            throw KafkaClientError.broker(ErrorCode(r.errorCode), "deleting group \(group)")
+        if let r = resp.results.first, r.errorCode != .none {
+            throw KafkaClientError.broker(r.errorCode, "deleting group \(group)")
         }
     }
 
@@ -169,9 +169,9 @@ public struct KafkaAdmin: Sendable {
             for t in resp.topics {
                 for p in t.partitions {
                     let tp = TopicPartition(t.name, p.partitionIndex)
-                    guard p.errorCode == 0 else {
+                    guard p.errorCode == .none else {
                         cluster.invalidate(t.name)
-                        throw KafkaClientError.broker(ErrorCode(p.errorCode), "ListOffsets \(tp)")
+                        throw KafkaClientError.broker(p.errorCode, "ListOffsets \(tp)")
                     }
                     if p.offset < 0 { needEnd.append(tp) } else { out[tp] = p.offset }
                 }

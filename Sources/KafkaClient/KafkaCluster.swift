@@ -163,8 +163,8 @@ public final class KafkaCluster: @unchecked Sendable {
             guard let name = t.name else { return nil }
             return TopicInfo(name: name, topicID: t.topicID, isInternal: t.isInternal, partitions: t.partitions.map {
                 PartitionInfo(partition: $0.partitionIndex, leader: $0.leaderID, leaderEpoch: $0.leaderEpoch,
-                              replicas: $0.replicaNodes, isr: $0.isrNodes, error: ErrorCode($0.errorCode))
-            }.sorted { $0.partition < $1.partition }, error: ErrorCode(t.errorCode))
+                              replicas: $0.replicaNodes, isr: $0.isrNodes, error: $0.errorCode)
+            }.sorted { $0.partition < $1.partition }, error: t.errorCode)
         }
         lock.withLock {
             for b in resp.brokers { brokers[b.nodeID] = BrokerInfo(id: b.nodeID, host: b.host, port: Int(b.port), rack: b.rack) }
@@ -214,11 +214,11 @@ public final class KafkaCluster: @unchecked Sendable {
         let v = try conn.version(for: FindCoordinatorRequest.self, max: 4)
         if v >= 4 { req.coordinatorKeys = [group.rawValue] } else { req.key = group.rawValue }
         let resp = try await conn.send(req, version: v)
-        let (code, node, host, port): (Int16, BrokerID, String, Int32) = v >= 4
-            ? (resp.coordinators.first?.errorCode ?? ErrorCode.coordinatorNotAvailable.rawValue, resp.coordinators.first?.nodeID ?? -1,
+        let (code, node, host, port): (ErrorCode, BrokerID, String, Int32) = v >= 4
+            ? (resp.coordinators.first?.errorCode ?? .coordinatorNotAvailable, resp.coordinators.first?.nodeID ?? -1,
                resp.coordinators.first?.host ?? "", resp.coordinators.first?.port ?? -1)
             : (resp.errorCode, resp.nodeID, resp.host, resp.port)
-        guard code == 0 else { throw KafkaClientError.broker(ErrorCode(code), "FindCoordinator for group \(group)") }
+        guard code == .none else { throw KafkaClientError.broker(code, "FindCoordinator for group \(group)") }
         lock.withLock {
             if brokers[node] == nil { brokers[node] = BrokerInfo(id: node, host: host, port: Int(port), rack: nil) }
         }

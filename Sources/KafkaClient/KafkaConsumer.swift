@@ -253,12 +253,12 @@ public actor KafkaConsumer {
         var out: [ConsumerRecord] = []
         out.reserveCapacity(1024)
         for (resp, snapshot) in results {
-            if resp.errorCode != 0 { throw KafkaClientError.broker(ErrorCode(resp.errorCode), "Fetch") }
+            if resp.errorCode != .none { throw KafkaClientError.broker(resp.errorCode, "Fetch") }
             for t in resp.responses {
                 for p in t.partitions {
                     let tp = TopicPartition(t.topic, p.partitionIndex)
                     guard let position = positions[tp], position == snapshot[tp], assignment.contains(tp) else { continue }
-                    let code = ErrorCode(p.errorCode)
+                    let code = p.errorCode
                     switch code {
                     case .none:
                         break
@@ -370,8 +370,8 @@ public actor KafkaConsumer {
         req.topics = byTopic.map { .init(name: $0.key, partitions: $0.value) }
         let resp = try await conn.send(req, version: try conn.version(for: OffsetCommitRequest.self, max: 8))
         for t in resp.topics {
-            for p in t.partitions where p.errorCode != 0 {
-                let code = ErrorCode(p.errorCode)
+            for p in t.partitions where p.errorCode != .none {
+                let code = p.errorCode
                 if [.rebalanceInProgress, .illegalGeneration, .unknownMemberID].contains(code) { needsRejoin = true }
                 throw KafkaClientError.broker(code, "OffsetCommit \(t.name)-\(p.partitionIndex)")
             }
@@ -426,7 +426,7 @@ public actor KafkaConsumer {
             let jv = try conn.version(for: JoinGroupRequest.self, max: 7)
             // The broker holds JoinGroup until the rebalance completes: allow the rebalance timeout.
             let resp = try await conn.send(join, version: jv, timeout: .milliseconds(Int64(config.rebalanceTimeoutMs) + 5_000))
-            let code = ErrorCode(resp.errorCode)
+            let code = resp.errorCode
             if code == .memberIDRequired { memberID = resp.memberID; continue }
             if code == .unknownMemberID || code == .illegalGeneration { memberID = ""; continue }
             if code == .rebalanceInProgress || code == .notCoordinator || code == .coordinatorNotAvailable { continue }
@@ -445,7 +445,7 @@ public actor KafkaConsumer {
                 sync.assignments = try await leaderAssignments(resp)
             }
             let sresp = try await conn.send(sync, version: try conn.version(for: SyncGroupRequest.self, max: 5))
-            let scode = ErrorCode(sresp.errorCode)
+            let scode = sresp.errorCode
             if scode == .rebalanceInProgress { continue }
             if scode == .unknownMemberID || scode == .illegalGeneration { memberID = ""; continue }
             guard scode == .none else { throw KafkaClientError.broker(scode, "SyncGroup \(g)") }
@@ -510,7 +510,7 @@ public actor KafkaConsumer {
                 do {
                     let conn = try await cluster.coordinator(for: g)
                     let resp = try await conn.send(hb, version: try conn.version(for: HeartbeatRequest.self, max: 4))
-                    let code = ErrorCode(resp.errorCode)
+                    let code = resp.errorCode
                     if code != .none { await self.heartbeatFailed(code) }
                 } catch {
                     // Connection trouble: try again next interval; the session timeout decides.

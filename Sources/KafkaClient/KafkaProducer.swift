@@ -222,7 +222,7 @@ public final class KafkaProducer: @unchecked Sendable {
         req.transactionalID = nil
         req.transactionTimeoutMs = 60_000
         let resp = try await conn.send(req, version: try conn.version(for: InitProducerIDRequest.self, max: 4))
-        guard resp.errorCode == 0 else { throw KafkaClientError.broker(ErrorCode(resp.errorCode), "InitProducerId") }
+        guard resp.errorCode == .none else { throw KafkaClientError.broker(resp.errorCode, "InitProducerId") }
         lock.withLock {
             if producerID < 0 {
                 producerID = resp.producerID.rawValue
@@ -449,7 +449,7 @@ public final class KafkaProducer: @unchecked Sendable {
                     var results: [(ErrorCode, Int64, Int64)] = []
                     for b in out.batches {
                         let p = resp.responses.first { $0.name == b.tp.topic }?.partitionResponses.first { $0.index == b.tp.partition }
-                        results.append((ErrorCode(p?.errorCode ?? ErrorCode.unknownServerError.rawValue), p?.baseOffset ?? -1, p?.logAppendTimeMs ?? -1))
+                        results.append((p?.errorCode ?? .unknownServerError, p?.baseOffset ?? -1, p?.logAppendTimeMs ?? -1))
                     }
                     self.complete(out.batches, results: results)
                 } catch {

@@ -157,14 +157,23 @@ extension ByteBuffer {
 
     /// Reads a tagged-field section (count, then tag/size/bytes per field) without interpreting it.
     public mutating func readTaggedFields() throws -> [TaggedField] {
+        try readTaggedFields { _, _ in false }
+    }
+
+    /// Reads a tagged-field section. `known` gets each field's tag and bytes and returns whether it
+    /// decoded the field; the fields it does not know are returned, so a re-encode keeps them.
+    public mutating func readTaggedFields(decodingKnown known: (UInt32, inout ByteBuffer) throws -> Bool) throws -> [TaggedField] {
         let count = try readUnsignedVarint()
         guard count > 0 else { return [] }
-        var fields: [TaggedField] = []
+        var unknown: [TaggedField] = []
         for _ in 0..<count {
             let tag = try readUnsignedVarint()
-            fields.append(TaggedField(tag: tag, data: try readKafkaSlice(length: Int(try readUnsignedVarint()))))
+            var data = try readKafkaSlice(length: Int(try readUnsignedVarint()))
+            if try !known(tag, &data) {
+                unknown.append(TaggedField(tag: tag, data: data))
+            }
         }
-        return fields
+        return unknown
     }
 
     public mutating func readKafkaSlice(length: Int) throws -> ByteBuffer {

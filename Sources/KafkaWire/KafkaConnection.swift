@@ -86,13 +86,13 @@ public final class KafkaConnection: Sendable {
             let peek = payload.getInteger(at: payload.readerIndex, endianness: .big, as: Int16.self) ?? 0
             let decodeVersion: Int16 = peek == ErrorCode.unsupportedVersion.rawValue ? 0 : version
             let resp = try ApiVersionsResponse(from: &payload, version: decodeVersion)
-            if resp.errorCode == ErrorCode.unsupportedVersion.rawValue {
+            if resp.errorCode == .unsupportedVersion {
                 let brokerMax = resp.apiKeys.first { $0.apiKey == ApiKey.apiVersions.rawValue }?.maxVersion ?? 0
                 version = min(version - 1, brokerMax)
                 continue
             }
-            guard resp.errorCode == 0 else {
-                throw KafkaClientError.broker(ErrorCode(resp.errorCode), "ApiVersions")
+            guard resp.errorCode == .none else {
+                throw KafkaClientError.broker(resp.errorCode, "ApiVersions")
             }
             var out: [Int16: ClosedRange<Int16>] = [:]
             for k in resp.apiKeys where k.minVersion <= k.maxVersion { out[k.apiKey] = k.minVersion...k.maxVersion }

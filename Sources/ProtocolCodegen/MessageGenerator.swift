@@ -44,6 +44,14 @@ struct MessageGenerator {
 
     var typeName: String { SwiftNames.typeName(spec.name) }
 
+    /// The API's name without the Request/Response suffix, e.g. `ListOffsets`.
+    var apiName: String {
+        for suffix in ["Request", "Response"] where typeName.hasSuffix(suffix) {
+            return String(typeName.dropLast(suffix.count))
+        }
+        return typeName
+    }
+
     private var flexibleStart: Int? { spec.flexibleVersions.lowest }
 
     // MARK: - Types
@@ -53,9 +61,16 @@ struct MessageGenerator {
         return !f.nullableVersions.intersection(f.versions).intersection(context).isEmpty
     }
 
+    /// The strong type of a field: the schema's entity types, and `ErrorCode` for every int16 error code.
+    private func strongType(_ f: FieldSpec) -> String? {
+        if let e = SwiftNames.entity(f.entityType, schemaType: f.elementType) { return e }
+        if f.elementType == "int16" && f.name.hasSuffix("ErrorCode") { return "ErrorCode" }
+        return nil
+    }
+
     private func elementSwiftType(_ f: FieldSpec) -> String {
         let e = f.elementType
-        if let ent = SwiftNames.entity(f.entityType, schemaType: e) { return ent }
+        if let ent = strongType(f) { return ent }
         if let p = SwiftNames.primitive(e) { return p }
         return SwiftNames.typeName(e)
     }
@@ -79,6 +94,10 @@ struct MessageGenerator {
         switch f.type {
         case "bool": return f.defaultValue == "true" ? "true" : "false"
         case "int8", "int16", "uint16", "int32", "uint32", "int64":
+            if strongType(f) == "ErrorCode" {
+                guard let d = f.defaultValue, !d.isEmpty, d != "0" else { return "ErrorCode.none" }
+                return "ErrorCode(rawValue: \(d))"
+            }
             guard let d = f.defaultValue, !d.isEmpty else { return "0" }
             if d.hasPrefix("0x") { return String(Int64(d.dropFirst(2), radix: 16)!) }
             return String(Int64(d)!)
@@ -111,8 +130,8 @@ struct MessageGenerator {
             let respName = typeName.replacingOccurrences(of: "Request", with: "Response")
             out.append("    public typealias Response = \(respName)")
         }
-        if let key = spec.apiKey {
-            out.append("    public static let apiKey = ApiKey(rawValue: \(key))")
+        if spec.apiKey != nil {
+            out.append("    public static let apiKey = ApiKey.\(SwiftNames.property(apiName))")
         }
         let lo = spec.validVersions.lowest ?? 0
         let hi = spec.validVersions.highest ?? lo
@@ -168,6 +187,11 @@ struct MessageGenerator {
         return out
     }
 
+    /// The versions of `context` inside an `if flexible` block.
+    private func flexibleContext(_ context: VersionRange) -> VersionRange {
+        context.intersection(VersionRange(lowest: flexibleStart, highest: nil))
+    }
+
     private var flexExpr: String { flexibleStart == nil ? "false" : "flexible" }
 
     private func flexibleLet(context: VersionRange, indent: String) -> [String] {
@@ -188,7 +212,7 @@ struct MessageGenerator {
             if regular.isEmpty { continue }
             let cond = regular.condition(within: context)
             let stmts = encodeField(f, expr: "self.\(SwiftNames.bare(SwiftNames.property(f.name)))", context: context,
-                                    writer: "w", flexible: flexExpr, indent: cond == "true" ? i2 : i2 + "    ", counter: &counter)
+                                    guarded: regular, writer: "w", flexible: flexExpr, indent: cond == "true" ? i2 : i2 + "    ", counter: &counter)
             if cond == "true" {
                 out += stmts
             } else {
@@ -207,10 +231,10 @@ struct MessageGenerator {
                 out.append("\(i2)    var tagged: [TaggedField] = []")
                 for f in tagged {
                     let p = "self.\(SwiftNames.bare(SwiftNames.property(f.name)))"
-                    let cond = f.taggedVersions.intersection(context).condition(within: context)
+                    let cond = f.taggedVersions.intersection(context).condition(within: flexibleContext(context))
                     out.append("\(i2)    if \(cond == "true" ? "" : "\(cond), ")\(p) != \(defaultExpr(f, context: context)) {")
                     out.append("\(i2)        var tw = KafkaWriter()")
-                    out += encodeField(f, expr: p, context: context, writer: "tw", flexible: "true", indent: i2 + "        ", counter: &counter)
+                    out += encodeField(f, expr: p, context: context, guarded: f.taggedVersions.intersection(context), writer: "tw", flexible: "true", indent: i2 + "        ", counter: &counter)
                     out.append("\(i2)        tagged.append(TaggedField(tag: \(f.tag ?? 0), data: tw.buffer))")
                     out.append("\(i2)    }")
                 }
@@ -231,11 +255,13 @@ struct MessageGenerator {
         return VersionRange(lowest: lo, highest: tlo - 1)
     }
 
-    private func encodeField(_ f: FieldSpec, expr: String, context: VersionRange, writer w: String,
+    /// `guarded`: the versions in which the surrounding code runs, so conditions inside say only what
+    /// those versions do not already imply.
+    private func encodeField(_ f: FieldSpec, expr: String, context: VersionRange, guarded: VersionRange, writer w: String,
                              flexible: String, indent: String, counter: inout Int) -> [String] {
         let optional = isOptional(f, context: context)
-        let nullableCond = f.nullableVersions.intersection(f.versions).intersection(context).condition(within: context)
-        let entity = SwiftNames.entity(f.entityType, schemaType: f.elementType)
+        let nullableCond = f.nullableVersions.intersection(f.versions).intersection(guarded).condition(within: guarded)
+        let entity = strongType(f)
         if f.isArray {
             counter += 1
             let arr = "a\(counter)", el = "e\(counter)"
@@ -329,27 +355,24 @@ struct MessageGenerator {
             let tagged = fields.filter { !$0.taggedVersions.intersection(context).isEmpty }
                 .sorted { ($0.tag ?? 0) < ($1.tag ?? 0) }
             out.append("\(i2)if flexible {")
-            out.append("\(i2)    let taggedCount = try r.readUnsignedVarint()")
-            out.append("\(i2)    for _ in 0..<taggedCount {")
-            out.append("\(i2)        let tag = try r.readUnsignedVarint()")
-            // The field's bytes are read as a value when only unknown tags are possible, and decoded
-            // in place (so mutated) when the schema names tagged fields.
-            out.append("\(i2)        \(tagged.isEmpty ? "let" : "var") field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))")
             if tagged.isEmpty {
-                out.append("\(i2)        unknownTaggedFields.append(TaggedField(tag: tag, data: field))")
+                out.append("\(i2)    self.unknownTaggedFields = try r.readTaggedFields()")
             } else {
+                out.append("\(i2)    let unknown = try r.readTaggedFields { tag, field in")
                 out.append("\(i2)        switch tag {")
                 for f in tagged {
-                    let cond = f.taggedVersions.intersection(context).condition(within: context)
+                    let cond = f.taggedVersions.intersection(context).condition(within: flexibleContext(context))
                     out.append("\(i2)        case \(f.tag ?? 0)\(cond == "true" ? "" : " where \(cond)"):")
                     out += decodeField(f, target: "self.\(SwiftNames.bare(SwiftNames.property(f.name)))", context: context,
                                        reader: "field", flexible: "true", indent: i2 + "            ", counter: &counter)
+                    out.append("\(i2)            return true")
                 }
                 out.append("\(i2)        default:")
-                out.append("\(i2)            unknownTaggedFields.append(TaggedField(tag: tag, data: field))")
+                out.append("\(i2)            return false")
                 out.append("\(i2)        }")
+                out.append("\(i2)    }")
+                out.append("\(i2)    self.unknownTaggedFields = unknown")
             }
-            out.append("\(i2)    }")
             out.append("\(i2)}")
         }
         out.append("\(indent)}")
@@ -359,7 +382,7 @@ struct MessageGenerator {
     private func decodeField(_ f: FieldSpec, target: String, context: VersionRange, reader r: String,
                              flexible: String, indent: String, counter: inout Int) -> [String] {
         let optional = isOptional(f, context: context)
-        let entity = SwiftNames.entity(f.entityType, schemaType: f.elementType)
+        let entity = strongType(f)
         if f.isArray {
             counter += 1
             let arr = "a\(counter)", n = "n\(counter)"
@@ -447,7 +470,7 @@ struct MessageGenerator {
         for f in live {
             let cond = f.versions.intersection(context).condition(within: context)
             let p = "m.\(SwiftNames.bare(SwiftNames.property(f.name)))"
-            let value = sampleExpr(f, context: context)
+            let value = sampleExpr(f, context: context, guarded: f.versions.intersection(context))
             if cond == "true" {
                 out.append("\(indent)    \(p) = \(value)")
             } else {
@@ -459,10 +482,10 @@ struct MessageGenerator {
         return out
     }
 
-    private func sampleExpr(_ f: FieldSpec, context: VersionRange) -> String {
+    private func sampleExpr(_ f: FieldSpec, context: VersionRange, guarded: VersionRange) -> String {
         let optional = isOptional(f, context: context)
-        let nullableCond = f.nullableVersions.intersection(f.versions).intersection(context).condition(within: context)
-        let entity = SwiftNames.entity(f.entityType, schemaType: f.elementType)
+        let nullableCond = f.nullableVersions.intersection(f.versions).intersection(guarded).condition(within: guarded)
+        let entity = strongType(f)
         var base: String
         if f.isArray {
             base = "rng.array { rng in \(sampleScalar(f.elementType, entity: entity)) }"

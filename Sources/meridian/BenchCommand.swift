@@ -229,7 +229,7 @@ final class BenchRunner: @unchecked Sendable {
         req.timeoutMs = 30_000
         req.topics = [.init(name: name, numPartitions: partitions, replicationFactor: 1)]
         let r = try await connection.send(req)
-        let code = ErrorCode(r.topics.first?.errorCode ?? 0)
+        let code = r.topics.first?.errorCode ?? .none
         guard code == .none || code == .topicAlreadyExists else {
             throw ValidationError("cannot create benchmark topic \(name): \(code) \(r.topics.first?.errorMessage ?? "")")
         }

@@ -35,7 +35,7 @@ struct DataDirectoryTests {
                 values += try RecordBatch.records(in: bytes, at: i).filter { $0.offset >= offset }.map { String(buffer: $0.value!) }
             }
         }
-        return (values, ErrorCode(p.errorCode), p.highWatermark, epochs)
+        return (values, p.errorCode, p.highWatermark, epochs)
     }
 
     @Test func aMissingTopicListStopsTheBrokerAndKeepsEveryFile() async throws {
@@ -43,7 +43,7 @@ struct DataDirectoryTests {
         let dir = b.dir
         let conn = try await b.connect()
         _ = try await conn.send(MetadataRequest(topics: [.init(name: "precious")]))
-        #expect(try await produce(conn, "precious", ["keep me"]).errorCode == 0)
+        #expect(try await produce(conn, "precious", ["keep me"]).errorCode == .none)
         await conn.close()
         await b.server.stop()
         try FileManager.default.removeItem(atPath: dir + "/topics.json")
@@ -94,7 +94,7 @@ struct DataDirectoryTests {
         let segment = "\(b.dir)/churn-0/00000000000000000000.log"
         for round in 0..<40 {
             try logs.createTopic("churn", partitions: 1, replicationFactor: 1, configs: [:])
-            #expect(try await produce(conn, "churn", ["old-\(round)"]).errorCode == 0)
+            #expect(try await produce(conn, "churn", ["old-\(round)"]).errorCode == .none)
             // The deletion races a re-creation (as a producer's auto-create would).
             async let deletion: Void = Task.detached { _ = try? logs.deleteTopic("churn") }.value
             async let creation: Void = Task.detached {
@@ -112,7 +112,7 @@ struct DataDirectoryTests {
             _ = await (deletion, creation)
             if logs.topic("churn") == nil { try logs.createTopic("churn", partitions: 1, replicationFactor: 1, configs: [:]) }
             let r = try await produce(conn, "churn", ["new-\(round)"], acks: -1)
-            #expect(r.errorCode == 0)
+            #expect(r.errorCode == .none)
             // Acknowledged means on disk under the topic's directory, whatever the old one's removal does.
             let deadline = Date().addingTimeInterval(10)
             while Date() < deadline, (try FileManager.default.contentsOfDirectory(atPath: b.dir)).contains(where: { $0.hasSuffix("-delete") }) {
@@ -136,7 +136,7 @@ struct DataDirectoryTests {
         _ = try await conn.send(MetadataRequest(topics: [.init(name: "hw")]))
         fs.setSyncGate { gate.pass() }
         gate.close()
-        #expect(try await produce(conn, "hw", ["written"], acks: 1).errorCode == 0, "acks=1 answers once written")
+        #expect(try await produce(conn, "hw", ["written"], acks: 1).errorCode == .none, "acks=1 answers once written")
         let before = try await fetchValues(conn, "hw")
         #expect(before.values.isEmpty && before.highWatermark == 0, "not durable yet, not visible: \(before)")
         gate.open()
@@ -157,16 +157,16 @@ struct DataDirectoryTests {
         let b = try await InProcessBroker(directory: "/data", fs: fs)
         let conn = try await b.connect()
         _ = try await conn.send(MetadataRequest(topics: [.init(name: "disk")]))
-        #expect(try await produce(conn, "disk", ["ok"], acks: -1).errorCode == 0)
+        #expect(try await produce(conn, "disk", ["ok"], acks: -1).errorCode == .none)
         fs.failSyncs(true)
         let failed = try await produce(conn, "disk", ["lost?"], acks: -1)
-        #expect(failed.errorCode == ErrorCode.kafkaStorageError.rawValue, "an unsynced write is not acknowledged")
+        #expect(failed.errorCode == .kafkaStorageError, "an unsynced write is not acknowledged")
         fs.failSyncs(false)
         // No later write is acknowledged after bytes the disk may have lost.
-        #expect(try await produce(conn, "disk", ["later"], acks: -1).errorCode == ErrorCode.kafkaStorageError.rawValue)
-        #expect(try await produce(conn, "disk", ["later"], acks: 1).errorCode == ErrorCode.kafkaStorageError.rawValue)
+        #expect(try await produce(conn, "disk", ["later"], acks: -1).errorCode == .kafkaStorageError)
+        #expect(try await produce(conn, "disk", ["later"], acks: 1).errorCode == .kafkaStorageError)
         let md = try await conn.send(MetadataRequest(topics: [.init(name: "disk")]))
-        #expect(md.topics[0].partitions[0].errorCode == ErrorCode.kafkaStorageError.rawValue)
+        #expect(md.topics[0].partitions[0].errorCode == .kafkaStorageError)
         #expect(md.topics[0].partitions[0].leaderID == -1)
         await conn.close()
         await b.server.stop()
@@ -191,7 +191,7 @@ struct DataDirectoryTests {
         gate.open()
         let a = try await original.get().responses[0].partitionResponses[0]
         let r = try await retry.get().responses[0].partitionResponses[0]
-        #expect(a.errorCode == 0 && r.errorCode == 0 && a.baseOffset == r.baseOffset)
+        #expect(a.errorCode == .none && r.errorCode == .none && a.baseOffset == r.baseOffset)
         fs.setSyncGate(nil)
         await first.close()
         await second.close()
@@ -204,7 +204,7 @@ struct DataDirectoryTests {
         var conn = try await b.connect()
         var md = try await conn.send(MetadataRequest(topics: [.init(name: "epochs")]), version: 9)
         #expect(md.topics[0].partitions[0].leaderEpoch == 0)
-        #expect(try await produce(conn, "epochs", ["e0-a", "e0-b"], acks: -1).errorCode == 0)
+        #expect(try await produce(conn, "epochs", ["e0-a", "e0-b"], acks: -1).errorCode == .none)
         #expect(try await fetchValues(conn, "epochs").epochs == [0], "batches are stamped with the epoch")
         await conn.close()
         await b.server.stop()
@@ -213,7 +213,7 @@ struct DataDirectoryTests {
         conn = try await b.connect()
         md = try await conn.send(MetadataRequest(topics: [.init(name: "epochs")]), version: 9)
         #expect(md.topics[0].partitions[0].leaderEpoch == 1, "a restart is a new leadership")
-        #expect(try await produce(conn, "epochs", ["e1-a"], acks: -1).errorCode == 0)
+        #expect(try await produce(conn, "epochs", ["e1-a"], acks: -1).errorCode == .none)
         #expect(try await fetchValues(conn, "epochs").epochs == [0, 1])
         // A client still on epoch 0 is fenced; one from the future is told the epoch is unknown.
         #expect(try await fetchValues(conn, "epochs", currentLeaderEpoch: 0).error == .fencedLeaderEpoch)
@@ -223,7 +223,7 @@ struct DataDirectoryTests {
         ofle.topics = [.init(topic: "epochs", partitions: [.init(partition: 0, currentLeaderEpoch: 1, leaderEpoch: 0),
                                                            .init(partition: 0, currentLeaderEpoch: 1, leaderEpoch: 1)])]
         let ends = try await conn.send(ofle, version: 3).topics[0].partitions
-        #expect(ends[0].errorCode == 0 && ends[0].leaderEpoch == 0 && ends[0].endOffset == 2, "epoch 0 ended where epoch 1 began")
+        #expect(ends[0].errorCode == .none && ends[0].leaderEpoch == 0 && ends[0].endOffset == 2, "epoch 0 ended where epoch 1 began")
         #expect(ends[1].leaderEpoch == 1 && ends[1].endOffset == 3, "the current epoch ends at the log end")
         var list = ListOffsetsRequest()
         list.topics = [.init(name: "epochs", partitions: [.init(partitionIndex: 0, timestamp: -2)])]
@@ -238,7 +238,7 @@ struct DataDirectoryTests {
         var req = InitProducerIDRequest()
         req.transactionalID = nil
         let a = try await conn.send(req, version: 4)
-        #expect(a.errorCode == 0 && a.producerEpoch == 0)
+        #expect(a.errorCode == .none && a.producerEpoch == 0)
         // Another client naming A's id with a made-up epoch gets an id of its own.
         req.producerID = a.producerID
         req.producerEpoch = 5
@@ -264,7 +264,7 @@ struct DataDirectoryTests {
         commit.groupID = "survivor"
         commit.generationIDOrMemberEpoch = -1
         commit.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 17, committedMetadata: "")])]
-        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == 0)
+        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == .none)
         await conn.close()
         await b.server.stop()
         // Damage: records no version of the layout can decode, in every partition.

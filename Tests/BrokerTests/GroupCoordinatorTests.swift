@@ -18,9 +18,9 @@ struct GroupCoordinatorTests {
         var conn = try await b.connect()
         _ = try await conn.send(MetadataRequest(topics: [.init(name: "t")]))
         var j = try await join(conn, group: "persisted")
-        #expect(j.errorCode == ErrorCode.memberIDRequired.rawValue)
+        #expect(j.errorCode == .memberIDRequired)
         j = try await join(conn, group: "persisted", member: j.memberID)
-        #expect(j.errorCode == 0 && j.generationID == 1 && j.leader == j.memberID)
+        #expect(j.errorCode == .none && j.generationID == 1 && j.leader == j.memberID)
         let member = j.memberID
         var assignment = ConsumerProtocolAssignment()
         assignment.assignedPartitions = [.init(topic: "t", partitions: [0])]
@@ -29,13 +29,13 @@ struct GroupCoordinatorTests {
         s.generationID = 1
         s.memberID = member
         s.assignments = [.init(memberID: member, assignment: try assignment.encodedWithVersion(0))]
-        #expect(try await conn.send(s).errorCode == 0)
+        #expect(try await conn.send(s).errorCode == .none)
         var c = OffsetCommitRequest()
         c.groupID = "persisted"
         c.generationIDOrMemberEpoch = 1
         c.memberID = member
         c.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 42, committedMetadata: "note")])]
-        #expect(try await conn.send(c).topics[0].partitions[0].errorCode == 0)
+        #expect(try await conn.send(c).topics[0].partitions[0].errorCode == .none)
         await conn.close()
 
         // Restart on the same data directory.
@@ -51,7 +51,7 @@ struct GroupCoordinatorTests {
         hb.groupID = "persisted"
         hb.generationID = 1
         hb.memberID = member
-        #expect(try await conn.send(hb).errorCode == 0, "the member carries on after the restart")
+        #expect(try await conn.send(hb).errorCode == .none, "the member carries on after the restart")
         var f = OffsetFetchRequest()
         f.groupID = "persisted"
         f.topics = nil
@@ -73,7 +73,7 @@ struct GroupCoordinatorTests {
         c.groupID = "standalone"
         c.generationIDOrMemberEpoch = -1
         c.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 5)])]
-        #expect(try await conn.send(c).topics[0].partitions[0].errorCode == 0)
+        #expect(try await conn.send(c).topics[0].partitions[0].errorCode == .none)
         var f = OffsetFetchRequest()
         f.groupID = "standalone"
         f.topics = nil
@@ -115,15 +115,15 @@ extension GroupCoordinatorTests {
         d.groupID = "od"
         d.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0)]), .init(name: "other", partitions: [.init(partitionIndex: 0)])]
         let r = try await conn.send(d)
-        #expect(r.errorCode == 0)
-        #expect(r.topics.map { $0.partitions[0].errorCode } == [ErrorCode.groupSubscribedToTopic.rawValue, 0])
+        #expect(r.errorCode == .none)
+        #expect(r.topics.map { $0.partitions[0].errorCode } == [.groupSubscribedToTopic, .none])
         var f = OffsetFetchRequest()
         f.groupID = "od"
         f.topics = nil
         let left = try await conn.send(f, version: 7)
         #expect(left.topics.map(\.name) == ["t"])
         d.groupID = "nope"
-        #expect(try await conn.send(d).errorCode == ErrorCode.groupIDNotFound.rawValue)
+        #expect(try await conn.send(d).errorCode == .groupIDNotFound)
         await conn.close()
         await b.stop()
     }

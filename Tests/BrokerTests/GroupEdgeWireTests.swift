@@ -48,7 +48,7 @@ struct GroupEdgeWireTests {
         h.generationID = generation
         h.memberID = member
         h.groupInstanceID = instance
-        return ErrorCode(rawValue: try await conn.send(h, version: 4).errorCode)
+        return try await conn.send(h, version: 4).errorCode
     }
 
     static func commit(_ conn: KafkaConnection, group: GroupID, generation: Int32, member: String,
@@ -59,7 +59,7 @@ struct GroupEdgeWireTests {
         c.memberID = member
         c.groupInstanceID = instance
         c.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: offset)])]
-        return ErrorCode(rawValue: try await conn.send(c, version: 8).topics[0].partitions[0].errorCode)
+        return try await conn.send(c, version: 8).topics[0].partitions[0].errorCode
     }
 
     /// Creates topic "t" on a connection of its own (auto-created by Metadata).
@@ -72,7 +72,7 @@ struct GroupEdgeWireTests {
     /// Joins as a new dynamic member (the MEMBER_ID_REQUIRED round trip included).
     static func joinNew(_ conn: KafkaConnection, group: GroupID, rebalanceTimeoutMs: Int32 = 10_000) async throws -> JoinGroupResponse {
         let first = try await conn.send(try joinRequest(group: group, rebalanceTimeoutMs: rebalanceTimeoutMs), version: 5)
-        #expect(ErrorCode(rawValue: first.errorCode) == .memberIDRequired)
+        #expect(first.errorCode == .memberIDRequired)
         return try await conn.send(try joinRequest(group: group, member: first.memberID, rebalanceTimeoutMs: rebalanceTimeoutMs), version: 5)
     }
 
@@ -85,20 +85,20 @@ struct GroupEdgeWireTests {
 
         // The slow member is alone in generation 1, with a short max.poll.interval.ms.
         let slow = try await Self.joinNew(slowConn, group: group, rebalanceTimeoutMs: 1_500)
-        #expect(slow.errorCode == 0 && slow.generationID == 1)
+        #expect(slow.errorCode == .none && slow.generationID == 1)
         #expect(try await Self.sync(slowConn, group: group, generation: 1, member: slow.memberID,
-                                    assignments: [slow.memberID: [0]]).errorCode == 0)
+                                    assignments: [slow.memberID: [0]]).errorCode == .none)
         #expect(try await Self.commit(slowConn, group: group, generation: 1, member: slow.memberID, offset: 5) == .none)
 
         // Another member joins; the slow one is busy and never rejoins. The other member's join
         // completes once the join phase times out (the largest rebalance timeout of the members,
         // as in Kafka), without the slow one.
         let other = try await Self.joinNew(otherConn, group: group, rebalanceTimeoutMs: 1_500)
-        #expect(other.errorCode == 0 && other.generationID == 2)
+        #expect(other.errorCode == .none && other.generationID == 2)
         #expect(other.leader == other.memberID && other.members.map(\.memberID) == [other.memberID],
                 "the generation goes on without the member that missed its rebalance timeout")
         #expect(try await Self.sync(otherConn, group: group, generation: 2, member: other.memberID,
-                                    assignments: [other.memberID: [0]]).errorCode == 0)
+                                    assignments: [other.memberID: [0]]).errorCode == .none)
 
         // The slow member's late work is refused as Kafka refuses it…
         #expect(try await Self.commit(slowConn, group: group, generation: 1, member: slow.memberID, offset: 9) == .unknownMemberID)
@@ -111,9 +111,9 @@ struct GroupEdgeWireTests {
         // …its old member id cannot rejoin, and it comes back cleanly as a new member: the other
         // member is told to rejoin, and both land in generation 3.
         let stale = try await slowConn.send(try Self.joinRequest(group: group, member: slow.memberID), version: 5)
-        #expect(ErrorCode(rawValue: stale.errorCode) == .unknownMemberID)
+        #expect(stale.errorCode == .unknownMemberID)
         let required = try await slowConn.send(try Self.joinRequest(group: group), version: 5)
-        #expect(ErrorCode(rawValue: required.errorCode) == .memberIDRequired)
+        #expect(required.errorCode == .memberIDRequired)
         let rejoinRequest = try Self.joinRequest(group: group, member: required.memberID)
         async let slowAgain = slowConn.send(rejoinRequest, version: 5)
         var told = ErrorCode.none
@@ -124,7 +124,7 @@ struct GroupEdgeWireTests {
         #expect(told == .rebalanceInProgress)
         let otherAgain = try await otherConn.send(try Self.joinRequest(group: group, member: other.memberID, rebalanceTimeoutMs: 1_500), version: 5)
         let rejoined = try await slowAgain
-        #expect(rejoined.errorCode == 0 && otherAgain.errorCode == 0)
+        #expect(rejoined.errorCode == .none && otherAgain.errorCode == .none)
         #expect(rejoined.generationID == 3 && otherAgain.generationID == 3)
         await slowConn.close()
         await otherConn.close()
@@ -138,25 +138,25 @@ struct GroupEdgeWireTests {
         let oldConn = try await b.connect()
         // Static members join without the MEMBER_ID_REQUIRED round trip.
         let first = try await oldConn.send(try Self.joinRequest(group: group, instance: "host-1"), version: 5)
-        #expect(first.errorCode == 0 && first.generationID == 1)
+        #expect(first.errorCode == .none && first.generationID == 1)
         let assigned = try await Self.sync(oldConn, group: group, generation: 1, member: first.memberID, instance: "host-1",
                                            assignments: [first.memberID: [0, 1]])
-        #expect(assigned.errorCode == 0)
+        #expect(assigned.errorCode == .none)
 
         // The process restarts (or a second copy starts) with the same group.instance.id.
         let newConn = try await b.connect()
         let again = try await newConn.send(try Self.joinRequest(group: group, instance: "host-1"), version: 5)
-        #expect(again.errorCode == 0)
+        #expect(again.errorCode == .none)
         #expect(again.generationID == 1 && again.memberID != first.memberID, "same generation: no rebalance")
         let back = try await Self.sync(newConn, group: group, generation: 1, member: again.memberID, instance: "host-1")
-        #expect(back.errorCode == 0 && back.assignment == assigned.assignment, "it gets its assignment back")
+        #expect(back.errorCode == .none && back.assignment == assigned.assignment, "it gets its assignment back")
         #expect(try await Self.heartbeat(newConn, group: group, generation: 1, member: again.memberID, instance: "host-1") == .none)
 
         // The older process is fenced on every path.
         #expect(try await Self.heartbeat(oldConn, group: group, generation: 1, member: first.memberID, instance: "host-1") == .fencedInstanceID)
         #expect(try await Self.commit(oldConn, group: group, generation: 1, member: first.memberID, instance: "host-1", offset: 3) == .fencedInstanceID)
         let oldSync = try await Self.sync(oldConn, group: group, generation: 1, member: first.memberID, instance: "host-1")
-        #expect(ErrorCode(rawValue: oldSync.errorCode) == .fencedInstanceID)
+        #expect(oldSync.errorCode == .fencedInstanceID)
         #expect(try await Self.commit(newConn, group: group, generation: 1, member: again.memberID, instance: "host-1", offset: 3) == .none)
         await oldConn.close()
         await newConn.close()

@@ -38,15 +38,15 @@ struct HostileInputTests {
             buf.setInteger(Int64.max - 1, at: at, endianness: .big)
         }
         let r = try await produce(conn, "edge", hostile)
-        #expect(r.errorCode == 0)
+        #expect(r.errorCode == .none)
         #expect(r.baseOffset == 0, "the producer's base offset is ignored")
         // The same retry again is recognised as a duplicate of the batch at 0.
         let dup = try await produce(conn, "edge", hostile)
-        #expect(dup.errorCode == 0 && dup.baseOffset == 0)
+        #expect(dup.errorCode == .none && dup.baseOffset == 0)
         let next = try await produce(conn, "edge", try Self.crafted(["c"], producerID: 4242, sequence: 2) { buf, at in
             buf.setInteger(Int64.min, at: at, endianness: .big)
         })
-        #expect(next.errorCode == 0 && next.baseOffset == 2)
+        #expect(next.errorCode == .none && next.baseOffset == 2)
         await conn.close()
         await b.stop()
     }
@@ -74,9 +74,9 @@ struct HostileInputTests {
         ]
         for (what, mutate) in cases {
             let r = try await produce(conn, "rec", try Self.crafted(["hello"], mutate))
-            #expect(r.errorCode == ErrorCode.invalidRecord.rawValue, "\(what): \(r.errorMessage ?? "")")
+            #expect(r.errorCode == .invalidRecord, "\(what): \(r.errorMessage ?? "")")
         }
-        #expect(try await produce(conn, "rec", try batch(["fine"])).errorCode == 0, "the broker goes on")
+        #expect(try await produce(conn, "rec", try batch(["fine"])).errorCode == .none, "the broker goes on")
         await conn.close()
         await b.stop()
     }
@@ -88,17 +88,17 @@ struct HostileInputTests {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         // Kafka 4's message.timestamp.after.max.ms default: one hour ahead at most.
         let future = try await produce(conn, "ts", try batch(["late"], timestamp: now + 2 * 3_600_000))
-        #expect(future.errorCode == ErrorCode.invalidTimestamp.rawValue)
+        #expect(future.errorCode == .invalidTimestamp)
         let extreme = try await produce(conn, "ts", try batch(["old"], timestamp: Int64.min + 5))
-        #expect(extreme.errorCode == ErrorCode.invalidTimestamp.rawValue)
-        #expect(try await produce(conn, "ts", try batch(["now"], timestamp: now)).errorCode == 0)
-        #expect(try await produce(conn, "ts", try batch(["1970"], timestamp: 5)).errorCode == 0, "before.max.ms is unbounded by default")
+        #expect(extreme.errorCode == .invalidTimestamp)
+        #expect(try await produce(conn, "ts", try batch(["now"], timestamp: now)).errorCode == .none)
+        #expect(try await produce(conn, "ts", try batch(["1970"], timestamp: 5)).errorCode == .none, "before.max.ms is unbounded by default")
         // A topic with a tighter window.
         var create = CreateTopicsRequest()
         create.topics = [.init(name: "ts-tight", numPartitions: 1, replicationFactor: 1,
                                configs: [.init(name: "message.timestamp.before.max.ms", value: "60000")])]
         _ = try await conn.send(create)
-        #expect(try await produce(conn, "ts-tight", try batch(["old"], timestamp: now - 120_000)).errorCode == ErrorCode.invalidTimestamp.rawValue)
+        #expect(try await produce(conn, "ts-tight", try batch(["old"], timestamp: now - 120_000)).errorCode == .invalidTimestamp)
         await conn.close()
         await b.stop()
     }
@@ -120,7 +120,7 @@ struct HostileInputTests {
         // ListOffsets refuses a partition named twice, as Kafka does.
         list.topics = [.init(name: "twice", partitions: [.init(partitionIndex: 0, timestamp: -1), .init(partitionIndex: 0, timestamp: -2)])]
         let dup = try await conn.send(list)
-        #expect(dup.topics[0].partitions.allSatisfy { $0.errorCode == ErrorCode.invalidRequest.rawValue })
+        #expect(dup.topics[0].partitions.allSatisfy { $0.errorCode == .invalidRequest })
         // Fetch serves it once.
         var fetch = FetchRequest()
         fetch.maxWaitMs = 0
@@ -137,7 +137,7 @@ struct HostileInputTests {
         let conn = try await b.connect()
         _ = try await conn.send(MetadataRequest(topics: [.init(name: "big")]))
         let value = String(repeating: "v", count: 900)
-        for _ in 0..<40 { #expect(try await produce(conn, "big", try batch(Array(repeating: value, count: 30))).errorCode == 0) }
+        for _ in 0..<40 { #expect(try await produce(conn, "big", try batch(Array(repeating: value, count: 30))).errorCode == .none) }
         var fetch = FetchRequest()
         fetch.maxWaitMs = 0
         fetch.maxBytes = Int32.max
@@ -160,24 +160,24 @@ struct HostileInputTests {
         join.protocolType = "consumer"
         join.protocols = [.init(name: "range", metadata: ByteBuffer())]
         // v6+ carries compact strings, which may be longer than an int16 length allows.
-        #expect(try await conn.send(join, version: 7).errorCode == ErrorCode.invalidGroupID.rawValue)
+        #expect(try await conn.send(join, version: 7).errorCode == .invalidGroupID)
         join.groupID = "fine"
         join.protocols = [.init(name: long, metadata: ByteBuffer())]
-        #expect(try await conn.send(join, version: 7).errorCode == ErrorCode.invalidRequest.rawValue)
+        #expect(try await conn.send(join, version: 7).errorCode == .invalidRequest)
         var commit = OffsetCommitRequest()
         commit.groupID = GroupID(long)
         commit.generationIDOrMemberEpoch = -1
         commit.topics = [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 1, committedMetadata: "")])]
-        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == ErrorCode.invalidGroupID.rawValue)
+        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == .invalidGroupID)
         commit.groupID = "fine"
         commit.memberID = long
         commit.generationIDOrMemberEpoch = 3
-        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == ErrorCode.unknownMemberID.rawValue)
+        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == .unknownMemberID)
         // The coordinator still works.
         _ = try await conn.send(MetadataRequest(topics: [.init(name: "t")]))
         commit.memberID = ""
         commit.generationIDOrMemberEpoch = -1
-        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == 0)
+        #expect(try await conn.send(commit, version: 8).topics[0].partitions[0].errorCode == .none)
         await conn.close()
         await b.stop()
     }
@@ -218,23 +218,23 @@ struct HostileInputTests {
         let conn = try await b.connect()
         let internalTopic = GroupCoordinator.topicName
         let p = try await produce(conn, internalTopic, try batch(["forged"]))
-        #expect(p.errorCode == ErrorCode.invalidTopicException.rawValue)
+        #expect(p.errorCode == .invalidTopicException)
         var del = DeleteRecordsRequest()
         del.topics = [.init(name: internalTopic, partitions: [.init(partitionIndex: 0, offset: -1)])]
-        #expect(try await conn.send(del).topics[0].partitions[0].errorCode == ErrorCode.invalidTopicException.rawValue)
+        #expect(try await conn.send(del).topics[0].partitions[0].errorCode == .invalidTopicException)
         var parts = CreatePartitionsRequest()
         parts.topics = [.init(name: internalTopic, count: 100, assignments: nil)]
-        #expect(try await conn.send(parts).results[0].errorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        #expect(try await conn.send(parts).results[0].errorCode == .topicAuthorizationFailed)
         var alter = AlterConfigsRequest()
         alter.resources = [.init(resourceType: 2, resourceName: internalTopic.rawValue, configs: [.init(name: "cleanup.policy", value: "delete")])]
-        #expect(try await conn.send(alter).responses[0].errorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        #expect(try await conn.send(alter).responses[0].errorCode == .topicAuthorizationFailed)
         var inc = IncrementalAlterConfigsRequest()
         inc.resources = [.init(resourceType: 2, resourceName: internalTopic.rawValue,
                                configs: [.init(name: "retention.ms", configOperation: 0, value: "1")])]
-        #expect(try await conn.send(inc).responses[0].errorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        #expect(try await conn.send(inc).responses[0].errorCode == .topicAuthorizationFailed)
         var delTopics = DeleteTopicsRequest()
         delTopics.topicNames = [internalTopic]
-        #expect(try await conn.send(delTopics, version: 4).responses[0].errorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        #expect(try await conn.send(delTopics, version: 4).responses[0].errorCode == .topicAuthorizationFailed)
         #expect(b.server.broker.logs.topic(internalTopic)?.record.partitions == 4)
         #expect(b.server.broker.logs.log(internalTopic, 0)?.offsets.logEndOffset == 0, "nothing was written by a client")
         await conn.close()

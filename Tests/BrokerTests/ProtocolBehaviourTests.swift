@@ -22,7 +22,7 @@ struct ProtocolBehaviourTests {
         // v0 body: error, count, {key, min, max}... and nothing else (no throttle, no tags).
         let resp = try ApiVersionsResponse(from: &payload, version: 0)
         #expect(payload.readableBytes == 0)
-        #expect(resp.errorCode == ErrorCode.unsupportedVersion.rawValue)
+        #expect(resp.errorCode == .unsupportedVersion)
         #expect(resp.apiKeys.contains { $0.apiKey == 18 && $0.maxVersion == 4 })
         // And a normal v3 exchange advertises the COMPAT ranges.
         #expect(conn.brokerVersions[0] == 0...11)
@@ -36,7 +36,7 @@ struct ProtocolBehaviourTests {
         let b = try await InProcessBroker()
         let conn = try await b.connect()
         let resp = try await conn.send(produceRequest("old", 0, try batch(["x"])), version: 2)
-        #expect(resp.responses[0].partitionResponses[0].errorCode == ErrorCode.unsupportedVersion.rawValue)
+        #expect(resp.responses[0].partitionResponses[0].errorCode == .unsupportedVersion)
         await conn.close()
         await b.stop()
     }
@@ -72,33 +72,33 @@ struct ProtocolBehaviourTests {
         var corrupt = try batch(["one", "two"])
         corrupt.setInteger(UInt8(0x77), at: corrupt.readerIndex + 70)
         var r = try await conn.send(produceRequest("bad", 0, corrupt))
-        #expect(r.responses[0].partitionResponses[0].errorCode == ErrorCode.corruptMessage.rawValue)
+        #expect(r.responses[0].partitionResponses[0].errorCode == .corruptMessage)
 
         var miscounted = try batch(["one", "two"])
         miscounted.setInteger(Int32(5), at: miscounted.readerIndex + 57, endianness: .big)
         let crc = CRC32C.checksum(miscounted, at: miscounted.readerIndex + 21, length: miscounted.readableBytes - 21)
         miscounted.setInteger(crc, at: miscounted.readerIndex + 17, endianness: .big)
         r = try await conn.send(produceRequest("bad", 0, miscounted))
-        #expect(r.responses[0].partitionResponses[0].errorCode == ErrorCode.invalidRecord.rawValue)
+        #expect(r.responses[0].partitionResponses[0].errorCode == .invalidRecord)
         #expect(r.responses[0].partitionResponses[0].errorMessage?.contains("count") == true)
 
         var two = try batch(["a"])
         var second = try batch(["b"])
         two.writeBuffer(&second)
         r = try await conn.send(produceRequest("bad", 0, two))
-        #expect(r.responses[0].partitionResponses[0].errorCode == ErrorCode.invalidRecord.rawValue)
+        #expect(r.responses[0].partitionResponses[0].errorCode == .invalidRecord)
 
         r = try await conn.send(produceRequest("bad", 0, try batch(["fine"]), acks: 2))
-        #expect(r.responses[0].partitionResponses[0].errorCode == ErrorCode.invalidRequiredAcks.rawValue)
+        #expect(r.responses[0].partitionResponses[0].errorCode == .invalidRequiredAcks)
 
         r = try await conn.send(produceRequest("bad topic!", 0, try batch(["x"])))
-        #expect(r.responses[0].partitionResponses[0].errorCode == ErrorCode.invalidTopicException.rawValue)
+        #expect(r.responses[0].partitionResponses[0].errorCode == .invalidTopicException)
         r = try await conn.send(produceRequest("nope", 0, try batch(["x"])))
-        #expect(r.responses[0].partitionResponses[0].errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(r.responses[0].partitionResponses[0].errorCode == .unknownTopicOrPartition)
 
         // Nothing bad was stored; a good batch still lands at offset 0.
         r = try await conn.send(produceRequest("bad", 0, try batch(["good"])))
-        #expect(r.responses[0].partitionResponses[0].errorCode == 0)
+        #expect(r.responses[0].partitionResponses[0].errorCode == .none)
         #expect(r.responses[0].partitionResponses[0].baseOffset == 0)
         await conn.close()
         await b.stop()
@@ -108,14 +108,14 @@ struct ProtocolBehaviourTests {
         let b = try await InProcessBroker()
         let conn = try await b.connect()
         let md = try await conn.send(MetadataRequest(topics: [.init(name: "has space"), .init(name: TopicName(String(repeating: "a", count: 250)))]))
-        #expect(md.topics.allSatisfy { $0.errorCode == ErrorCode.invalidTopicException.rawValue })
+        #expect(md.topics.allSatisfy { $0.errorCode == .invalidTopicException })
         var create = CreateTopicsRequest()
         create.topics = [.init(name: "..", numPartitions: 1, replicationFactor: 1),
                          .init(name: "ok-topic", numPartitions: 0, replicationFactor: 1),
                          .init(name: "ok-topic2", numPartitions: 1, replicationFactor: 3),
                          .init(name: "ok-topic3", numPartitions: 1, replicationFactor: 1, configs: [.init(name: "retention.ms", value: "soon")])]
         let cr = try await conn.send(create)
-        #expect(cr.topics.map(\.errorCode) == [ErrorCode.invalidTopicException, .invalidPartitions, .invalidReplicationFactor, .invalidConfig].map(\.rawValue))
+        #expect(cr.topics.map(\.errorCode) == [ErrorCode.invalidTopicException, .invalidPartitions, .invalidReplicationFactor, .invalidConfig])
         #expect(cr.topics.allSatisfy { ($0.errorMessage ?? "").isEmpty == false })
         await conn.close()
         await b.stop()
@@ -125,20 +125,20 @@ struct ProtocolBehaviourTests {
         let b = try await InProcessBroker()
         let conn = try await b.connect()
         let pid = try await conn.send(InitProducerIDRequest(transactionalID: nil, transactionTimeoutMs: 1000))
-        #expect(pid.errorCode == 0 && pid.producerID.rawValue >= 0 && pid.producerEpoch == 0)
+        #expect(pid.errorCode == .none && pid.producerID.rawValue >= 0 && pid.producerEpoch == 0)
         _ = try await conn.send(MetadataRequest(topics: [.init(name: "idem")]))
         let first = try await conn.send(produceRequest("idem", 0, try batch(["a", "b"], producerID: pid.producerID.rawValue, epoch: 0, sequence: 0), acks: -1))
         let retry = try await conn.send(produceRequest("idem", 0, try batch(["a", "b"], producerID: pid.producerID.rawValue, epoch: 0, sequence: 0), acks: -1))
         #expect(first.responses[0].partitionResponses[0].baseOffset == 0)
-        #expect(retry.responses[0].partitionResponses[0].errorCode == 0)
+        #expect(retry.responses[0].partitionResponses[0].errorCode == .none)
         #expect(retry.responses[0].partitionResponses[0].baseOffset == 0, "a retried batch is answered with its original offset")
         let gap = try await conn.send(produceRequest("idem", 0, try batch(["z"], producerID: pid.producerID.rawValue, epoch: 0, sequence: 7)))
-        #expect(gap.responses[0].partitionResponses[0].errorCode == ErrorCode.outOfOrderSequenceNumber.rawValue)
+        #expect(gap.responses[0].partitionResponses[0].errorCode == .outOfOrderSequenceNumber)
         // KIP-360 epoch bump keeps the id.
         let bumped = try await conn.send(InitProducerIDRequest(transactionalID: nil, producerID: pid.producerID, producerEpoch: 0), version: 4)
         #expect(bumped.producerID == pid.producerID && bumped.producerEpoch == 1)
         let txn = try await conn.send(InitProducerIDRequest(transactionalID: "txn-1", transactionTimeoutMs: 1000))
-        #expect(txn.errorCode == ErrorCode.transactionalIDAuthorizationFailed.rawValue)
+        #expect(txn.errorCode == .transactionalIDAuthorizationFailed)
         await conn.close()
         await b.stop()
     }
@@ -200,7 +200,7 @@ struct ProtocolBehaviourTests {
         // An offset past the end is OFFSET_OUT_OF_RANGE.
         fetch.topics[0].partitions[0].fetchOffset = 99
         let oor = try await conn.send(fetch, version: 11)
-        #expect(oor.responses[0].partitions[0].errorCode == ErrorCode.offsetOutOfRange.rawValue)
+        #expect(oor.responses[0].partitions[0].errorCode == .offsetOutOfRange)
         await conn.close()
         await b.stop()
     }
@@ -226,14 +226,14 @@ struct ProtocolBehaviourTests {
         var create = CreateTopicsRequest()
         create.topics = [.init(name: "cfg", numPartitions: 2, replicationFactor: -1, configs: [.init(name: "retention.ms", value: "1000")])]
         let created = try await conn.send(create, version: 7)
-        #expect(created.topics[0].errorCode == 0 && created.topics[0].numPartitions == 2 && created.topics[0].topicID != .zero)
+        #expect(created.topics[0].errorCode == .none && created.topics[0].numPartitions == 2 && created.topics[0].topicID != .zero)
         var alter = IncrementalAlterConfigsRequest()
         alter.resources = [.init(resourceType: 2, resourceName: "cfg", configs: [
             .init(name: "retention.ms", configOperation: 1, value: nil),
             .init(name: "cleanup.policy", configOperation: 2, value: "compact"),
             .init(name: "segment.bytes", configOperation: 0, value: "4096"),
         ])]
-        #expect(try await conn.send(alter).responses[0].errorCode == 0)
+        #expect(try await conn.send(alter).responses[0].errorCode == .none)
         var describe = DescribeConfigsRequest()
         describe.resources = [.init(resourceType: 2, resourceName: "cfg", configurationKeys: nil)]
         let d = try await conn.send(describe, version: 4)
@@ -243,18 +243,18 @@ struct ProtocolBehaviourTests {
         #expect(byName["segment.bytes"]?.value == "4096")
         var bad = IncrementalAlterConfigsRequest()
         bad.resources = [.init(resourceType: 2, resourceName: "cfg", configs: [.init(name: "segment.bytes", configOperation: 0, value: "-5")])]
-        #expect(try await conn.send(bad).responses[0].errorCode == ErrorCode.invalidConfig.rawValue)
+        #expect(try await conn.send(bad).responses[0].errorCode == .invalidConfig)
         var partitions = CreatePartitionsRequest()
         partitions.topics = [.init(name: "cfg", count: 5, assignments: nil)]
-        #expect(try await conn.send(partitions).results[0].errorCode == 0)
+        #expect(try await conn.send(partitions).results[0].errorCode == .none)
         let md = try await conn.send(MetadataRequest(topics: [.init(name: "cfg")]))
         #expect(md.topics[0].partitions.count == 5)
         partitions.topics = [.init(name: "cfg", count: 3, assignments: nil)]
-        #expect(try await conn.send(partitions).results[0].errorCode == ErrorCode.invalidPartitions.rawValue)
+        #expect(try await conn.send(partitions).results[0].errorCode == .invalidPartitions)
         var delete = DeleteTopicsRequest()
         delete.topicNames = ["cfg", "missing"]
         let del = try await conn.send(delete, version: 5)
-        #expect(del.responses.map(\.errorCode) == [0, ErrorCode.unknownTopicOrPartition.rawValue])
+        #expect(del.responses.map(\.errorCode) == [.none, .unknownTopicOrPartition])
         await conn.close()
         await b.stop()
     }

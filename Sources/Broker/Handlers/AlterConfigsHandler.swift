@@ -5,6 +5,10 @@ import LogStorage
 // the given set (unlisted keys return to their defaults). Only topic resources (type 2) can change;
 // broker settings are static. validate_only checks without applying.
 
+extension BrokerAPI {
+    static let alterConfigs = BrokerAPI(AlterConfigsRequest.self, versions: 0...2) { $0.handleAlterConfigs($1, $2) }
+}
+
 extension Broker {
     func handleAlterConfigs(_ req: AlterConfigsRequest, _ ctx: RequestContext) -> Reply {
         .deferred(offload("AlterConfigs", on: ctx.eventLoop) { [self] in serveAlterConfigs(req) })
@@ -23,7 +27,7 @@ extension Broker {
                 for c in res.configs { if let v = c.value { configs[c.name] = v } }
                 try logs.setConfigs(TopicName(res.resourceName), configs, validateOnly: req.validateOnly)
             } catch {
-                r.errorCode = BrokerError.code(for: error).rawValue
+                r.errorCode = BrokerError.code(for: error)
                 r.errorMessage = BrokerError.message(for: error)
             }
             resp.responses.append(r)

@@ -4,6 +4,10 @@ import KafkaProtocol
 // - count is the new total; it must exceed the current count (INVALID_PARTITIONS otherwise).
 // - Assignments, when given, may only name this broker. validate_only changes nothing.
 
+extension BrokerAPI {
+    static let createPartitions = BrokerAPI(CreatePartitionsRequest.self, versions: 0...3) { $0.handleCreatePartitions($1, $2) }
+}
+
 extension Broker {
     func handleCreatePartitions(_ req: CreatePartitionsRequest, _ ctx: RequestContext) -> Reply {
         .deferred(offload("CreatePartitions", on: ctx.eventLoop) { [self] in serveCreatePartitions(req) })
@@ -19,7 +23,7 @@ extension Broker {
                 }
                 try logs.createPartitions(t.name, count: t.count, validateOnly: req.validateOnly)
             } catch {
-                r.errorCode = BrokerError.code(for: error).rawValue
+                r.errorCode = BrokerError.code(for: error)
                 r.errorMessage = BrokerError.message(for: error)
             }
             resp.results.append(r)

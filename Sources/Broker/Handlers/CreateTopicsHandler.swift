@@ -9,6 +9,10 @@ import LogStorage
 // - validate_only checks without creating. v5+ answers with partitions, replication factor and the
 //   effective configs; v7+ with the topic id.
 
+extension BrokerAPI {
+    static let createTopics = BrokerAPI(CreateTopicsRequest.self, versions: 2...7) { $0.handleCreateTopics($1, $2) }
+}
+
 extension Broker {
     func handleCreateTopics(_ req: CreateTopicsRequest, _ ctx: RequestContext) -> Reply {
         .deferred(offload("create topics", on: ctx.eventLoop) { [self] in createTopics(req) })
@@ -51,7 +55,7 @@ extension Broker {
                                  configSource: Self.configSource(source), isSensitive: false)
                 }
             } catch {
-                r.errorCode = BrokerError.code(for: error).rawValue
+                r.errorCode = BrokerError.code(for: error)
                 r.errorMessage = BrokerError.message(for: error)
                 r.configs = []
             }

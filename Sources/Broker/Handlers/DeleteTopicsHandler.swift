@@ -5,6 +5,10 @@ import KafkaProtocol
 // - Unknown topics get UNKNOWN_TOPIC_OR_PARTITION; internal topics TOPIC_DELETION_DISABLED.
 // - error_message from v5.
 
+extension BrokerAPI {
+    static let deleteTopics = BrokerAPI(DeleteTopicsRequest.self, versions: 1...5) { $0.handleDeleteTopics($1, $2) }
+}
+
 extension Broker {
     func handleDeleteTopics(_ req: DeleteTopicsRequest, _ ctx: RequestContext) -> Reply {
         .deferred(offload("DeleteTopics", on: ctx.eventLoop) { [self] in serveDeleteTopics(req) })
@@ -18,7 +22,7 @@ extension Broker {
             do {
                 r.topicID = try logs.deleteTopic(name)
             } catch {
-                r.errorCode = BrokerError.code(for: error).rawValue
+                r.errorCode = BrokerError.code(for: error)
                 r.errorMessage = BrokerError.message(for: error)
             }
             resp.responses.append(r)

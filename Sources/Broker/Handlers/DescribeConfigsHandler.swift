@@ -8,6 +8,10 @@ import LogStorage
 // - Broker resources (type 4, name = broker id): the broker's static settings, read-only.
 // - Unknown topics: UNKNOWN_TOPIC_OR_PARTITION; other resource types: INVALID_REQUEST.
 
+extension BrokerAPI {
+    static let describeConfigs = BrokerAPI(DescribeConfigsRequest.self, versions: 0...4) { $0.handleDescribeConfigs($1, $2) }
+}
+
 extension Broker {
     func handleDescribeConfigs(_ req: DescribeConfigsRequest, _ ctx: RequestContext) -> Reply {
         var resp = DescribeConfigsResponse()
@@ -18,7 +22,7 @@ extension Broker {
             switch res.resourceType {
             case 2:
                 guard let cfg = logs.config(TopicName(res.resourceName)) else {
-                    r.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    r.errorCode = .unknownTopicOrPartition
                     r.errorMessage = "topic '\(res.resourceName)' does not exist"
                     break
                 }
@@ -38,7 +42,7 @@ extension Broker {
                 }
             case 4:
                 guard res.resourceName.isEmpty || Int32(res.resourceName) == config.brokerID else {
-                    r.errorCode = ErrorCode.invalidRequest.rawValue
+                    r.errorCode = .invalidRequest
                     r.errorMessage = "this is broker \(config.brokerID), not '\(res.resourceName)'"
                     break
                 }
@@ -62,7 +66,7 @@ extension Broker {
                     r.configs.append(e)
                 }
             default:
-                r.errorCode = ErrorCode.invalidRequest.rawValue
+                r.errorCode = .invalidRequest
                 r.errorMessage = "resource type \(res.resourceType) is not supported; use 2 (topic) or 4 (broker)"
             }
             resp.results.append(r)

@@ -5,13 +5,17 @@ import NIOCore
 // member with client id, host, subscription metadata and assignment. An unknown group is
 // described as Dead with no members (what Kafka answers).
 
+extension BrokerAPI {
+    static let describeGroups = BrokerAPI(DescribeGroupsRequest.self, versions: 0...5) { $0.handleDescribeGroups($1, $2) }
+}
+
 extension Broker {
     func handleDescribeGroups(_ req: DescribeGroupsRequest, _ ctx: RequestContext) -> Reply {
         var resp = DescribeGroupsResponse()
         for g in req.groups {
             var d = DescribeGroupsResponse.DescribedGroup(groupID: g)
             if g.rawValue.isEmpty {
-                d.errorCode = ErrorCode.invalidGroupID.rawValue
+                d.errorCode = .invalidGroupID
             } else if let s = groups.describe(g) {
                 d.groupState = s.phase.rawValue
                 d.protocolType = s.protocolType

@@ -21,6 +21,10 @@ import NIOCore
 // - Record bytes come straight from the segment file: as a FileRegion (sendfile) on plaintext
 //   connections for large slices, read into memory on TLS connections and for small slices.
 
+extension BrokerAPI {
+    static let fetch = BrokerAPI(FetchRequest.self, versions: 4...12) { $0.handleFetch($1, $2) }
+}
+
 extension Broker {
     /// Slices at or below this size are copied into the response buffer; a pread is cheaper than
     /// dup + sendfile + close for them.
@@ -29,7 +33,7 @@ extension Broker {
     func handleFetch(_ req: FetchRequest, _ ctx: RequestContext) -> Reply {
         if ctx.version >= 7 && req.sessionID != 0 {
             var resp = FetchResponse()
-            resp.errorCode = ErrorCode.fetchSessionIDNotFound.rawValue
+            resp.errorCode = .fetchSessionIDNotFound
             return .response(resp)
         }
         var request = req
@@ -182,13 +186,13 @@ final class FetchOperation: @unchecked Sendable {
                             remaining = max(0, remaining - s.length)
                         }
                     } catch {
-                        pd.errorCode = BrokerError.code(for: error).rawValue
+                        pd.errorCode = BrokerError.code(for: error)
                         pd.highWatermark = -1
                         pd.lastStableOffset = -1
                         plan.hasError = true
                     }
                 } else {
-                    pd.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    pd.errorCode = .unknownTopicOrPartition
                     pd.highWatermark = -1
                     pd.lastStableOffset = -1
                     plan.hasError = true
@@ -222,7 +226,7 @@ final class FetchOperation: @unchecked Sendable {
                     }
                 } catch {
                     broker.logger.error("reading a segment for fetch failed", metadata: ["topic": "\(t.topic)", "error": "\(error)"])
-                    tr.partitions[pi].errorCode = ErrorCode.kafkaStorageError.rawValue
+                    tr.partitions[pi].errorCode = .kafkaStorageError
                     tr.partitions[pi].records = .bytes(ByteBuffer())
                 }
             }

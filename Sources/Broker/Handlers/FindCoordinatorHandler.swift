@@ -5,6 +5,10 @@ import KafkaProtocol
 // (key_type 1) get COORDINATOR_NOT_AVAILABLE because transactions are not supported. v4 answers a
 // batch of keys in `coordinators`; earlier versions one key in the top-level fields.
 
+extension BrokerAPI {
+    static let findCoordinator = BrokerAPI(FindCoordinatorRequest.self, versions: 0...4) { $0.handleFindCoordinator($1, $2) }
+}
+
 extension Broker {
     func handleFindCoordinator(_ req: FindCoordinatorRequest, _ ctx: RequestContext) -> Reply {
         let me = advertisedListeners[ctx.listenerIndex]
@@ -12,13 +16,13 @@ extension Broker {
             var c = FindCoordinatorResponse.Coordinator(key: key, nodeID: -1, host: "", port: -1)
             c.errorMessage = nil
             if req.keyType == 1 {
-                c.errorCode = ErrorCode.coordinatorNotAvailable.rawValue
+                c.errorCode = .coordinatorNotAvailable
                 c.errorMessage = "transactions are not supported"
             } else if req.keyType != 0 {
-                c.errorCode = ErrorCode.invalidRequest.rawValue
+                c.errorCode = .invalidRequest
                 c.errorMessage = "unknown key type \(req.keyType)"
             } else if key.isEmpty {
-                c.errorCode = ErrorCode.invalidGroupID.rawValue
+                c.errorCode = .invalidGroupID
                 c.errorMessage = "the group id is empty"
             } else {
                 c.nodeID = brokerID

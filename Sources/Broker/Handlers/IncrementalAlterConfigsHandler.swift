@@ -6,6 +6,10 @@ import LogStorage
 //   i.e. cleanup.policy). Each resource is applied atomically after validating every change.
 // - Only topic resources (type 2); validate_only checks without applying.
 
+extension BrokerAPI {
+    static let incrementalAlterConfigs = BrokerAPI(IncrementalAlterConfigsRequest.self, versions: 0...1) { $0.handleIncrementalAlterConfigs($1, $2) }
+}
+
 extension Broker {
     func handleIncrementalAlterConfigs(_ req: IncrementalAlterConfigsRequest, _ ctx: RequestContext) -> Reply {
         .deferred(offload("IncrementalAlterConfigs", on: ctx.eventLoop) { [self] in serveIncrementalAlterConfigs(req) })
@@ -52,7 +56,7 @@ extension Broker {
                 }
                 try logs.setConfigs(name, configs, validateOnly: req.validateOnly)
             } catch {
-                r.errorCode = BrokerError.code(for: error).rawValue
+                r.errorCode = BrokerError.code(for: error)
                 r.errorMessage = BrokerError.message(for: error)
             }
             resp.responses.append(r)

@@ -9,11 +9,15 @@ import KafkaProtocol
 // - Reserving a new block of ids writes a file: that request is served on the storage threads.
 // - Transactional ids are refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED): no transactions here.
 
+extension BrokerAPI {
+    static let initProducerID = BrokerAPI(InitProducerIDRequest.self, versions: 0...4) { $0.handleInitProducerID($1, $2) }
+}
+
 extension Broker {
     func handleInitProducerID(_ req: InitProducerIDRequest, _ ctx: RequestContext) -> Reply {
         if let tid = req.transactionalID, !tid.isEmpty {
             var resp = InitProducerIDResponse()
-            resp.errorCode = ErrorCode.transactionalIDAuthorizationFailed.rawValue
+            resp.errorCode = .transactionalIDAuthorizationFailed
             return .response(resp)
         }
         return .deferred(offload("InitProducerId", on: ctx.eventLoop) { [self] in
@@ -24,7 +28,7 @@ extension Broker {
                 resp.producerEpoch = epoch
             } catch {
                 logger.error("cannot allocate producer ids", metadata: ["error": "\(error)"])
-                resp.errorCode = ErrorCode.kafkaStorageError.rawValue
+                resp.errorCode = .kafkaStorageError
             }
             return resp
         })

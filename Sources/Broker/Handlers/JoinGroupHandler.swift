@@ -10,12 +10,16 @@ import NIOCore
 // - v0 has no rebalance timeout: the session timeout is used, as Kafka does.
 // - v7+ echoes the protocol type.
 
+extension BrokerAPI {
+    static let joinGroup = BrokerAPI(JoinGroupRequest.self, versions: 0...7) { $0.handleJoinGroup($1, $2) }
+}
+
 extension Broker {
     func handleJoinGroup(_ req: JoinGroupRequest, _ ctx: RequestContext) -> Reply {
         let version = ctx.version
         @Sendable func respond(_ r: GroupStateMachine.JoinResult) -> JoinGroupResponse {
             var resp = JoinGroupResponse()
-            resp.errorCode = r.error.rawValue
+            resp.errorCode = r.error
             resp.generationID = r.generation
             resp.protocolType = version >= 7 ? r.protocolType : nil
             resp.protocolName = r.protocolName ?? (version >= 7 ? nil : "")

@@ -3,6 +3,10 @@ import KafkaProtocol
 // ListGroups (key 16), versions 0–4: every group this coordinator knows with its protocol type;
 // v4 adds the state and filters by `states_filter` (case-insensitive, as Kafka does).
 
+extension BrokerAPI {
+    static let listGroups = BrokerAPI(ListGroupsRequest.self, versions: 0...4) { $0.handleListGroups($1, $2) }
+}
+
 extension Broker {
     func handleListGroups(_ req: ListGroupsRequest, _ ctx: RequestContext) -> Reply {
         var resp = ListGroupsResponse()

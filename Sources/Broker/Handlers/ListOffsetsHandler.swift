@@ -9,6 +9,10 @@ import LogStorage
 //   current_leader_epoch is checked as in Fetch. A partition named twice gets INVALID_REQUEST.
 // - old_style_offsets belong to v0 and stay empty.
 
+extension BrokerAPI {
+    static let listOffsets = BrokerAPI(ListOffsetsRequest.self, versions: 1...7) { $0.handleListOffsets($1, $2) }
+}
+
 extension Broker {
     func handleListOffsets(_ req: ListOffsetsRequest, _ ctx: RequestContext) -> Reply {
         var resp = ListOffsetsResponse()
@@ -21,18 +25,18 @@ extension Broker {
                 var pr = ListOffsetsResponse.ListOffsetsPartitionResponse(partitionIndex: p.partitionIndex)
                 pr.leaderEpoch = -1
                 if counts[TopicPartition(t.name, p.partitionIndex), default: 0] > 1 {
-                    pr.errorCode = ErrorCode.invalidRequest.rawValue
+                    pr.errorCode = .invalidRequest
                     tr.partitions.append(pr)
                     continue
                 }
                 guard let partition = logs.partition(t.name, p.partitionIndex) else {
-                    pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    pr.errorCode = .unknownTopicOrPartition
                     tr.partitions.append(pr)
                     continue
                 }
                 let check = partition.validate(currentLeaderEpoch: p.currentLeaderEpoch)
                 guard check == .none else {
-                    pr.errorCode = check.rawValue
+                    pr.errorCode = check
                     tr.partitions.append(pr)
                     continue
                 }
@@ -58,7 +62,7 @@ extension Broker {
                             pr.leaderEpoch = partition.epoch(at: hit.offset)
                         }
                     } catch {
-                        pr.errorCode = BrokerError.code(for: error).rawValue
+                        pr.errorCode = BrokerError.code(for: error)
                     }
                 }
                 tr.partitions.append(pr)

@@ -10,6 +10,10 @@ import KafkaProtocol
 //   with KAFKA_STORAGE_ERROR, no leader and this broker as offline replica.
 // - topic_id (v10+) is the topic's UUID; authorized-operations fields keep their "not requested" value.
 
+extension BrokerAPI {
+    static let metadata = BrokerAPI(MetadataRequest.self, versions: 0...12) { $0.handleMetadata($1, $2) }
+}
+
 extension Broker {
     func handleMetadata(_ req: MetadataRequest, _ ctx: RequestContext) -> Reply {
         let allRequested = req.topics == nil || (ctx.version == 0 && req.topics?.isEmpty == true)
@@ -40,13 +44,13 @@ extension Broker {
         for name in names {
             var t = MetadataResponse.MetadataResponseTopic(name: name)
             if let why = name.validationError {
-                t.errorCode = ErrorCode.invalidTopicException.rawValue
+                t.errorCode = .invalidTopicException
                 logger.debug("metadata for an invalid topic name", metadata: ["topic": "\(name)", "reason": "\(why)"])
                 resp.topics.append(t)
                 continue
             }
             guard let topic = logs.topic(name) else {
-                t.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                t.errorCode = .unknownTopicOrPartition
                 resp.topics.append(t)
                 continue
             }
@@ -55,7 +59,7 @@ extension Broker {
             t.partitions = topic.partitions.map { p in
                 // A partition whose storage failed has no leader until the broker restarts.
                 let offline = p.log.offlineReason != nil
-                return .init(errorCode: offline ? ErrorCode.kafkaStorageError.rawValue : 0, partitionIndex: p.index,
+                return .init(errorCode: offline ? .kafkaStorageError : .none, partitionIndex: p.index,
                              leaderID: offline ? -1 : brokerID, leaderEpoch: p.leaderEpoch,
                              replicaNodes: [brokerID], isrNodes: offline ? [] : [brokerID], offlineReplicas: offline ? [brokerID] : [])
             }

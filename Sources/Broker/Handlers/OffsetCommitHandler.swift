@@ -8,6 +8,10 @@ import NIOCore
 //   OFFSET_METADATA_TOO_LARGE. The answer comes after the commit is fsynced to __consumer_offsets.
 // - retention_time_ms (v2–4) is ignored: offsets.retention applies to every group.
 
+extension BrokerAPI {
+    static let offsetCommit = BrokerAPI(OffsetCommitRequest.self, versions: 2...8) { $0.handleOffsetCommit($1, $2) }
+}
+
 extension Broker {
     func handleOffsetCommit(_ req: OffsetCommitRequest, _ ctx: RequestContext) -> Reply {
         let now = currentTimeMillis()
@@ -25,7 +29,7 @@ extension Broker {
             for t in req.topics {
                 var tr = OffsetCommitResponse.OffsetCommitResponseTopic(name: t.name)
                 for p in t.partitions {
-                    tr.partitions.append(.init(partitionIndex: p.partitionIndex, errorCode: codes[i].rawValue))
+                    tr.partitions.append(.init(partitionIndex: p.partitionIndex, errorCode: codes[i]))
                     i += 1
                 }
                 resp.topics.append(tr)

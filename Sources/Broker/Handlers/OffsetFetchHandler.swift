@@ -6,11 +6,15 @@ import KafkaProtocol
 // - Committed leader epochs are returned as committed (-1 from clients of this broker).
 // - require_stable (v7) needs no wait: there are no transactions.
 
+extension BrokerAPI {
+    static let offsetFetch = BrokerAPI(OffsetFetchRequest.self, versions: 1...7) { $0.handleOffsetFetch($1, $2) }
+}
+
 extension Broker {
     func handleOffsetFetch(_ req: OffsetFetchRequest, _ ctx: RequestContext) -> Reply {
         var resp = OffsetFetchResponse()
         guard !req.groupID.rawValue.isEmpty else {
-            resp.errorCode = ErrorCode.invalidGroupID.rawValue
+            resp.errorCode = .invalidGroupID
             return .response(resp)
         }
         let wanted = req.topics.map { ts in ts.flatMap { t in t.partitionIndexes.map { TopicPartition(t.name, $0) } } }

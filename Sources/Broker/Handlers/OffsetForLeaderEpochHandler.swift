@@ -8,6 +8,10 @@ import KafkaProtocol
 // - Consumers (librdkafka 2.1+, Java) use it to check that the log they read from has not diverged
 //   after a leader change, which on a single node is every broker restart.
 
+extension BrokerAPI {
+    static let offsetForLeaderEpoch = BrokerAPI(OffsetForLeaderEpochRequest.self, versions: 2...4) { $0.handleOffsetForLeaderEpoch($1, $2) }
+}
+
 extension Broker {
     func handleOffsetForLeaderEpoch(_ req: OffsetForLeaderEpochRequest, _ ctx: RequestContext) -> Reply {
         var resp = OffsetForLeaderEpochResponse()
@@ -18,14 +22,14 @@ extension Broker {
                 if let partition = logs.partition(t.topic, p.partition) {
                     let check = partition.validate(currentLeaderEpoch: p.currentLeaderEpoch)
                     if check != .none {
-                        r.errorCode = check.rawValue
+                        r.errorCode = check
                     } else {
                         let (epoch, end) = partition.endOffset(forEpoch: p.leaderEpoch)
                         r.leaderEpoch = epoch
                         r.endOffset = end
                     }
                 } else {
-                    r.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    r.errorCode = .unknownTopicOrPartition
                 }
                 tr.partitions.append(r)
             }

@@ -21,12 +21,18 @@ import NIOCore
 // - Transactions are not supported: a transactional produce is refused.
 // - error_message (v8+) explains a failure.
 
+extension BrokerAPI {
+    static let produce = BrokerAPI(ProduceRequest.self, versions: 0...11) { broker, req, ctx in
+        ctx.version < 3 ? .response(broker.produceTooOld(req)) : broker.handleProduce(req, ctx)
+    }
+}
+
 extension Broker {
     func produceTooOld(_ req: ProduceRequest) -> ProduceResponse {
         var resp = ProduceResponse()
         resp.responses = req.topicData.map { t in
             .init(name: t.name, partitionResponses: t.partitionData.map {
-                .init(index: $0.index, errorCode: ErrorCode.unsupportedVersion.rawValue, baseOffset: -1)
+                .init(index: $0.index, errorCode: .unsupportedVersion, baseOffset: -1)
             })
         }
         return resp
@@ -126,10 +132,10 @@ extension Broker {
     }
 
     private func refuse(_ pr: inout ProduceResponse.PartitionProduceResponse, _ error: Error, _ topic: TopicName, _ ctx: RequestContext) {
-        pr.errorCode = BrokerError.code(for: error).rawValue
+        pr.errorCode = BrokerError.code(for: error)
         pr.baseOffset = -1
         pr.errorMessage = BrokerError.message(for: error)
-        if pr.errorCode != ErrorCode.unknownTopicOrPartition.rawValue {
+        if pr.errorCode != .unknownTopicOrPartition {
             logger.info("produce refused", metadata: ["topic": "\(topic)", "partition": "\(pr.index)",
                                                      "error": "\(pr.errorMessage ?? "")", "client": "\(ctx.remoteAddress)"])
         }
@@ -144,7 +150,7 @@ extension Broker {
             for (i, result) in results.enumerated() {
                 if case .failure(let error) = result {
                     let (ti, pi, _) = waits[i]
-                    r.responses[ti].partitionResponses[pi].errorCode = BrokerError.code(for: error).rawValue
+                    r.responses[ti].partitionResponses[pi].errorCode = BrokerError.code(for: error)
                     r.responses[ti].partitionResponses[pi].errorMessage = "not made durable: \(error)"
                 }
             }

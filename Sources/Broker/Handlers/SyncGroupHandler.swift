@@ -5,13 +5,17 @@ import NIOCore
 // none and wait. Everyone is answered with their own assignment once the leader's arrives (and the
 // group snapshot is written). v5 checks and echoes protocol type and name.
 
+extension BrokerAPI {
+    static let syncGroup = BrokerAPI(SyncGroupRequest.self, versions: 0...5) { $0.handleSyncGroup($1, $2) }
+}
+
 extension Broker {
     func handleSyncGroup(_ req: SyncGroupRequest, _ ctx: RequestContext) -> Reply {
         let version = ctx.version
         if let (code, _) = GroupFieldLimits.violation(group: req.groupID, memberID: req.memberID, instanceID: req.groupInstanceID,
                                                      protocolType: req.protocolType, protocolNames: [req.protocolName ?? ""]) {
             var resp = SyncGroupResponse()
-            resp.errorCode = code.rawValue
+            resp.errorCode = code
             return .response(resp)
         }
         var assignments: [String: ByteBuffer]? = nil
@@ -24,7 +28,7 @@ extension Broker {
                                  assignments: assignments ?? (req.assignments.isEmpty ? nil : [:]), on: ctx.eventLoop)
         return .deferred(future.map { r in
             var resp = SyncGroupResponse()
-            resp.errorCode = r.error.rawValue
+            resp.errorCode = r.error
             if version >= 5 {
                 resp.protocolType = r.protocolType
                 resp.protocolName = r.protocolName

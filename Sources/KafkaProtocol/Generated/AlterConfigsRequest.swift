@@ -4,7 +4,7 @@ import NIOCore
 
 public struct AlterConfigsRequest: KafkaRequestMessage {
     public typealias Response = AlterConfigsResponse
-    public static let apiKey = ApiKey(rawValue: 33)
+    public static let apiKey = ApiKey.alterConfigs
     public static let validVersions: ClosedRange<Int16> = 0...2
     public static let firstFlexibleVersion: Int16? = 2
 
@@ -53,12 +53,7 @@ public struct AlterConfigsRequest: KafkaRequestMessage {
         }
         self.validateOnly = try r.readKafkaBool()
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -113,12 +108,7 @@ public struct AlterConfigsRequest: KafkaRequestMessage {
                 self.configs = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -154,12 +144,7 @@ public struct AlterConfigsRequest: KafkaRequestMessage {
             self.name = try r.readKafkaString(flexible: flexible)
             self.value = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

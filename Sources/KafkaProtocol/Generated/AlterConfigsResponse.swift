@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct AlterConfigsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 33)
+    public static let apiKey = ApiKey.alterConfigs
     public static let validVersions: ClosedRange<Int16> = 0...2
     public static let firstFlexibleVersion: Int16? = 2
 
@@ -52,17 +52,12 @@ public struct AlterConfigsResponse: KafkaResponseMessage {
             self.responses = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
     public struct AlterConfigsResourceResponse: Sendable, Equatable {
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var errorMessage: String? = ""
         public var resourceType: Int8 = 0
         public var resourceName: String = ""
@@ -72,7 +67,7 @@ public struct AlterConfigsResponse: KafkaResponseMessage {
         public init() {}
 
         public init(
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             errorMessage: String? = "",
             resourceType: Int8 = 0,
             resourceName: String = ""
@@ -85,7 +80,7 @@ public struct AlterConfigsResponse: KafkaResponseMessage {
 
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 2
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
             w.writeInt8(self.resourceType)
             w.writeString(self.resourceName, flexible: flexible)
@@ -97,17 +92,12 @@ public struct AlterConfigsResponse: KafkaResponseMessage {
         public init(from r: inout ByteBuffer, version: Int16) throws {
             self.init()
             let flexible = version >= 2
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
             self.resourceType = try r.readKafkaInt8()
             self.resourceName = try r.readKafkaString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct ApiVersionsRequest: KafkaRequestMessage {
     public typealias Response = ApiVersionsResponse
-    public static let apiKey = ApiKey(rawValue: 18)
+    public static let apiKey = ApiKey.apiVersions
     public static let validVersions: ClosedRange<Int16> = 0...4
     public static let firstFlexibleVersion: Int16? = 3
 
@@ -46,12 +46,7 @@ public struct ApiVersionsRequest: KafkaRequestMessage {
             self.clientSoftwareVersion = try r.readKafkaString(flexible: flexible)
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

@@ -3,11 +3,11 @@
 import NIOCore
 
 public struct ApiVersionsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 18)
+    public static let apiKey = ApiKey.apiVersions
     public static let validVersions: ClosedRange<Int16> = 0...4
     public static let firstFlexibleVersion: Int16? = 3
 
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var apiKeys: [ApiVersion] = []
     public var throttleTimeMs: Int32 = 0
     public var supportedFeatures: [SupportedFeatureKey] = []
@@ -20,7 +20,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
     public init() {}
 
     public init(
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         apiKeys: [ApiVersion] = [],
         throttleTimeMs: Int32 = 0,
         supportedFeatures: [SupportedFeatureKey] = [],
@@ -39,7 +39,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
 
     public func encode(to w: inout KafkaWriter, version: Int16) throws {
         let flexible = version >= 3
-        w.writeInt16(self.errorCode)
+        w.writeInt16(self.errorCode.rawValue)
         do {
             let a1 = self.apiKeys
             w.writeArrayCount(a1.count, flexible: flexible)
@@ -52,7 +52,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
         }
         if flexible {
             var tagged: [TaggedField] = []
-            if version >= 3, self.supportedFeatures != [] {
+            if self.supportedFeatures != [] {
                 var tw = KafkaWriter()
                 do {
                     let a2 = self.supportedFeatures
@@ -63,12 +63,12 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                 }
                 tagged.append(TaggedField(tag: 0, data: tw.buffer))
             }
-            if version >= 3, self.finalizedFeaturesEpoch != -1 {
+            if self.finalizedFeaturesEpoch != -1 {
                 var tw = KafkaWriter()
                 tw.writeInt64(self.finalizedFeaturesEpoch)
                 tagged.append(TaggedField(tag: 1, data: tw.buffer))
             }
-            if version >= 3, self.finalizedFeatures != [] {
+            if self.finalizedFeatures != [] {
                 var tw = KafkaWriter()
                 do {
                     let a3 = self.finalizedFeatures
@@ -79,7 +79,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                 }
                 tagged.append(TaggedField(tag: 2, data: tw.buffer))
             }
-            if version >= 3, self.zkMigrationReady != false {
+            if self.zkMigrationReady != false {
                 var tw = KafkaWriter()
                 tw.writeBool(self.zkMigrationReady)
                 tagged.append(TaggedField(tag: 3, data: tw.buffer))
@@ -91,7 +91,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
     public init(from r: inout ByteBuffer, version: Int16) throws {
         self.init()
         let flexible = version >= 3
-        self.errorCode = try r.readKafkaInt16()
+        self.errorCode = ErrorCode(try r.readKafkaInt16())
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [ApiVersion] = []
             a1.reserveCapacity(Swift.min(n1, 64))
@@ -106,12 +106,9 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
             self.throttleTimeMs = try r.readKafkaInt32()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+            let unknown = try r.readTaggedFields { tag, field in
                 switch tag {
-                case 0 where version >= 3:
+                case 0:
                     if let n2 = try field.readKafkaArrayCount(flexible: true) {
                         var a2: [SupportedFeatureKey] = []
                         a2.reserveCapacity(Swift.min(n2, 64))
@@ -122,9 +119,11 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                     } else {
                         self.supportedFeatures = []
                     }
-                case 1 where version >= 3:
+                    return true
+                case 1:
                     self.finalizedFeaturesEpoch = try field.readKafkaInt64()
-                case 2 where version >= 3:
+                    return true
+                case 2:
                     if let n3 = try field.readKafkaArrayCount(flexible: true) {
                         var a3: [FinalizedFeatureKey] = []
                         a3.reserveCapacity(Swift.min(n3, 64))
@@ -135,12 +134,15 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                     } else {
                         self.finalizedFeatures = []
                     }
-                case 3 where version >= 3:
+                    return true
+                case 3:
                     self.zkMigrationReady = try field.readKafkaBool()
+                    return true
                 default:
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
+                    return false
                 }
             }
+            self.unknownTaggedFields = unknown
         }
     }
 
@@ -180,12 +182,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
             self.minVersion = try r.readKafkaInt16()
             self.maxVersion = try r.readKafkaInt16()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -226,12 +223,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
             self.minVersion = try r.readKafkaInt16()
             self.maxVersion = try r.readKafkaInt16()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -272,12 +264,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
             self.maxVersionLevel = try r.readKafkaInt16()
             self.minVersionLevel = try r.readKafkaInt16()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

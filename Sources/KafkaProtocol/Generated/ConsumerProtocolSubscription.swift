@@ -50,7 +50,7 @@ public struct ConsumerProtocolSubscription: KafkaMessage {
             w.writeInt32(self.generationID)
         }
         if version >= 3 {
-            try w.writeNullableString(self.rackID, flexible: false, nullable: version >= 3)
+            try w.writeNullableString(self.rackID, flexible: false, nullable: true)
         }
     }
 

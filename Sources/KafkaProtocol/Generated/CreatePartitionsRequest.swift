@@ -4,7 +4,7 @@ import NIOCore
 
 public struct CreatePartitionsRequest: KafkaRequestMessage {
     public typealias Response = CreatePartitionsResponse
-    public static let apiKey = ApiKey(rawValue: 37)
+    public static let apiKey = ApiKey.createPartitions
     public static let validVersions: ClosedRange<Int16> = 0...3
     public static let firstFlexibleVersion: Int16? = 2
 
@@ -58,12 +58,7 @@ public struct CreatePartitionsRequest: KafkaRequestMessage {
         self.timeoutMs = try r.readKafkaInt32()
         self.validateOnly = try r.readKafkaBool()
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -119,12 +114,7 @@ public struct CreatePartitionsRequest: KafkaRequestMessage {
                 self.assignments = nil
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -170,12 +160,7 @@ public struct CreatePartitionsRequest: KafkaRequestMessage {
                 self.brokerIDs = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

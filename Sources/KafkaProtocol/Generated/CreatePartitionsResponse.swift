@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct CreatePartitionsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 37)
+    public static let apiKey = ApiKey.createPartitions
     public static let validVersions: ClosedRange<Int16> = 0...3
     public static let firstFlexibleVersion: Int16? = 2
 
@@ -52,18 +52,13 @@ public struct CreatePartitionsResponse: KafkaResponseMessage {
             self.results = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
     public struct CreatePartitionsTopicResult: Sendable, Equatable {
         public var name: TopicName = ""
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var errorMessage: String? = nil
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
@@ -72,7 +67,7 @@ public struct CreatePartitionsResponse: KafkaResponseMessage {
 
         public init(
             name: TopicName = "",
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             errorMessage: String? = nil
         ) {
             self.name = name
@@ -83,7 +78,7 @@ public struct CreatePartitionsResponse: KafkaResponseMessage {
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 2
             w.writeString(self.name.rawValue, flexible: flexible)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
@@ -94,15 +89,10 @@ public struct CreatePartitionsResponse: KafkaResponseMessage {
             self.init()
             let flexible = version >= 2
             self.name = TopicName(try r.readKafkaString(flexible: flexible))
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

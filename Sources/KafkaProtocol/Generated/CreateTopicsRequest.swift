@@ -4,7 +4,7 @@ import NIOCore
 
 public struct CreateTopicsRequest: KafkaRequestMessage {
     public typealias Response = CreateTopicsResponse
-    public static let apiKey = ApiKey(rawValue: 19)
+    public static let apiKey = ApiKey.createTopics
     public static let validVersions: ClosedRange<Int16> = 0...7
     public static let firstFlexibleVersion: Int16? = 5
 
@@ -62,12 +62,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
             self.validateOnly = try r.readKafkaBool()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -147,12 +142,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
                 self.configs = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -203,12 +193,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
                 self.brokerIDs = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -244,12 +229,7 @@ public struct CreateTopicsRequest: KafkaRequestMessage {
             self.name = try r.readKafkaString(flexible: flexible)
             self.value = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

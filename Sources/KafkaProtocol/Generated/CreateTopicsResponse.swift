@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct CreateTopicsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 19)
+    public static let apiKey = ApiKey.createTopics
     public static let validVersions: ClosedRange<Int16> = 0...7
     public static let firstFlexibleVersion: Int16? = 5
 
@@ -56,21 +56,16 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
             self.topics = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
     public struct CreatableTopicResult: Sendable, Equatable {
         public var name: TopicName = ""
         public var topicID: KafkaUUID = KafkaUUID.zero
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var errorMessage: String? = ""
-        public var topicConfigErrorCode: Int16 = 0
+        public var topicConfigErrorCode: ErrorCode = ErrorCode.none
         public var numPartitions: Int32 = -1
         public var replicationFactor: Int16 = -1
         public var configs: [CreatableTopicConfigs]? = []
@@ -82,9 +77,9 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
         public init(
             name: TopicName = "",
             topicID: KafkaUUID = KafkaUUID.zero,
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             errorMessage: String? = "",
-            topicConfigErrorCode: Int16 = 0,
+            topicConfigErrorCode: ErrorCode = ErrorCode.none,
             numPartitions: Int32 = -1,
             replicationFactor: Int16 = -1,
             configs: [CreatableTopicConfigs]? = []
@@ -105,9 +100,9 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
             if version >= 7 {
                 w.writeUUID(self.topicID)
             }
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if version >= 1 {
-                try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: version >= 1)
+                try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
             }
             if version >= 5 {
                 w.writeInt32(self.numPartitions)
@@ -122,14 +117,14 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
                         try e1.encode(to: &w, version: version)
                     }
                 } else {
-                    try w.writeNullArray(flexible: flexible, nullable: version >= 5)
+                    try w.writeNullArray(flexible: flexible, nullable: true)
                 }
             }
             if flexible {
                 var tagged: [TaggedField] = []
-                if version >= 5, self.topicConfigErrorCode != 0 {
+                if self.topicConfigErrorCode != ErrorCode.none {
                     var tw = KafkaWriter()
-                    tw.writeInt16(self.topicConfigErrorCode)
+                    tw.writeInt16(self.topicConfigErrorCode.rawValue)
                     tagged.append(TaggedField(tag: 0, data: tw.buffer))
                 }
                 w.writeTaggedFields(tagged, unknown: unknownTaggedFields)
@@ -143,7 +138,7 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
             if version >= 7 {
                 self.topicID = try r.readKafkaUUID()
             }
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if version >= 1 {
                 self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
             }
@@ -166,17 +161,16 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
                 }
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let unknown = try r.readTaggedFields { tag, field in
                     switch tag {
-                    case 0 where version >= 5:
-                        self.topicConfigErrorCode = try field.readKafkaInt16()
+                    case 0:
+                        self.topicConfigErrorCode = ErrorCode(try field.readKafkaInt16())
+                        return true
                     default:
-                        unknownTaggedFields.append(TaggedField(tag: tag, data: field))
+                        return false
                     }
                 }
+                self.unknownTaggedFields = unknown
             }
         }
     }
@@ -227,12 +221,7 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
             self.configSource = try r.readKafkaInt8()
             self.isSensitive = try r.readKafkaBool()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct DeleteGroupsRequest: KafkaRequestMessage {
     public typealias Response = DeleteGroupsResponse
-    public static let apiKey = ApiKey(rawValue: 42)
+    public static let apiKey = ApiKey.deleteGroups
     public static let validVersions: ClosedRange<Int16> = 0...2
     public static let firstFlexibleVersion: Int16? = 2
 
@@ -48,12 +48,7 @@ public struct DeleteGroupsRequest: KafkaRequestMessage {
             self.groupsNames = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct DeleteGroupsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 42)
+    public static let apiKey = ApiKey.deleteGroups
     public static let validVersions: ClosedRange<Int16> = 0...2
     public static let firstFlexibleVersion: Int16? = 2
 
@@ -52,18 +52,13 @@ public struct DeleteGroupsResponse: KafkaResponseMessage {
             self.results = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
     public struct DeletableGroupResult: Sendable, Equatable {
         public var groupID: GroupID = ""
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
 
@@ -71,7 +66,7 @@ public struct DeleteGroupsResponse: KafkaResponseMessage {
 
         public init(
             groupID: GroupID = "",
-            errorCode: Int16 = 0
+            errorCode: ErrorCode = ErrorCode.none
         ) {
             self.groupID = groupID
             self.errorCode = errorCode
@@ -80,7 +75,7 @@ public struct DeleteGroupsResponse: KafkaResponseMessage {
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 2
             w.writeString(self.groupID.rawValue, flexible: flexible)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
             }
@@ -90,14 +85,9 @@ public struct DeleteGroupsResponse: KafkaResponseMessage {
             self.init()
             let flexible = version >= 2
             self.groupID = GroupID(try r.readKafkaString(flexible: flexible))
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

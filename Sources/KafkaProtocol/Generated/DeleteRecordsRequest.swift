@@ -4,7 +4,7 @@ import NIOCore
 
 public struct DeleteRecordsRequest: KafkaRequestMessage {
     public typealias Response = DeleteRecordsResponse
-    public static let apiKey = ApiKey(rawValue: 21)
+    public static let apiKey = ApiKey.deleteRecords
     public static let validVersions: ClosedRange<Int16> = 0...2
     public static let firstFlexibleVersion: Int16? = 2
 
@@ -53,12 +53,7 @@ public struct DeleteRecordsRequest: KafkaRequestMessage {
         }
         self.timeoutMs = try r.readKafkaInt32()
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -108,12 +103,7 @@ public struct DeleteRecordsRequest: KafkaRequestMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -149,12 +139,7 @@ public struct DeleteRecordsRequest: KafkaRequestMessage {
             self.partitionIndex = try r.readKafkaInt32()
             self.offset = try r.readKafkaInt64()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct DeleteRecordsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 21)
+    public static let apiKey = ApiKey.deleteRecords
     public static let validVersions: ClosedRange<Int16> = 0...2
     public static let firstFlexibleVersion: Int16? = 2
 
@@ -52,12 +52,7 @@ public struct DeleteRecordsResponse: KafkaResponseMessage {
             self.topics = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -107,12 +102,7 @@ public struct DeleteRecordsResponse: KafkaResponseMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -120,7 +110,7 @@ public struct DeleteRecordsResponse: KafkaResponseMessage {
     public struct DeleteRecordsPartitionResult: Sendable, Equatable {
         public var partitionIndex: Int32 = 0
         public var lowWatermark: Int64 = 0
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
 
@@ -129,7 +119,7 @@ public struct DeleteRecordsResponse: KafkaResponseMessage {
         public init(
             partitionIndex: Int32 = 0,
             lowWatermark: Int64 = 0,
-            errorCode: Int16 = 0
+            errorCode: ErrorCode = ErrorCode.none
         ) {
             self.partitionIndex = partitionIndex
             self.lowWatermark = lowWatermark
@@ -140,7 +130,7 @@ public struct DeleteRecordsResponse: KafkaResponseMessage {
             let flexible = version >= 2
             w.writeInt32(self.partitionIndex)
             w.writeInt64(self.lowWatermark)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
             }
@@ -151,14 +141,9 @@ public struct DeleteRecordsResponse: KafkaResponseMessage {
             let flexible = version >= 2
             self.partitionIndex = try r.readKafkaInt32()
             self.lowWatermark = try r.readKafkaInt64()
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct DeleteTopicsRequest: KafkaRequestMessage {
     public typealias Response = DeleteTopicsResponse
-    public static let apiKey = ApiKey(rawValue: 20)
+    public static let apiKey = ApiKey.deleteTopics
     public static let validVersions: ClosedRange<Int16> = 0...6
     public static let firstFlexibleVersion: Int16? = 4
 
@@ -81,12 +81,7 @@ public struct DeleteTopicsRequest: KafkaRequestMessage {
         }
         self.timeoutMs = try r.readKafkaInt32()
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -121,12 +116,7 @@ public struct DeleteTopicsRequest: KafkaRequestMessage {
             self.name = (try r.readKafkaNullableString(flexible: flexible)).map { TopicName($0) }
             self.topicID = try r.readKafkaUUID()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

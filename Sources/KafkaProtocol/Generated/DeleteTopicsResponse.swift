@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct DeleteTopicsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 20)
+    public static let apiKey = ApiKey.deleteTopics
     public static let validVersions: ClosedRange<Int16> = 0...6
     public static let firstFlexibleVersion: Int16? = 4
 
@@ -56,19 +56,14 @@ public struct DeleteTopicsResponse: KafkaResponseMessage {
             self.responses = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
     public struct DeletableTopicResult: Sendable, Equatable {
         public var name: TopicName? = ""
         public var topicID: KafkaUUID = KafkaUUID.zero
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var errorMessage: String? = nil
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
@@ -78,7 +73,7 @@ public struct DeleteTopicsResponse: KafkaResponseMessage {
         public init(
             name: TopicName? = "",
             topicID: KafkaUUID = KafkaUUID.zero,
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             errorMessage: String? = nil
         ) {
             self.name = name
@@ -93,9 +88,9 @@ public struct DeleteTopicsResponse: KafkaResponseMessage {
             if version >= 6 {
                 w.writeUUID(self.topicID)
             }
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if version >= 5 {
-                try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: version >= 5)
+                try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
             }
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
@@ -109,17 +104,12 @@ public struct DeleteTopicsResponse: KafkaResponseMessage {
             if version >= 6 {
                 self.topicID = try r.readKafkaUUID()
             }
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if version >= 5 {
                 self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct DescribeClusterRequest: KafkaRequestMessage {
     public typealias Response = DescribeClusterResponse
-    public static let apiKey = ApiKey(rawValue: 60)
+    public static let apiKey = ApiKey.describeCluster
     public static let validVersions: ClosedRange<Int16> = 0...1
     public static let firstFlexibleVersion: Int16? = 0
 
@@ -42,12 +42,7 @@ public struct DescribeClusterRequest: KafkaRequestMessage {
             self.endpointType = try r.readKafkaInt8()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

@@ -3,12 +3,12 @@
 import NIOCore
 
 public struct DescribeClusterResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 60)
+    public static let apiKey = ApiKey.describeCluster
     public static let validVersions: ClosedRange<Int16> = 0...1
     public static let firstFlexibleVersion: Int16? = 0
 
     public var throttleTimeMs: Int32 = 0
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var errorMessage: String? = nil
     public var endpointType: Int8 = 1
     public var clusterID: String = ""
@@ -22,7 +22,7 @@ public struct DescribeClusterResponse: KafkaResponseMessage {
 
     public init(
         throttleTimeMs: Int32 = 0,
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         errorMessage: String? = nil,
         endpointType: Int8 = 1,
         clusterID: String = "",
@@ -43,7 +43,7 @@ public struct DescribeClusterResponse: KafkaResponseMessage {
     public func encode(to w: inout KafkaWriter, version: Int16) throws {
         let flexible = version >= 0
         w.writeInt32(self.throttleTimeMs)
-        w.writeInt16(self.errorCode)
+        w.writeInt16(self.errorCode.rawValue)
         try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
         if version >= 1 {
             w.writeInt8(self.endpointType)
@@ -67,7 +67,7 @@ public struct DescribeClusterResponse: KafkaResponseMessage {
         self.init()
         let flexible = version >= 0
         self.throttleTimeMs = try r.readKafkaInt32()
-        self.errorCode = try r.readKafkaInt16()
+        self.errorCode = ErrorCode(try r.readKafkaInt16())
         self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
         if version >= 1 {
             self.endpointType = try r.readKafkaInt8()
@@ -86,12 +86,7 @@ public struct DescribeClusterResponse: KafkaResponseMessage {
         }
         self.clusterAuthorizedOperations = try r.readKafkaInt32()
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -136,12 +131,7 @@ public struct DescribeClusterResponse: KafkaResponseMessage {
             self.port = try r.readKafkaInt32()
             self.rack = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

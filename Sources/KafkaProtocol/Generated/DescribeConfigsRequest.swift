@@ -4,7 +4,7 @@ import NIOCore
 
 public struct DescribeConfigsRequest: KafkaRequestMessage {
     public typealias Response = DescribeConfigsResponse
-    public static let apiKey = ApiKey(rawValue: 32)
+    public static let apiKey = ApiKey.describeConfigs
     public static let validVersions: ClosedRange<Int16> = 0...4
     public static let firstFlexibleVersion: Int16? = 4
 
@@ -66,12 +66,7 @@ public struct DescribeConfigsRequest: KafkaRequestMessage {
             self.includeDocumentation = try r.readKafkaBool()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -127,12 +122,7 @@ public struct DescribeConfigsRequest: KafkaRequestMessage {
                 self.configurationKeys = nil
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct DescribeConfigsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 32)
+    public static let apiKey = ApiKey.describeConfigs
     public static let validVersions: ClosedRange<Int16> = 0...4
     public static let firstFlexibleVersion: Int16? = 4
 
@@ -52,17 +52,12 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
             self.results = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
     public struct DescribeConfigsResult: Sendable, Equatable {
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var errorMessage: String? = ""
         public var resourceType: Int8 = 0
         public var resourceName: String = ""
@@ -73,7 +68,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
         public init() {}
 
         public init(
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             errorMessage: String? = "",
             resourceType: Int8 = 0,
             resourceName: String = "",
@@ -88,7 +83,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
 
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 4
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
             w.writeInt8(self.resourceType)
             w.writeString(self.resourceName, flexible: flexible)
@@ -107,7 +102,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
         public init(from r: inout ByteBuffer, version: Int16) throws {
             self.init()
             let flexible = version >= 4
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
             self.resourceType = try r.readKafkaInt8()
             self.resourceName = try r.readKafkaString(flexible: flexible)
@@ -122,12 +117,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
                 self.configs = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -194,7 +184,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
                 w.writeInt8(self.configType)
             }
             if version >= 3 {
-                try w.writeNullableString(self.documentation, flexible: flexible, nullable: version >= 3)
+                try w.writeNullableString(self.documentation, flexible: flexible, nullable: true)
             }
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
@@ -233,12 +223,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
                 self.documentation = try r.readKafkaNullableString(flexible: flexible)
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -279,12 +264,7 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
             self.value = try r.readKafkaNullableString(flexible: flexible)
             self.source = try r.readKafkaInt8()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

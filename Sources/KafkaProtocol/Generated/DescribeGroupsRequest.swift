@@ -4,7 +4,7 @@ import NIOCore
 
 public struct DescribeGroupsRequest: KafkaRequestMessage {
     public typealias Response = DescribeGroupsResponse
-    public static let apiKey = ApiKey(rawValue: 15)
+    public static let apiKey = ApiKey.describeGroups
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 5
 
@@ -57,12 +57,7 @@ public struct DescribeGroupsRequest: KafkaRequestMessage {
             self.includeAuthorizedOperations = try r.readKafkaBool()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

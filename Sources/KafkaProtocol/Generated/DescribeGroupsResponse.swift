@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct DescribeGroupsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 15)
+    public static let apiKey = ApiKey.describeGroups
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 5
 
@@ -56,17 +56,12 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
             self.groups = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
     public struct DescribedGroup: Sendable, Equatable {
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var groupID: GroupID = ""
         public var groupState: String = ""
         public var protocolType: String = ""
@@ -79,7 +74,7 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
         public init() {}
 
         public init(
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             groupID: GroupID = "",
             groupState: String = "",
             protocolType: String = "",
@@ -98,7 +93,7 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
 
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 5
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             w.writeString(self.groupID.rawValue, flexible: flexible)
             w.writeString(self.groupState, flexible: flexible)
             w.writeString(self.protocolType, flexible: flexible)
@@ -121,7 +116,7 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
         public init(from r: inout ByteBuffer, version: Int16) throws {
             self.init()
             let flexible = version >= 5
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.groupID = GroupID(try r.readKafkaString(flexible: flexible))
             self.groupState = try r.readKafkaString(flexible: flexible)
             self.protocolType = try r.readKafkaString(flexible: flexible)
@@ -140,12 +135,7 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
                 self.authorizedOperations = try r.readKafkaInt32()
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -182,7 +172,7 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
             let flexible = version >= 5
             w.writeString(self.memberID, flexible: flexible)
             if version >= 4 {
-                try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: version >= 4)
+                try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: true)
             }
             w.writeString(self.clientID, flexible: flexible)
             w.writeString(self.clientHost, flexible: flexible)
@@ -205,12 +195,7 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
             self.memberMetadata = try r.readKafkaBytes(flexible: flexible)
             self.memberAssignment = try r.readKafkaBytes(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct DescribeProducersRequest: KafkaRequestMessage {
     public typealias Response = DescribeProducersResponse
-    public static let apiKey = ApiKey(rawValue: 61)
+    public static let apiKey = ApiKey.describeProducers
     public static let validVersions: ClosedRange<Int16> = 0...0
     public static let firstFlexibleVersion: Int16? = 0
 
@@ -48,12 +48,7 @@ public struct DescribeProducersRequest: KafkaRequestMessage {
             self.topics = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -103,12 +98,7 @@ public struct DescribeProducersRequest: KafkaRequestMessage {
                 self.partitionIndexes = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

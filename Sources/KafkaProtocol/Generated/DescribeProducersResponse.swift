@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct DescribeProducersResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 61)
+    public static let apiKey = ApiKey.describeProducers
     public static let validVersions: ClosedRange<Int16> = 0...0
     public static let firstFlexibleVersion: Int16? = 0
 
@@ -52,12 +52,7 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
             self.topics = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -107,19 +102,14 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
 
     public struct PartitionResponse: Sendable, Equatable {
         public var partitionIndex: Int32 = 0
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var errorMessage: String? = nil
         public var activeProducers: [ProducerState] = []
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
@@ -129,7 +119,7 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
 
         public init(
             partitionIndex: Int32 = 0,
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             errorMessage: String? = nil,
             activeProducers: [ProducerState] = []
         ) {
@@ -142,7 +132,7 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 0
             w.writeInt32(self.partitionIndex)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
             do {
                 let a1 = self.activeProducers
@@ -160,7 +150,7 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
             self.init()
             let flexible = version >= 0
             self.partitionIndex = try r.readKafkaInt32()
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [ProducerState] = []
@@ -173,12 +163,7 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
                 self.activeProducers = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -234,12 +219,7 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
             self.coordinatorEpoch = try r.readKafkaInt32()
             self.currentTxnStartOffset = try r.readKafkaInt64()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

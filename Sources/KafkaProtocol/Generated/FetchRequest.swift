@@ -4,7 +4,7 @@ import NIOCore
 
 public struct FetchRequest: KafkaRequestMessage {
     public typealias Response = FetchResponse
-    public static let apiKey = ApiKey(rawValue: 1)
+    public static let apiKey = ApiKey.fetch
     public static let validVersions: ClosedRange<Int16> = 0...17
     public static let firstFlexibleVersion: Int16? = 12
 
@@ -93,9 +93,9 @@ public struct FetchRequest: KafkaRequestMessage {
         }
         if flexible {
             var tagged: [TaggedField] = []
-            if version >= 12, self.clusterID != nil {
+            if self.clusterID != nil {
                 var tw = KafkaWriter()
-                try tw.writeNullableString(self.clusterID, flexible: true, nullable: version >= 12)
+                try tw.writeNullableString(self.clusterID, flexible: true, nullable: true)
                 tagged.append(TaggedField(tag: 0, data: tw.buffer))
             }
             if version >= 15, self.replicaState != ReplicaState() {
@@ -153,19 +153,19 @@ public struct FetchRequest: KafkaRequestMessage {
             self.rackID = try r.readKafkaString(flexible: flexible)
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+            let unknown = try r.readTaggedFields { tag, field in
                 switch tag {
-                case 0 where version >= 12:
+                case 0:
                     self.clusterID = try field.readKafkaNullableString(flexible: true)
+                    return true
                 case 1 where version >= 15:
                     self.replicaState = try ReplicaState(from: &field, version: version)
+                    return true
                 default:
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
+                    return false
                 }
             }
+            self.unknownTaggedFields = unknown
         }
     }
 
@@ -200,12 +200,7 @@ public struct FetchRequest: KafkaRequestMessage {
             self.replicaID = BrokerID(try r.readKafkaInt32())
             self.replicaEpoch = try r.readKafkaInt64()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -269,12 +264,7 @@ public struct FetchRequest: KafkaRequestMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -351,17 +341,16 @@ public struct FetchRequest: KafkaRequestMessage {
             }
             self.partitionMaxBytes = try r.readKafkaInt32()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let unknown = try r.readTaggedFields { tag, field in
                     switch tag {
                     case 0 where version >= 17:
                         self.replicaDirectoryID = try field.readKafkaUUID()
+                        return true
                     default:
-                        unknownTaggedFields.append(TaggedField(tag: tag, data: field))
+                        return false
                     }
                 }
+                self.unknownTaggedFields = unknown
             }
         }
     }
@@ -425,12 +414,7 @@ public struct FetchRequest: KafkaRequestMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

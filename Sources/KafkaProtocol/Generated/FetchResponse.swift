@@ -3,12 +3,12 @@
 import NIOCore
 
 public struct FetchResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 1)
+    public static let apiKey = ApiKey.fetch
     public static let validVersions: ClosedRange<Int16> = 0...17
     public static let firstFlexibleVersion: Int16? = 12
 
     public var throttleTimeMs: Int32 = 0
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var sessionID: Int32 = 0
     public var responses: [FetchableTopicResponse] = []
     public var nodeEndpoints: [NodeEndpoint] = []
@@ -19,7 +19,7 @@ public struct FetchResponse: KafkaResponseMessage {
 
     public init(
         throttleTimeMs: Int32 = 0,
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         sessionID: Int32 = 0,
         responses: [FetchableTopicResponse] = [],
         nodeEndpoints: [NodeEndpoint] = []
@@ -37,7 +37,7 @@ public struct FetchResponse: KafkaResponseMessage {
             w.writeInt32(self.throttleTimeMs)
         }
         if version >= 7 {
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
         }
         if version >= 7 {
             w.writeInt32(self.sessionID)
@@ -73,7 +73,7 @@ public struct FetchResponse: KafkaResponseMessage {
             self.throttleTimeMs = try r.readKafkaInt32()
         }
         if version >= 7 {
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
         }
         if version >= 7 {
             self.sessionID = try r.readKafkaInt32()
@@ -89,10 +89,7 @@ public struct FetchResponse: KafkaResponseMessage {
             self.responses = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+            let unknown = try r.readTaggedFields { tag, field in
                 switch tag {
                 case 0 where version >= 16:
                     if let n2 = try field.readKafkaArrayCount(flexible: true) {
@@ -105,10 +102,12 @@ public struct FetchResponse: KafkaResponseMessage {
                     } else {
                         self.nodeEndpoints = []
                     }
+                    return true
                 default:
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
+                    return false
                 }
             }
+            self.unknownTaggedFields = unknown
         }
     }
 
@@ -171,19 +170,14 @@ public struct FetchResponse: KafkaResponseMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
 
     public struct PartitionData: Sendable, Equatable {
         public var partitionIndex: Int32 = 0
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var highWatermark: Int64 = 0
         public var lastStableOffset: Int64 = -1
         public var logStartOffset: Int64 = -1
@@ -200,7 +194,7 @@ public struct FetchResponse: KafkaResponseMessage {
 
         public init(
             partitionIndex: Int32 = 0,
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             highWatermark: Int64 = 0,
             lastStableOffset: Int64 = -1,
             logStartOffset: Int64 = -1,
@@ -227,7 +221,7 @@ public struct FetchResponse: KafkaResponseMessage {
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 12
             w.writeInt32(self.partitionIndex)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             w.writeInt64(self.highWatermark)
             if version >= 4 {
                 w.writeInt64(self.lastStableOffset)
@@ -242,7 +236,7 @@ public struct FetchResponse: KafkaResponseMessage {
                         try e1.encode(to: &w, version: version)
                     }
                 } else {
-                    try w.writeNullArray(flexible: flexible, nullable: version >= 4)
+                    try w.writeNullArray(flexible: flexible, nullable: true)
                 }
             }
             if version >= 11 {
@@ -251,17 +245,17 @@ public struct FetchResponse: KafkaResponseMessage {
             w.writeRecords(self.records, flexible: flexible)
             if flexible {
                 var tagged: [TaggedField] = []
-                if version >= 12, self.divergingEpoch != EpochEndOffset() {
+                if self.divergingEpoch != EpochEndOffset() {
                     var tw = KafkaWriter()
                     try self.divergingEpoch.encode(to: &tw, version: version)
                     tagged.append(TaggedField(tag: 0, data: tw.buffer))
                 }
-                if version >= 12, self.currentLeader != LeaderIDAndEpoch() {
+                if self.currentLeader != LeaderIDAndEpoch() {
                     var tw = KafkaWriter()
                     try self.currentLeader.encode(to: &tw, version: version)
                     tagged.append(TaggedField(tag: 1, data: tw.buffer))
                 }
-                if version >= 12, self.snapshotID != SnapshotID() {
+                if self.snapshotID != SnapshotID() {
                     var tw = KafkaWriter()
                     try self.snapshotID.encode(to: &tw, version: version)
                     tagged.append(TaggedField(tag: 2, data: tw.buffer))
@@ -274,7 +268,7 @@ public struct FetchResponse: KafkaResponseMessage {
             self.init()
             let flexible = version >= 12
             self.partitionIndex = try r.readKafkaInt32()
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.highWatermark = try r.readKafkaInt64()
             if version >= 4 {
                 self.lastStableOffset = try r.readKafkaInt64()
@@ -299,21 +293,22 @@ public struct FetchResponse: KafkaResponseMessage {
             }
             self.records = try r.readKafkaRecords(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let unknown = try r.readTaggedFields { tag, field in
                     switch tag {
-                    case 0 where version >= 12:
+                    case 0:
                         self.divergingEpoch = try EpochEndOffset(from: &field, version: version)
-                    case 1 where version >= 12:
+                        return true
+                    case 1:
                         self.currentLeader = try LeaderIDAndEpoch(from: &field, version: version)
-                    case 2 where version >= 12:
+                        return true
+                    case 2:
                         self.snapshotID = try SnapshotID(from: &field, version: version)
+                        return true
                     default:
-                        unknownTaggedFields.append(TaggedField(tag: tag, data: field))
+                        return false
                     }
                 }
+                self.unknownTaggedFields = unknown
             }
         }
     }
@@ -349,12 +344,7 @@ public struct FetchResponse: KafkaResponseMessage {
             self.epoch = try r.readKafkaInt32()
             self.endOffset = try r.readKafkaInt64()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -390,12 +380,7 @@ public struct FetchResponse: KafkaResponseMessage {
             self.leaderID = BrokerID(try r.readKafkaInt32())
             self.leaderEpoch = try r.readKafkaInt32()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -431,12 +416,7 @@ public struct FetchResponse: KafkaResponseMessage {
             self.endOffset = try r.readKafkaInt64()
             self.epoch = try r.readKafkaInt32()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -472,12 +452,7 @@ public struct FetchResponse: KafkaResponseMessage {
             self.producerID = ProducerID(try r.readKafkaInt64())
             self.firstOffset = try r.readKafkaInt64()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -523,12 +498,7 @@ public struct FetchResponse: KafkaResponseMessage {
             self.port = try r.readKafkaInt32()
             self.rack = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

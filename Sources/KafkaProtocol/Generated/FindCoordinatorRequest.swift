@@ -4,7 +4,7 @@ import NIOCore
 
 public struct FindCoordinatorRequest: KafkaRequestMessage {
     public typealias Response = FindCoordinatorResponse
-    public static let apiKey = ApiKey(rawValue: 10)
+    public static let apiKey = ApiKey.findCoordinator
     public static let validVersions: ClosedRange<Int16> = 0...6
     public static let firstFlexibleVersion: Int16? = 3
 
@@ -70,12 +70,7 @@ public struct FindCoordinatorRequest: KafkaRequestMessage {
             }
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

@@ -3,12 +3,12 @@
 import NIOCore
 
 public struct FindCoordinatorResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 10)
+    public static let apiKey = ApiKey.findCoordinator
     public static let validVersions: ClosedRange<Int16> = 0...6
     public static let firstFlexibleVersion: Int16? = 3
 
     public var throttleTimeMs: Int32 = 0
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var errorMessage: String? = ""
     public var nodeID: BrokerID = 0
     public var host: String = ""
@@ -21,7 +21,7 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
 
     public init(
         throttleTimeMs: Int32 = 0,
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         errorMessage: String? = "",
         nodeID: BrokerID = 0,
         host: String = "",
@@ -43,10 +43,10 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
             w.writeInt32(self.throttleTimeMs)
         }
         if version <= 3 {
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
         }
         if (version >= 1 && version <= 3) {
-            try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: (version >= 1 && version <= 3))
+            try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
         }
         if version <= 3 {
             w.writeInt32(self.nodeID.rawValue)
@@ -78,7 +78,7 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
             self.throttleTimeMs = try r.readKafkaInt32()
         }
         if version <= 3 {
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
         }
         if (version >= 1 && version <= 3) {
             self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
@@ -105,12 +105,7 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
             }
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -119,7 +114,7 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
         public var nodeID: BrokerID = 0
         public var host: String = ""
         public var port: Int32 = 0
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var errorMessage: String? = ""
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
@@ -131,7 +126,7 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
             nodeID: BrokerID = 0,
             host: String = "",
             port: Int32 = 0,
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             errorMessage: String? = ""
         ) {
             self.key = key
@@ -148,7 +143,7 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
             w.writeInt32(self.nodeID.rawValue)
             w.writeString(self.host, flexible: flexible)
             w.writeInt32(self.port)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
@@ -162,15 +157,10 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
             self.nodeID = BrokerID(try r.readKafkaInt32())
             self.host = try r.readKafkaString(flexible: flexible)
             self.port = try r.readKafkaInt32()
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

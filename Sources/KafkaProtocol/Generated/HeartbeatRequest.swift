@@ -4,7 +4,7 @@ import NIOCore
 
 public struct HeartbeatRequest: KafkaRequestMessage {
     public typealias Response = HeartbeatResponse
-    public static let apiKey = ApiKey(rawValue: 12)
+    public static let apiKey = ApiKey.heartbeat
     public static let validVersions: ClosedRange<Int16> = 0...4
     public static let firstFlexibleVersion: Int16? = 4
 
@@ -35,7 +35,7 @@ public struct HeartbeatRequest: KafkaRequestMessage {
         w.writeInt32(self.generationID)
         w.writeString(self.memberID, flexible: flexible)
         if version >= 3 {
-            try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: version >= 3)
+            try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: true)
         }
         if flexible {
             w.writeTaggedFields([], unknown: unknownTaggedFields)
@@ -52,12 +52,7 @@ public struct HeartbeatRequest: KafkaRequestMessage {
             self.groupInstanceID = try r.readKafkaNullableString(flexible: flexible)
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

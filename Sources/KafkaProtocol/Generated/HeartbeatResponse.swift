@@ -3,12 +3,12 @@
 import NIOCore
 
 public struct HeartbeatResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 12)
+    public static let apiKey = ApiKey.heartbeat
     public static let validVersions: ClosedRange<Int16> = 0...4
     public static let firstFlexibleVersion: Int16? = 4
 
     public var throttleTimeMs: Int32 = 0
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
     public var unknownTaggedFields: [TaggedField] = []
 
@@ -16,7 +16,7 @@ public struct HeartbeatResponse: KafkaResponseMessage {
 
     public init(
         throttleTimeMs: Int32 = 0,
-        errorCode: Int16 = 0
+        errorCode: ErrorCode = ErrorCode.none
     ) {
         self.throttleTimeMs = throttleTimeMs
         self.errorCode = errorCode
@@ -27,7 +27,7 @@ public struct HeartbeatResponse: KafkaResponseMessage {
         if version >= 1 {
             w.writeInt32(self.throttleTimeMs)
         }
-        w.writeInt16(self.errorCode)
+        w.writeInt16(self.errorCode.rawValue)
         if flexible {
             w.writeTaggedFields([], unknown: unknownTaggedFields)
         }
@@ -39,14 +39,9 @@ public struct HeartbeatResponse: KafkaResponseMessage {
         if version >= 1 {
             self.throttleTimeMs = try r.readKafkaInt32()
         }
-        self.errorCode = try r.readKafkaInt16()
+        self.errorCode = ErrorCode(try r.readKafkaInt16())
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct IncrementalAlterConfigsRequest: KafkaRequestMessage {
     public typealias Response = IncrementalAlterConfigsResponse
-    public static let apiKey = ApiKey(rawValue: 44)
+    public static let apiKey = ApiKey.incrementalAlterConfigs
     public static let validVersions: ClosedRange<Int16> = 0...1
     public static let firstFlexibleVersion: Int16? = 1
 
@@ -53,12 +53,7 @@ public struct IncrementalAlterConfigsRequest: KafkaRequestMessage {
         }
         self.validateOnly = try r.readKafkaBool()
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -113,12 +108,7 @@ public struct IncrementalAlterConfigsRequest: KafkaRequestMessage {
                 self.configs = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -159,12 +149,7 @@ public struct IncrementalAlterConfigsRequest: KafkaRequestMessage {
             self.configOperation = try r.readKafkaInt8()
             self.value = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

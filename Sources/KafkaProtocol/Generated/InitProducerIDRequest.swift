@@ -4,7 +4,7 @@ import NIOCore
 
 public struct InitProducerIDRequest: KafkaRequestMessage {
     public typealias Response = InitProducerIDResponse
-    public static let apiKey = ApiKey(rawValue: 22)
+    public static let apiKey = ApiKey.initProducerID
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 2
 
@@ -56,12 +56,7 @@ public struct InitProducerIDRequest: KafkaRequestMessage {
             self.producerEpoch = try r.readKafkaInt16()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

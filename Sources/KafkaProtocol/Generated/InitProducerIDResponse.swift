@@ -3,12 +3,12 @@
 import NIOCore
 
 public struct InitProducerIDResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 22)
+    public static let apiKey = ApiKey.initProducerID
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 2
 
     public var throttleTimeMs: Int32 = 0
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var producerID: ProducerID = -1
     public var producerEpoch: Int16 = 0
     /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
@@ -18,7 +18,7 @@ public struct InitProducerIDResponse: KafkaResponseMessage {
 
     public init(
         throttleTimeMs: Int32 = 0,
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         producerID: ProducerID = -1,
         producerEpoch: Int16 = 0
     ) {
@@ -31,7 +31,7 @@ public struct InitProducerIDResponse: KafkaResponseMessage {
     public func encode(to w: inout KafkaWriter, version: Int16) throws {
         let flexible = version >= 2
         w.writeInt32(self.throttleTimeMs)
-        w.writeInt16(self.errorCode)
+        w.writeInt16(self.errorCode.rawValue)
         w.writeInt64(self.producerID.rawValue)
         w.writeInt16(self.producerEpoch)
         if flexible {
@@ -43,16 +43,11 @@ public struct InitProducerIDResponse: KafkaResponseMessage {
         self.init()
         let flexible = version >= 2
         self.throttleTimeMs = try r.readKafkaInt32()
-        self.errorCode = try r.readKafkaInt16()
+        self.errorCode = ErrorCode(try r.readKafkaInt16())
         self.producerID = ProducerID(try r.readKafkaInt64())
         self.producerEpoch = try r.readKafkaInt16()
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct JoinGroupRequest: KafkaRequestMessage {
     public typealias Response = JoinGroupResponse
-    public static let apiKey = ApiKey(rawValue: 11)
+    public static let apiKey = ApiKey.joinGroup
     public static let validVersions: ClosedRange<Int16> = 0...9
     public static let firstFlexibleVersion: Int16? = 6
 
@@ -50,7 +50,7 @@ public struct JoinGroupRequest: KafkaRequestMessage {
         }
         w.writeString(self.memberID, flexible: flexible)
         if version >= 5 {
-            try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: version >= 5)
+            try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: true)
         }
         w.writeString(self.protocolType, flexible: flexible)
         do {
@@ -61,7 +61,7 @@ public struct JoinGroupRequest: KafkaRequestMessage {
             }
         }
         if version >= 8 {
-            try w.writeNullableString(self.reason, flexible: flexible, nullable: version >= 8)
+            try w.writeNullableString(self.reason, flexible: flexible, nullable: true)
         }
         if flexible {
             w.writeTaggedFields([], unknown: unknownTaggedFields)
@@ -95,12 +95,7 @@ public struct JoinGroupRequest: KafkaRequestMessage {
             self.reason = try r.readKafkaNullableString(flexible: flexible)
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -135,12 +130,7 @@ public struct JoinGroupRequest: KafkaRequestMessage {
             self.name = try r.readKafkaString(flexible: flexible)
             self.metadata = try r.readKafkaBytes(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -3,12 +3,12 @@
 import NIOCore
 
 public struct JoinGroupResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 11)
+    public static let apiKey = ApiKey.joinGroup
     public static let validVersions: ClosedRange<Int16> = 0...9
     public static let firstFlexibleVersion: Int16? = 6
 
     public var throttleTimeMs: Int32 = 0
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var generationID: Int32 = -1
     public var protocolType: String? = nil
     public var protocolName: String? = ""
@@ -23,7 +23,7 @@ public struct JoinGroupResponse: KafkaResponseMessage {
 
     public init(
         throttleTimeMs: Int32 = 0,
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         generationID: Int32 = -1,
         protocolType: String? = nil,
         protocolName: String? = "",
@@ -48,10 +48,10 @@ public struct JoinGroupResponse: KafkaResponseMessage {
         if version >= 2 {
             w.writeInt32(self.throttleTimeMs)
         }
-        w.writeInt16(self.errorCode)
+        w.writeInt16(self.errorCode.rawValue)
         w.writeInt32(self.generationID)
         if version >= 7 {
-            try w.writeNullableString(self.protocolType, flexible: flexible, nullable: version >= 7)
+            try w.writeNullableString(self.protocolType, flexible: flexible, nullable: true)
         }
         try w.writeNullableString(self.protocolName, flexible: flexible, nullable: version >= 7)
         w.writeString(self.leader, flexible: flexible)
@@ -77,7 +77,7 @@ public struct JoinGroupResponse: KafkaResponseMessage {
         if version >= 2 {
             self.throttleTimeMs = try r.readKafkaInt32()
         }
-        self.errorCode = try r.readKafkaInt16()
+        self.errorCode = ErrorCode(try r.readKafkaInt16())
         self.generationID = try r.readKafkaInt32()
         if version >= 7 {
             self.protocolType = try r.readKafkaNullableString(flexible: flexible)
@@ -99,12 +99,7 @@ public struct JoinGroupResponse: KafkaResponseMessage {
             self.members = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -131,7 +126,7 @@ public struct JoinGroupResponse: KafkaResponseMessage {
             let flexible = version >= 6
             w.writeString(self.memberID, flexible: flexible)
             if version >= 5 {
-                try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: version >= 5)
+                try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: true)
             }
             w.writeBytes(self.metadata, flexible: flexible)
             if flexible {
@@ -148,12 +143,7 @@ public struct JoinGroupResponse: KafkaResponseMessage {
             }
             self.metadata = try r.readKafkaBytes(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

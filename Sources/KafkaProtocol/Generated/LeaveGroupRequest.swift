@@ -4,7 +4,7 @@ import NIOCore
 
 public struct LeaveGroupRequest: KafkaRequestMessage {
     public typealias Response = LeaveGroupResponse
-    public static let apiKey = ApiKey(rawValue: 13)
+    public static let apiKey = ApiKey.leaveGroup
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 4
 
@@ -66,12 +66,7 @@ public struct LeaveGroupRequest: KafkaRequestMessage {
             }
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -99,7 +94,7 @@ public struct LeaveGroupRequest: KafkaRequestMessage {
             w.writeString(self.memberID, flexible: flexible)
             try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: true)
             if version >= 5 {
-                try w.writeNullableString(self.reason, flexible: flexible, nullable: version >= 5)
+                try w.writeNullableString(self.reason, flexible: flexible, nullable: true)
             }
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
@@ -115,12 +110,7 @@ public struct LeaveGroupRequest: KafkaRequestMessage {
                 self.reason = try r.readKafkaNullableString(flexible: flexible)
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

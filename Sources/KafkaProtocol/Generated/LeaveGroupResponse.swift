@@ -3,12 +3,12 @@
 import NIOCore
 
 public struct LeaveGroupResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 13)
+    public static let apiKey = ApiKey.leaveGroup
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 4
 
     public var throttleTimeMs: Int32 = 0
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var members: [MemberResponse] = []
     /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
     public var unknownTaggedFields: [TaggedField] = []
@@ -17,7 +17,7 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
 
     public init(
         throttleTimeMs: Int32 = 0,
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         members: [MemberResponse] = []
     ) {
         self.throttleTimeMs = throttleTimeMs
@@ -30,7 +30,7 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
         if version >= 1 {
             w.writeInt32(self.throttleTimeMs)
         }
-        w.writeInt16(self.errorCode)
+        w.writeInt16(self.errorCode.rawValue)
         if version >= 3 {
             do {
                 let a1 = self.members
@@ -51,7 +51,7 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
         if version >= 1 {
             self.throttleTimeMs = try r.readKafkaInt32()
         }
-        self.errorCode = try r.readKafkaInt16()
+        self.errorCode = ErrorCode(try r.readKafkaInt16())
         if version >= 3 {
             if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                 var a1: [MemberResponse] = []
@@ -65,19 +65,14 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
             }
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
     public struct MemberResponse: Sendable, Equatable {
         public var memberID: String = ""
         public var groupInstanceID: String? = ""
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
 
@@ -86,7 +81,7 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
         public init(
             memberID: String = "",
             groupInstanceID: String? = "",
-            errorCode: Int16 = 0
+            errorCode: ErrorCode = ErrorCode.none
         ) {
             self.memberID = memberID
             self.groupInstanceID = groupInstanceID
@@ -97,7 +92,7 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
             let flexible = version >= 4
             w.writeString(self.memberID, flexible: flexible)
             try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: true)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
             }
@@ -108,14 +103,9 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
             let flexible = version >= 4
             self.memberID = try r.readKafkaString(flexible: flexible)
             self.groupInstanceID = try r.readKafkaNullableString(flexible: flexible)
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct ListGroupsRequest: KafkaRequestMessage {
     public typealias Response = ListGroupsResponse
-    public static let apiKey = ApiKey(rawValue: 16)
+    public static let apiKey = ApiKey.listGroups
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 3
 
@@ -76,12 +76,7 @@ public struct ListGroupsRequest: KafkaRequestMessage {
             }
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

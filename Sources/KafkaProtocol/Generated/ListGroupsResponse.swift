@@ -3,12 +3,12 @@
 import NIOCore
 
 public struct ListGroupsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 16)
+    public static let apiKey = ApiKey.listGroups
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 3
 
     public var throttleTimeMs: Int32 = 0
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var groups: [ListedGroup] = []
     /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
     public var unknownTaggedFields: [TaggedField] = []
@@ -17,7 +17,7 @@ public struct ListGroupsResponse: KafkaResponseMessage {
 
     public init(
         throttleTimeMs: Int32 = 0,
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         groups: [ListedGroup] = []
     ) {
         self.throttleTimeMs = throttleTimeMs
@@ -30,7 +30,7 @@ public struct ListGroupsResponse: KafkaResponseMessage {
         if version >= 1 {
             w.writeInt32(self.throttleTimeMs)
         }
-        w.writeInt16(self.errorCode)
+        w.writeInt16(self.errorCode.rawValue)
         do {
             let a1 = self.groups
             w.writeArrayCount(a1.count, flexible: flexible)
@@ -49,7 +49,7 @@ public struct ListGroupsResponse: KafkaResponseMessage {
         if version >= 1 {
             self.throttleTimeMs = try r.readKafkaInt32()
         }
-        self.errorCode = try r.readKafkaInt16()
+        self.errorCode = ErrorCode(try r.readKafkaInt16())
         if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
             var a1: [ListedGroup] = []
             a1.reserveCapacity(Swift.min(n1, 64))
@@ -61,12 +61,7 @@ public struct ListGroupsResponse: KafkaResponseMessage {
             self.groups = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -119,12 +114,7 @@ public struct ListGroupsResponse: KafkaResponseMessage {
                 self.groupType = try r.readKafkaString(flexible: flexible)
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct ListOffsetsRequest: KafkaRequestMessage {
     public typealias Response = ListOffsetsResponse
-    public static let apiKey = ApiKey(rawValue: 2)
+    public static let apiKey = ApiKey.listOffsets
     public static let validVersions: ClosedRange<Int16> = 0...10
     public static let firstFlexibleVersion: Int16? = 6
 
@@ -71,12 +71,7 @@ public struct ListOffsetsRequest: KafkaRequestMessage {
             self.timeoutMs = try r.readKafkaInt32()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -126,12 +121,7 @@ public struct ListOffsetsRequest: KafkaRequestMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -185,12 +175,7 @@ public struct ListOffsetsRequest: KafkaRequestMessage {
                 self.maxNumOffsets = try r.readKafkaInt32()
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct ListOffsetsResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 2)
+    public static let apiKey = ApiKey.listOffsets
     public static let validVersions: ClosedRange<Int16> = 0...10
     public static let firstFlexibleVersion: Int16? = 6
 
@@ -56,12 +56,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
             self.topics = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -111,19 +106,14 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
 
     public struct ListOffsetsPartitionResponse: Sendable, Equatable {
         public var partitionIndex: Int32 = 0
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var oldStyleOffsets: [Int64] = []
         public var timestamp: Int64 = -1
         public var offset: Int64 = -1
@@ -135,7 +125,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
 
         public init(
             partitionIndex: Int32 = 0,
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             oldStyleOffsets: [Int64] = [],
             timestamp: Int64 = -1,
             offset: Int64 = -1,
@@ -152,7 +142,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 6
             w.writeInt32(self.partitionIndex)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if version <= 0 {
                 do {
                     let a1 = self.oldStyleOffsets
@@ -180,7 +170,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
             self.init()
             let flexible = version >= 6
             self.partitionIndex = try r.readKafkaInt32()
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if version <= 0 {
                 if let n1 = try r.readKafkaArrayCount(flexible: flexible) {
                     var a1: [Int64] = []
@@ -203,12 +193,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
                 self.leaderEpoch = try r.readKafkaInt32()
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct MetadataRequest: KafkaRequestMessage {
     public typealias Response = MetadataResponse
-    public static let apiKey = ApiKey(rawValue: 3)
+    public static let apiKey = ApiKey.metadata
     public static let validVersions: ClosedRange<Int16> = 0...12
     public static let firstFlexibleVersion: Int16? = 9
 
@@ -76,12 +76,7 @@ public struct MetadataRequest: KafkaRequestMessage {
             self.includeTopicAuthorizedOperations = try r.readKafkaBool()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -120,12 +115,7 @@ public struct MetadataRequest: KafkaRequestMessage {
             }
             self.name = (try r.readKafkaNullableString(flexible: flexible)).map { TopicName($0) }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

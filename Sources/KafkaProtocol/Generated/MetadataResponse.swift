@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct MetadataResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 3)
+    public static let apiKey = ApiKey.metadata
     public static let validVersions: ClosedRange<Int16> = 0...12
     public static let firstFlexibleVersion: Int16? = 9
 
@@ -47,7 +47,7 @@ public struct MetadataResponse: KafkaResponseMessage {
             }
         }
         if version >= 2 {
-            try w.writeNullableString(self.clusterID, flexible: flexible, nullable: version >= 2)
+            try w.writeNullableString(self.clusterID, flexible: flexible, nullable: true)
         }
         if version >= 1 {
             w.writeInt32(self.controllerID.rawValue)
@@ -103,12 +103,7 @@ public struct MetadataResponse: KafkaResponseMessage {
             self.clusterAuthorizedOperations = try r.readKafkaInt32()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -140,7 +135,7 @@ public struct MetadataResponse: KafkaResponseMessage {
             w.writeString(self.host, flexible: flexible)
             w.writeInt32(self.port)
             if version >= 1 {
-                try w.writeNullableString(self.rack, flexible: flexible, nullable: version >= 1)
+                try w.writeNullableString(self.rack, flexible: flexible, nullable: true)
             }
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
@@ -157,18 +152,13 @@ public struct MetadataResponse: KafkaResponseMessage {
                 self.rack = try r.readKafkaNullableString(flexible: flexible)
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
 
     public struct MetadataResponseTopic: Sendable, Equatable {
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var name: TopicName? = ""
         public var topicID: KafkaUUID = KafkaUUID.zero
         public var isInternal: Bool = false
@@ -180,7 +170,7 @@ public struct MetadataResponse: KafkaResponseMessage {
         public init() {}
 
         public init(
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             name: TopicName? = "",
             topicID: KafkaUUID = KafkaUUID.zero,
             isInternal: Bool = false,
@@ -197,7 +187,7 @@ public struct MetadataResponse: KafkaResponseMessage {
 
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 9
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             try w.writeNullableString(self.name?.rawValue, flexible: flexible, nullable: version >= 12)
             if version >= 10 {
                 w.writeUUID(self.topicID)
@@ -223,7 +213,7 @@ public struct MetadataResponse: KafkaResponseMessage {
         public init(from r: inout ByteBuffer, version: Int16) throws {
             self.init()
             let flexible = version >= 9
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.name = (try r.readKafkaNullableString(flexible: flexible)).map { TopicName($0) }
             if version >= 10 {
                 self.topicID = try r.readKafkaUUID()
@@ -245,18 +235,13 @@ public struct MetadataResponse: KafkaResponseMessage {
                 self.topicAuthorizedOperations = try r.readKafkaInt32()
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
 
     public struct MetadataResponsePartition: Sendable, Equatable {
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var partitionIndex: Int32 = 0
         public var leaderID: BrokerID = 0
         public var leaderEpoch: Int32 = -1
@@ -269,7 +254,7 @@ public struct MetadataResponse: KafkaResponseMessage {
         public init() {}
 
         public init(
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             partitionIndex: Int32 = 0,
             leaderID: BrokerID = 0,
             leaderEpoch: Int32 = -1,
@@ -288,7 +273,7 @@ public struct MetadataResponse: KafkaResponseMessage {
 
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 9
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             w.writeInt32(self.partitionIndex)
             w.writeInt32(self.leaderID.rawValue)
             if version >= 7 {
@@ -325,7 +310,7 @@ public struct MetadataResponse: KafkaResponseMessage {
         public init(from r: inout ByteBuffer, version: Int16) throws {
             self.init()
             let flexible = version >= 9
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.partitionIndex = try r.readKafkaInt32()
             self.leaderID = BrokerID(try r.readKafkaInt32())
             if version >= 7 {
@@ -364,12 +349,7 @@ public struct MetadataResponse: KafkaResponseMessage {
                 }
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct OffsetCommitRequest: KafkaRequestMessage {
     public typealias Response = OffsetCommitResponse
-    public static let apiKey = ApiKey(rawValue: 8)
+    public static let apiKey = ApiKey.offsetCommit
     public static let validVersions: ClosedRange<Int16> = 0...9
     public static let firstFlexibleVersion: Int16? = 8
 
@@ -45,7 +45,7 @@ public struct OffsetCommitRequest: KafkaRequestMessage {
             w.writeString(self.memberID, flexible: flexible)
         }
         if version >= 7 {
-            try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: version >= 7)
+            try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: true)
         }
         if (version >= 2 && version <= 4) {
             w.writeInt64(self.retentionTimeMs)
@@ -89,12 +89,7 @@ public struct OffsetCommitRequest: KafkaRequestMessage {
             self.topics = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -144,12 +139,7 @@ public struct OffsetCommitRequest: KafkaRequestMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -208,12 +198,7 @@ public struct OffsetCommitRequest: KafkaRequestMessage {
             }
             self.committedMetadata = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct OffsetCommitResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 8)
+    public static let apiKey = ApiKey.offsetCommit
     public static let validVersions: ClosedRange<Int16> = 0...9
     public static let firstFlexibleVersion: Int16? = 8
 
@@ -56,12 +56,7 @@ public struct OffsetCommitResponse: KafkaResponseMessage {
             self.topics = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -111,19 +106,14 @@ public struct OffsetCommitResponse: KafkaResponseMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
 
     public struct OffsetCommitResponsePartition: Sendable, Equatable {
         public var partitionIndex: Int32 = 0
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
 
@@ -131,7 +121,7 @@ public struct OffsetCommitResponse: KafkaResponseMessage {
 
         public init(
             partitionIndex: Int32 = 0,
-            errorCode: Int16 = 0
+            errorCode: ErrorCode = ErrorCode.none
         ) {
             self.partitionIndex = partitionIndex
             self.errorCode = errorCode
@@ -140,7 +130,7 @@ public struct OffsetCommitResponse: KafkaResponseMessage {
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 8
             w.writeInt32(self.partitionIndex)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
             }
@@ -150,14 +140,9 @@ public struct OffsetCommitResponse: KafkaResponseMessage {
             self.init()
             let flexible = version >= 8
             self.partitionIndex = try r.readKafkaInt32()
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct OffsetDeleteRequest: KafkaRequestMessage {
     public typealias Response = OffsetDeleteResponse
-    public static let apiKey = ApiKey(rawValue: 47)
+    public static let apiKey = ApiKey.offsetDelete
     public static let validVersions: ClosedRange<Int16> = 0...0
     public static let firstFlexibleVersion: Int16? = nil
 

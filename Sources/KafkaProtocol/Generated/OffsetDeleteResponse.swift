@@ -3,18 +3,18 @@
 import NIOCore
 
 public struct OffsetDeleteResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 47)
+    public static let apiKey = ApiKey.offsetDelete
     public static let validVersions: ClosedRange<Int16> = 0...0
     public static let firstFlexibleVersion: Int16? = nil
 
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var throttleTimeMs: Int32 = 0
     public var topics: [OffsetDeleteResponseTopic] = []
 
     public init() {}
 
     public init(
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         throttleTimeMs: Int32 = 0,
         topics: [OffsetDeleteResponseTopic] = []
     ) {
@@ -24,7 +24,7 @@ public struct OffsetDeleteResponse: KafkaResponseMessage {
     }
 
     public func encode(to w: inout KafkaWriter, version: Int16) throws {
-        w.writeInt16(self.errorCode)
+        w.writeInt16(self.errorCode.rawValue)
         w.writeInt32(self.throttleTimeMs)
         do {
             let a1 = self.topics
@@ -37,7 +37,7 @@ public struct OffsetDeleteResponse: KafkaResponseMessage {
 
     public init(from r: inout ByteBuffer, version: Int16) throws {
         self.init()
-        self.errorCode = try r.readKafkaInt16()
+        self.errorCode = ErrorCode(try r.readKafkaInt16())
         self.throttleTimeMs = try r.readKafkaInt32()
         if let n1 = try r.readKafkaArrayCount(flexible: false) {
             var a1: [OffsetDeleteResponseTopic] = []
@@ -94,13 +94,13 @@ public struct OffsetDeleteResponse: KafkaResponseMessage {
 
     public struct OffsetDeleteResponsePartition: Sendable, Equatable {
         public var partitionIndex: Int32 = 0
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
 
         public init() {}
 
         public init(
             partitionIndex: Int32 = 0,
-            errorCode: Int16 = 0
+            errorCode: ErrorCode = ErrorCode.none
         ) {
             self.partitionIndex = partitionIndex
             self.errorCode = errorCode
@@ -108,13 +108,13 @@ public struct OffsetDeleteResponse: KafkaResponseMessage {
 
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             w.writeInt32(self.partitionIndex)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
         }
 
         public init(from r: inout ByteBuffer, version: Int16) throws {
             self.init()
             self.partitionIndex = try r.readKafkaInt32()
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
         }
     }
 }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct OffsetFetchRequest: KafkaRequestMessage {
     public typealias Response = OffsetFetchResponse
-    public static let apiKey = ApiKey(rawValue: 9)
+    public static let apiKey = ApiKey.offsetFetch
     public static let validVersions: ClosedRange<Int16> = 0...9
     public static let firstFlexibleVersion: Int16? = 6
 
@@ -41,7 +41,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
                     try e1.encode(to: &w, version: version)
                 }
             } else {
-                try w.writeNullArray(flexible: flexible, nullable: (version >= 2 && version <= 7))
+                try w.writeNullArray(flexible: flexible, nullable: version >= 2)
             }
         }
         if version >= 8 {
@@ -95,12 +95,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
             self.requireStable = try r.readKafkaBool()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -150,12 +145,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
                 self.partitionIndexes = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -186,7 +176,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
             let flexible = version >= 6
             w.writeString(self.groupID.rawValue, flexible: flexible)
             if version >= 9 {
-                try w.writeNullableString(self.memberID, flexible: flexible, nullable: version >= 9)
+                try w.writeNullableString(self.memberID, flexible: flexible, nullable: true)
             }
             if version >= 9 {
                 w.writeInt32(self.memberEpoch)
@@ -225,12 +215,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
                 self.topics = nil
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -281,12 +266,7 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
                 self.partitionIndexes = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

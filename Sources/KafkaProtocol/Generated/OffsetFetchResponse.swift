@@ -3,13 +3,13 @@
 import NIOCore
 
 public struct OffsetFetchResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 9)
+    public static let apiKey = ApiKey.offsetFetch
     public static let validVersions: ClosedRange<Int16> = 0...9
     public static let firstFlexibleVersion: Int16? = 6
 
     public var throttleTimeMs: Int32 = 0
     public var topics: [OffsetFetchResponseTopic] = []
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var groups: [OffsetFetchResponseGroup] = []
     /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
     public var unknownTaggedFields: [TaggedField] = []
@@ -19,7 +19,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
     public init(
         throttleTimeMs: Int32 = 0,
         topics: [OffsetFetchResponseTopic] = [],
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         groups: [OffsetFetchResponseGroup] = []
     ) {
         self.throttleTimeMs = throttleTimeMs
@@ -43,7 +43,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             }
         }
         if (version >= 2 && version <= 7) {
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
         }
         if version >= 8 {
             do {
@@ -78,7 +78,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             }
         }
         if (version >= 2 && version <= 7) {
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
         }
         if version >= 8 {
             if let n2 = try r.readKafkaArrayCount(flexible: flexible) {
@@ -93,12 +93,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             }
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -148,12 +143,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -163,7 +153,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
         public var committedOffset: Int64 = 0
         public var committedLeaderEpoch: Int32 = -1
         public var metadata: String? = ""
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
 
@@ -174,7 +164,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             committedOffset: Int64 = 0,
             committedLeaderEpoch: Int32 = -1,
             metadata: String? = "",
-            errorCode: Int16 = 0
+            errorCode: ErrorCode = ErrorCode.none
         ) {
             self.partitionIndex = partitionIndex
             self.committedOffset = committedOffset
@@ -191,7 +181,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
                 w.writeInt32(self.committedLeaderEpoch)
             }
             try w.writeNullableString(self.metadata, flexible: flexible, nullable: true)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
             }
@@ -206,14 +196,9 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
                 self.committedLeaderEpoch = try r.readKafkaInt32()
             }
             self.metadata = try r.readKafkaNullableString(flexible: flexible)
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -221,7 +206,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
     public struct OffsetFetchResponseGroup: Sendable, Equatable {
         public var groupID: GroupID = ""
         public var topics: [OffsetFetchResponseTopics] = []
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
 
@@ -230,7 +215,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
         public init(
             groupID: GroupID = "",
             topics: [OffsetFetchResponseTopics] = [],
-            errorCode: Int16 = 0
+            errorCode: ErrorCode = ErrorCode.none
         ) {
             self.groupID = groupID
             self.topics = topics
@@ -247,7 +232,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
                     try e1.encode(to: &w, version: version)
                 }
             }
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
             }
@@ -267,14 +252,9 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             } else {
                 self.topics = []
             }
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -325,12 +305,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -340,7 +315,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
         public var committedOffset: Int64 = 0
         public var committedLeaderEpoch: Int32 = -1
         public var metadata: String? = ""
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         /// Tagged fields this version of the code does not know, kept for a faithful re-encode.
         public var unknownTaggedFields: [TaggedField] = []
 
@@ -351,7 +326,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             committedOffset: Int64 = 0,
             committedLeaderEpoch: Int32 = -1,
             metadata: String? = "",
-            errorCode: Int16 = 0
+            errorCode: ErrorCode = ErrorCode.none
         ) {
             self.partitionIndex = partitionIndex
             self.committedOffset = committedOffset
@@ -366,7 +341,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             w.writeInt64(self.committedOffset)
             w.writeInt32(self.committedLeaderEpoch)
             try w.writeNullableString(self.metadata, flexible: flexible, nullable: true)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             if flexible {
                 w.writeTaggedFields([], unknown: unknownTaggedFields)
             }
@@ -379,14 +354,9 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             self.committedOffset = try r.readKafkaInt64()
             self.committedLeaderEpoch = try r.readKafkaInt32()
             self.metadata = try r.readKafkaNullableString(flexible: flexible)
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

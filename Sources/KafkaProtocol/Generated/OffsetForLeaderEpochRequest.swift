@@ -4,7 +4,7 @@ import NIOCore
 
 public struct OffsetForLeaderEpochRequest: KafkaRequestMessage {
     public typealias Response = OffsetForLeaderEpochResponse
-    public static let apiKey = ApiKey(rawValue: 23)
+    public static let apiKey = ApiKey.offsetForLeaderEpoch
     public static let validVersions: ClosedRange<Int16> = 0...4
     public static let firstFlexibleVersion: Int16? = 4
 
@@ -57,12 +57,7 @@ public struct OffsetForLeaderEpochRequest: KafkaRequestMessage {
             self.topics = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -112,12 +107,7 @@ public struct OffsetForLeaderEpochRequest: KafkaRequestMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -162,12 +152,7 @@ public struct OffsetForLeaderEpochRequest: KafkaRequestMessage {
             }
             self.leaderEpoch = try r.readKafkaInt32()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct OffsetForLeaderEpochResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 23)
+    public static let apiKey = ApiKey.offsetForLeaderEpoch
     public static let validVersions: ClosedRange<Int16> = 0...4
     public static let firstFlexibleVersion: Int16? = 4
 
@@ -56,12 +56,7 @@ public struct OffsetForLeaderEpochResponse: KafkaResponseMessage {
             self.topics = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -111,18 +106,13 @@ public struct OffsetForLeaderEpochResponse: KafkaResponseMessage {
                 self.partitions = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
 
     public struct EpochEndOffset: Sendable, Equatable {
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var partition: Int32 = 0
         public var leaderEpoch: Int32 = -1
         public var endOffset: Int64 = -1
@@ -132,7 +122,7 @@ public struct OffsetForLeaderEpochResponse: KafkaResponseMessage {
         public init() {}
 
         public init(
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             partition: Int32 = 0,
             leaderEpoch: Int32 = -1,
             endOffset: Int64 = -1
@@ -145,7 +135,7 @@ public struct OffsetForLeaderEpochResponse: KafkaResponseMessage {
 
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 4
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             w.writeInt32(self.partition)
             if version >= 1 {
                 w.writeInt32(self.leaderEpoch)
@@ -159,19 +149,14 @@ public struct OffsetForLeaderEpochResponse: KafkaResponseMessage {
         public init(from r: inout ByteBuffer, version: Int16) throws {
             self.init()
             let flexible = version >= 4
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.partition = try r.readKafkaInt32()
             if version >= 1 {
                 self.leaderEpoch = try r.readKafkaInt32()
             }
             self.endOffset = try r.readKafkaInt64()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

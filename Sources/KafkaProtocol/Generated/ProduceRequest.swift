@@ -4,7 +4,7 @@ import NIOCore
 
 public struct ProduceRequest: KafkaRequestMessage {
     public typealias Response = ProduceResponse
-    public static let apiKey = ApiKey(rawValue: 0)
+    public static let apiKey = ApiKey.produce
     public static let validVersions: ClosedRange<Int16> = 0...11
     public static let firstFlexibleVersion: Int16? = 9
 
@@ -32,7 +32,7 @@ public struct ProduceRequest: KafkaRequestMessage {
     public func encode(to w: inout KafkaWriter, version: Int16) throws {
         let flexible = version >= 9
         if version >= 3 {
-            try w.writeNullableString(self.transactionalID, flexible: flexible, nullable: version >= 3)
+            try w.writeNullableString(self.transactionalID, flexible: flexible, nullable: true)
         }
         w.writeInt16(self.acks)
         w.writeInt32(self.timeoutMs)
@@ -67,12 +67,7 @@ public struct ProduceRequest: KafkaRequestMessage {
             self.topicData = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -122,12 +117,7 @@ public struct ProduceRequest: KafkaRequestMessage {
                 self.partitionData = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -163,12 +153,7 @@ public struct ProduceRequest: KafkaRequestMessage {
             self.index = try r.readKafkaInt32()
             self.records = try r.readKafkaRecords(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

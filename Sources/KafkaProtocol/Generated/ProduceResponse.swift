@@ -3,7 +3,7 @@
 import NIOCore
 
 public struct ProduceResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 0)
+    public static let apiKey = ApiKey.produce
     public static let validVersions: ClosedRange<Int16> = 0...11
     public static let firstFlexibleVersion: Int16? = 9
 
@@ -71,10 +71,7 @@ public struct ProduceResponse: KafkaResponseMessage {
             self.throttleTimeMs = try r.readKafkaInt32()
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+            let unknown = try r.readTaggedFields { tag, field in
                 switch tag {
                 case 0 where version >= 10:
                     if let n2 = try field.readKafkaArrayCount(flexible: true) {
@@ -87,10 +84,12 @@ public struct ProduceResponse: KafkaResponseMessage {
                     } else {
                         self.nodeEndpoints = []
                     }
+                    return true
                 default:
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
+                    return false
                 }
             }
+            self.unknownTaggedFields = unknown
         }
     }
 
@@ -140,19 +139,14 @@ public struct ProduceResponse: KafkaResponseMessage {
                 self.partitionResponses = []
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
 
     public struct PartitionProduceResponse: Sendable, Equatable {
         public var index: Int32 = 0
-        public var errorCode: Int16 = 0
+        public var errorCode: ErrorCode = ErrorCode.none
         public var baseOffset: Int64 = 0
         public var logAppendTimeMs: Int64 = -1
         public var logStartOffset: Int64 = -1
@@ -166,7 +160,7 @@ public struct ProduceResponse: KafkaResponseMessage {
 
         public init(
             index: Int32 = 0,
-            errorCode: Int16 = 0,
+            errorCode: ErrorCode = ErrorCode.none,
             baseOffset: Int64 = 0,
             logAppendTimeMs: Int64 = -1,
             logStartOffset: Int64 = -1,
@@ -187,7 +181,7 @@ public struct ProduceResponse: KafkaResponseMessage {
         public func encode(to w: inout KafkaWriter, version: Int16) throws {
             let flexible = version >= 9
             w.writeInt32(self.index)
-            w.writeInt16(self.errorCode)
+            w.writeInt16(self.errorCode.rawValue)
             w.writeInt64(self.baseOffset)
             if version >= 2 {
                 w.writeInt64(self.logAppendTimeMs)
@@ -205,7 +199,7 @@ public struct ProduceResponse: KafkaResponseMessage {
                 }
             }
             if version >= 8 {
-                try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: version >= 8)
+                try w.writeNullableString(self.errorMessage, flexible: flexible, nullable: true)
             }
             if flexible {
                 var tagged: [TaggedField] = []
@@ -222,7 +216,7 @@ public struct ProduceResponse: KafkaResponseMessage {
             self.init()
             let flexible = version >= 9
             self.index = try r.readKafkaInt32()
-            self.errorCode = try r.readKafkaInt16()
+            self.errorCode = ErrorCode(try r.readKafkaInt16())
             self.baseOffset = try r.readKafkaInt64()
             if version >= 2 {
                 self.logAppendTimeMs = try r.readKafkaInt64()
@@ -246,17 +240,16 @@ public struct ProduceResponse: KafkaResponseMessage {
                 self.errorMessage = try r.readKafkaNullableString(flexible: flexible)
             }
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    var field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
+                let unknown = try r.readTaggedFields { tag, field in
                     switch tag {
                     case 0 where version >= 10:
                         self.currentLeader = try LeaderIDAndEpoch(from: &field, version: version)
+                        return true
                     default:
-                        unknownTaggedFields.append(TaggedField(tag: tag, data: field))
+                        return false
                     }
                 }
+                self.unknownTaggedFields = unknown
             }
         }
     }
@@ -292,12 +285,7 @@ public struct ProduceResponse: KafkaResponseMessage {
             self.batchIndex = try r.readKafkaInt32()
             self.batchIndexErrorMessage = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -333,12 +321,7 @@ public struct ProduceResponse: KafkaResponseMessage {
             self.leaderID = BrokerID(try r.readKafkaInt32())
             self.leaderEpoch = try r.readKafkaInt32()
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }
@@ -384,12 +367,7 @@ public struct ProduceResponse: KafkaResponseMessage {
             self.port = try r.readKafkaInt32()
             self.rack = try r.readKafkaNullableString(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

@@ -4,7 +4,7 @@ import NIOCore
 
 public struct SyncGroupRequest: KafkaRequestMessage {
     public typealias Response = SyncGroupResponse
-    public static let apiKey = ApiKey(rawValue: 14)
+    public static let apiKey = ApiKey.syncGroup
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 4
 
@@ -44,13 +44,13 @@ public struct SyncGroupRequest: KafkaRequestMessage {
         w.writeInt32(self.generationID)
         w.writeString(self.memberID, flexible: flexible)
         if version >= 3 {
-            try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: version >= 3)
+            try w.writeNullableString(self.groupInstanceID, flexible: flexible, nullable: true)
         }
         if version >= 5 {
-            try w.writeNullableString(self.protocolType, flexible: flexible, nullable: version >= 5)
+            try w.writeNullableString(self.protocolType, flexible: flexible, nullable: true)
         }
         if version >= 5 {
-            try w.writeNullableString(self.protocolName, flexible: flexible, nullable: version >= 5)
+            try w.writeNullableString(self.protocolName, flexible: flexible, nullable: true)
         }
         do {
             let a1 = self.assignments
@@ -90,12 +90,7 @@ public struct SyncGroupRequest: KafkaRequestMessage {
             self.assignments = []
         }
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 
@@ -130,12 +125,7 @@ public struct SyncGroupRequest: KafkaRequestMessage {
             self.memberID = try r.readKafkaString(flexible: flexible)
             self.assignment = try r.readKafkaBytes(flexible: flexible)
             if flexible {
-                let taggedCount = try r.readUnsignedVarint()
-                for _ in 0..<taggedCount {
-                    let tag = try r.readUnsignedVarint()
-                    let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                    unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-                }
+                self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
     }

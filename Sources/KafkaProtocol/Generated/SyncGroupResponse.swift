@@ -3,12 +3,12 @@
 import NIOCore
 
 public struct SyncGroupResponse: KafkaResponseMessage {
-    public static let apiKey = ApiKey(rawValue: 14)
+    public static let apiKey = ApiKey.syncGroup
     public static let validVersions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 4
 
     public var throttleTimeMs: Int32 = 0
-    public var errorCode: Int16 = 0
+    public var errorCode: ErrorCode = ErrorCode.none
     public var protocolType: String? = nil
     public var protocolName: String? = nil
     public var assignment: ByteBuffer = ByteBuffer()
@@ -19,7 +19,7 @@ public struct SyncGroupResponse: KafkaResponseMessage {
 
     public init(
         throttleTimeMs: Int32 = 0,
-        errorCode: Int16 = 0,
+        errorCode: ErrorCode = ErrorCode.none,
         protocolType: String? = nil,
         protocolName: String? = nil,
         assignment: ByteBuffer = ByteBuffer()
@@ -36,12 +36,12 @@ public struct SyncGroupResponse: KafkaResponseMessage {
         if version >= 1 {
             w.writeInt32(self.throttleTimeMs)
         }
-        w.writeInt16(self.errorCode)
+        w.writeInt16(self.errorCode.rawValue)
         if version >= 5 {
-            try w.writeNullableString(self.protocolType, flexible: flexible, nullable: version >= 5)
+            try w.writeNullableString(self.protocolType, flexible: flexible, nullable: true)
         }
         if version >= 5 {
-            try w.writeNullableString(self.protocolName, flexible: flexible, nullable: version >= 5)
+            try w.writeNullableString(self.protocolName, flexible: flexible, nullable: true)
         }
         w.writeBytes(self.assignment, flexible: flexible)
         if flexible {
@@ -55,7 +55,7 @@ public struct SyncGroupResponse: KafkaResponseMessage {
         if version >= 1 {
             self.throttleTimeMs = try r.readKafkaInt32()
         }
-        self.errorCode = try r.readKafkaInt16()
+        self.errorCode = ErrorCode(try r.readKafkaInt16())
         if version >= 5 {
             self.protocolType = try r.readKafkaNullableString(flexible: flexible)
         }
@@ -64,12 +64,7 @@ public struct SyncGroupResponse: KafkaResponseMessage {
         }
         self.assignment = try r.readKafkaBytes(flexible: flexible)
         if flexible {
-            let taggedCount = try r.readUnsignedVarint()
-            for _ in 0..<taggedCount {
-                let tag = try r.readUnsignedVarint()
-                let field = try r.readKafkaSlice(length: Int(try r.readUnsignedVarint()))
-                unknownTaggedFields.append(TaggedField(tag: tag, data: field))
-            }
+            self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
 }

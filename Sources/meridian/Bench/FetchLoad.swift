@@ -67,7 +67,7 @@ final class FetchLoad: @unchecked Sendable {
                 for t in resp.responses {
                     for p in t.partitions {
                         let i = Int(p.partitionIndex)
-                        guard p.errorCode == 0, case .bytes(let records)? = p.records else { continue }
+                        guard p.errorCode == .none, case .bytes(let records)? = p.records else { continue }
                         var last = self.offsets[i]
                         for (h, _) in RecordBatch.batches(in: records) where h.nextOffset > last {
                             self.result.bytes += Int64(h.totalSize)

@@ -115,7 +115,7 @@ extension BenchRunner {
                 if case .success(var payload) = r,
                    OffsetCommitResponse.responseHeaderVersion(version) == 0 || (try? payload.readTaggedFields()) != nil,
                    let resp = try? OffsetCommitResponse(from: &payload, version: version),
-                   resp.topics.first?.partitions.first?.errorCode == 0 {
+                   resp.topics.first?.partitions.first?.errorCode == ErrorCode.none {
                     done.add(1)
                 } else {
                     failed.add(1)

@@ -113,8 +113,8 @@ final class ProduceLoad: @unchecked Sendable {
                 if let resp = try? ProduceResponse(from: &payload, version: self.version) {
                     var failed = false
                     for t in resp.responses {
-                        for p in t.partitionResponses where p.errorCode != 0 {
-                            self.result.errors[ErrorCode(p.errorCode).name, default: 0] += 1
+                        for p in t.partitionResponses where p.errorCode != .none {
+                            self.result.errors[p.errorCode.name, default: 0] += 1
                             failed = true
                         }
                     }

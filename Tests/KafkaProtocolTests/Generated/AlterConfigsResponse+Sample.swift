@@ -14,7 +14,7 @@ extension AlterConfigsResponse {
 extension AlterConfigsResponse.AlterConfigsResourceResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> AlterConfigsResponse.AlterConfigsResourceResponse {
         var m = AlterConfigsResponse.AlterConfigsResourceResponse()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string()
         m.resourceType = rng.integer(Int8.self)
         m.resourceName = rng.string()

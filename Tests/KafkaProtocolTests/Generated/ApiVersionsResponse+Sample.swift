@@ -5,7 +5,7 @@ import NIOCore
 extension ApiVersionsResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> ApiVersionsResponse {
         var m = ApiVersionsResponse()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.apiKeys = rng.array { rng in ApiVersionsResponse.ApiVersion.randomSample(version: version, rng: &rng) }
         if version >= 1 { m.throttleTimeMs = rng.integer(Int32.self) }
         if version >= 3 { m.supportedFeatures = rng.array { rng in ApiVersionsResponse.SupportedFeatureKey.randomSample(version: version, rng: &rng) } }

@@ -9,7 +9,7 @@ extension ConsumerProtocolSubscription {
         m.userData = (true && rng.oneIn(4)) ? nil : rng.bytes()
         if version >= 1 { m.ownedPartitions = rng.array { rng in ConsumerProtocolSubscription.TopicPartition.randomSample(version: version, rng: &rng) } }
         if version >= 2 { m.generationID = rng.integer(Int32.self) }
-        if version >= 3 { m.rackID = (version >= 3 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 3 { m.rackID = (true && rng.oneIn(4)) ? nil : rng.string() }
         return m
     }
 }

@@ -15,7 +15,7 @@ extension CreatePartitionsResponse.CreatePartitionsTopicResult {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> CreatePartitionsResponse.CreatePartitionsTopicResult {
         var m = CreatePartitionsResponse.CreatePartitionsTopicResult()
         m.name = TopicName(rng.string())
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string()
         return m
     }

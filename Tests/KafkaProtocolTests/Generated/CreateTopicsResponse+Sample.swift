@@ -16,12 +16,12 @@ extension CreateTopicsResponse.CreatableTopicResult {
         var m = CreateTopicsResponse.CreatableTopicResult()
         m.name = TopicName(rng.string())
         if version >= 7 { m.topicID = rng.uuid() }
-        m.errorCode = rng.integer(Int16.self)
-        if version >= 1 { m.errorMessage = (version >= 1 && rng.oneIn(4)) ? nil : rng.string() }
-        if version >= 5 { m.topicConfigErrorCode = rng.integer(Int16.self) }
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
+        if version >= 1 { m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 5 { m.topicConfigErrorCode = ErrorCode(rng.integer(Int16.self)) }
         if version >= 5 { m.numPartitions = rng.integer(Int32.self) }
         if version >= 5 { m.replicationFactor = rng.integer(Int16.self) }
-        if version >= 5 { m.configs = (version >= 5 && rng.oneIn(4)) ? nil : rng.array { rng in CreateTopicsResponse.CreatableTopicConfigs.randomSample(version: version, rng: &rng) } }
+        if version >= 5 { m.configs = (true && rng.oneIn(4)) ? nil : rng.array { rng in CreateTopicsResponse.CreatableTopicConfigs.randomSample(version: version, rng: &rng) } }
         return m
     }
 }

@@ -15,7 +15,7 @@ extension DeleteGroupsResponse.DeletableGroupResult {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> DeleteGroupsResponse.DeletableGroupResult {
         var m = DeleteGroupsResponse.DeletableGroupResult()
         m.groupID = GroupID(rng.string())
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         return m
     }
 }

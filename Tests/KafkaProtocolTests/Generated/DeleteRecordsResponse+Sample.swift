@@ -25,7 +25,7 @@ extension DeleteRecordsResponse.DeleteRecordsPartitionResult {
         var m = DeleteRecordsResponse.DeleteRecordsPartitionResult()
         m.partitionIndex = rng.integer(Int32.self)
         m.lowWatermark = rng.integer(Int64.self)
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         return m
     }
 }

@@ -16,8 +16,8 @@ extension DeleteTopicsResponse.DeletableTopicResult {
         var m = DeleteTopicsResponse.DeletableTopicResult()
         m.name = (version >= 6 && rng.oneIn(4)) ? nil : TopicName(rng.string())
         if version >= 6 { m.topicID = rng.uuid() }
-        m.errorCode = rng.integer(Int16.self)
-        if version >= 5 { m.errorMessage = (version >= 5 && rng.oneIn(4)) ? nil : rng.string() }
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
+        if version >= 5 { m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string() }
         return m
     }
 }

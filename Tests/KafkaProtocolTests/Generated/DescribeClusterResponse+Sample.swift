@@ -6,7 +6,7 @@ extension DescribeClusterResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> DescribeClusterResponse {
         var m = DescribeClusterResponse()
         m.throttleTimeMs = rng.integer(Int32.self)
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string()
         if version >= 1 { m.endpointType = rng.integer(Int8.self) }
         m.clusterID = rng.string()

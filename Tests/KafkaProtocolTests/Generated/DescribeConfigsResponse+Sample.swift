@@ -14,7 +14,7 @@ extension DescribeConfigsResponse {
 extension DescribeConfigsResponse.DescribeConfigsResult {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> DescribeConfigsResponse.DescribeConfigsResult {
         var m = DescribeConfigsResponse.DescribeConfigsResult()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string()
         m.resourceType = rng.integer(Int8.self)
         m.resourceName = rng.string()
@@ -34,7 +34,7 @@ extension DescribeConfigsResponse.DescribeConfigsResourceResult {
         m.isSensitive = rng.bool()
         if version >= 1 { m.synonyms = rng.array { rng in DescribeConfigsResponse.DescribeConfigsSynonym.randomSample(version: version, rng: &rng) } }
         if version >= 3 { m.configType = rng.integer(Int8.self) }
-        if version >= 3 { m.documentation = (version >= 3 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 3 { m.documentation = (true && rng.oneIn(4)) ? nil : rng.string() }
         return m
     }
 }

@@ -14,7 +14,7 @@ extension DescribeGroupsResponse {
 extension DescribeGroupsResponse.DescribedGroup {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> DescribeGroupsResponse.DescribedGroup {
         var m = DescribeGroupsResponse.DescribedGroup()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.groupID = GroupID(rng.string())
         m.groupState = rng.string()
         m.protocolType = rng.string()
@@ -29,7 +29,7 @@ extension DescribeGroupsResponse.DescribedGroupMember {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> DescribeGroupsResponse.DescribedGroupMember {
         var m = DescribeGroupsResponse.DescribedGroupMember()
         m.memberID = rng.string()
-        if version >= 4 { m.groupInstanceID = (version >= 4 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 4 { m.groupInstanceID = (true && rng.oneIn(4)) ? nil : rng.string() }
         m.clientID = rng.string()
         m.clientHost = rng.string()
         m.memberMetadata = rng.bytes()

@@ -24,7 +24,7 @@ extension DescribeProducersResponse.PartitionResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> DescribeProducersResponse.PartitionResponse {
         var m = DescribeProducersResponse.PartitionResponse()
         m.partitionIndex = rng.integer(Int32.self)
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string()
         m.activeProducers = rng.array { rng in DescribeProducersResponse.ProducerState.randomSample(version: version, rng: &rng) }
         return m

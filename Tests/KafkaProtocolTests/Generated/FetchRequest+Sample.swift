@@ -5,7 +5,7 @@ import NIOCore
 extension FetchRequest {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> FetchRequest {
         var m = FetchRequest()
-        if version >= 12 { m.clusterID = (version >= 12 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 12 { m.clusterID = (true && rng.oneIn(4)) ? nil : rng.string() }
         if version <= 14 { m.replicaID = BrokerID(rng.integer(Int32.self)) }
         if version >= 15 { m.replicaState = FetchRequest.ReplicaState.randomSample(version: version, rng: &rng) }
         m.maxWaitMs = rng.integer(Int32.self)

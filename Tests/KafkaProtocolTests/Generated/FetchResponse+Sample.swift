@@ -6,7 +6,7 @@ extension FetchResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> FetchResponse {
         var m = FetchResponse()
         if version >= 1 { m.throttleTimeMs = rng.integer(Int32.self) }
-        if version >= 7 { m.errorCode = rng.integer(Int16.self) }
+        if version >= 7 { m.errorCode = ErrorCode(rng.integer(Int16.self)) }
         if version >= 7 { m.sessionID = rng.integer(Int32.self) }
         m.responses = rng.array { rng in FetchResponse.FetchableTopicResponse.randomSample(version: version, rng: &rng) }
         if version >= 16 { m.nodeEndpoints = rng.array { rng in FetchResponse.NodeEndpoint.randomSample(version: version, rng: &rng) } }
@@ -28,14 +28,14 @@ extension FetchResponse.PartitionData {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> FetchResponse.PartitionData {
         var m = FetchResponse.PartitionData()
         m.partitionIndex = rng.integer(Int32.self)
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.highWatermark = rng.integer(Int64.self)
         if version >= 4 { m.lastStableOffset = rng.integer(Int64.self) }
         if version >= 5 { m.logStartOffset = rng.integer(Int64.self) }
         if version >= 12 { m.divergingEpoch = FetchResponse.EpochEndOffset.randomSample(version: version, rng: &rng) }
         if version >= 12 { m.currentLeader = FetchResponse.LeaderIDAndEpoch.randomSample(version: version, rng: &rng) }
         if version >= 12 { m.snapshotID = FetchResponse.SnapshotID.randomSample(version: version, rng: &rng) }
-        if version >= 4 { m.abortedTransactions = (version >= 4 && rng.oneIn(4)) ? nil : rng.array { rng in FetchResponse.AbortedTransaction.randomSample(version: version, rng: &rng) } }
+        if version >= 4 { m.abortedTransactions = (true && rng.oneIn(4)) ? nil : rng.array { rng in FetchResponse.AbortedTransaction.randomSample(version: version, rng: &rng) } }
         if version >= 11 { m.preferredReadReplica = BrokerID(rng.integer(Int32.self)) }
         m.records = rng.bool() ? nil : KafkaRecords.bytes(rng.bytes())
         return m

@@ -6,8 +6,8 @@ extension FindCoordinatorResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> FindCoordinatorResponse {
         var m = FindCoordinatorResponse()
         if version >= 1 { m.throttleTimeMs = rng.integer(Int32.self) }
-        if version <= 3 { m.errorCode = rng.integer(Int16.self) }
-        if (version >= 1 && version <= 3) { m.errorMessage = ((version >= 1 && version <= 3) && rng.oneIn(4)) ? nil : rng.string() }
+        if version <= 3 { m.errorCode = ErrorCode(rng.integer(Int16.self)) }
+        if (version >= 1 && version <= 3) { m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string() }
         if version <= 3 { m.nodeID = BrokerID(rng.integer(Int32.self)) }
         if version <= 3 { m.host = rng.string() }
         if version <= 3 { m.port = rng.integer(Int32.self) }
@@ -23,7 +23,7 @@ extension FindCoordinatorResponse.Coordinator {
         m.nodeID = BrokerID(rng.integer(Int32.self))
         m.host = rng.string()
         m.port = rng.integer(Int32.self)
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string()
         return m
     }

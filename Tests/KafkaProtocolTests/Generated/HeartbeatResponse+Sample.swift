@@ -6,7 +6,7 @@ extension HeartbeatResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> HeartbeatResponse {
         var m = HeartbeatResponse()
         if version >= 1 { m.throttleTimeMs = rng.integer(Int32.self) }
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         return m
     }
 }

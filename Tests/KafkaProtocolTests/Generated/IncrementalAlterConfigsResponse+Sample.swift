@@ -14,7 +14,7 @@ extension IncrementalAlterConfigsResponse {
 extension IncrementalAlterConfigsResponse.AlterConfigsResourceResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> IncrementalAlterConfigsResponse.AlterConfigsResourceResponse {
         var m = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.errorMessage = (true && rng.oneIn(4)) ? nil : rng.string()
         m.resourceType = rng.integer(Int8.self)
         m.resourceName = rng.string()

@@ -6,7 +6,7 @@ extension InitProducerIDResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> InitProducerIDResponse {
         var m = InitProducerIDResponse()
         m.throttleTimeMs = rng.integer(Int32.self)
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.producerID = ProducerID(rng.integer(Int64.self))
         m.producerEpoch = rng.integer(Int16.self)
         return m

@@ -9,10 +9,10 @@ extension JoinGroupRequest {
         m.sessionTimeoutMs = rng.integer(Int32.self)
         if version >= 1 { m.rebalanceTimeoutMs = rng.integer(Int32.self) }
         m.memberID = rng.string()
-        if version >= 5 { m.groupInstanceID = (version >= 5 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 5 { m.groupInstanceID = (true && rng.oneIn(4)) ? nil : rng.string() }
         m.protocolType = rng.string()
         m.protocols = rng.array { rng in JoinGroupRequest.JoinGroupRequestProtocol.randomSample(version: version, rng: &rng) }
-        if version >= 8 { m.reason = (version >= 8 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 8 { m.reason = (true && rng.oneIn(4)) ? nil : rng.string() }
         return m
     }
 }

@@ -6,9 +6,9 @@ extension JoinGroupResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> JoinGroupResponse {
         var m = JoinGroupResponse()
         if version >= 2 { m.throttleTimeMs = rng.integer(Int32.self) }
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.generationID = rng.integer(Int32.self)
-        if version >= 7 { m.protocolType = (version >= 7 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 7 { m.protocolType = (true && rng.oneIn(4)) ? nil : rng.string() }
         m.protocolName = (version >= 7 && rng.oneIn(4)) ? nil : rng.string()
         m.leader = rng.string()
         if version >= 9 { m.skipAssignment = rng.bool() }
@@ -22,7 +22,7 @@ extension JoinGroupResponse.JoinGroupResponseMember {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> JoinGroupResponse.JoinGroupResponseMember {
         var m = JoinGroupResponse.JoinGroupResponseMember()
         m.memberID = rng.string()
-        if version >= 5 { m.groupInstanceID = (version >= 5 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 5 { m.groupInstanceID = (true && rng.oneIn(4)) ? nil : rng.string() }
         m.metadata = rng.bytes()
         return m
     }

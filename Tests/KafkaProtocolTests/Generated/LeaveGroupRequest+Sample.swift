@@ -17,7 +17,7 @@ extension LeaveGroupRequest.MemberIdentity {
         var m = LeaveGroupRequest.MemberIdentity()
         m.memberID = rng.string()
         m.groupInstanceID = (true && rng.oneIn(4)) ? nil : rng.string()
-        if version >= 5 { m.reason = (version >= 5 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 5 { m.reason = (true && rng.oneIn(4)) ? nil : rng.string() }
         return m
     }
 }

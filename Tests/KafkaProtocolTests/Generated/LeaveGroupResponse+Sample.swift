@@ -6,7 +6,7 @@ extension LeaveGroupResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> LeaveGroupResponse {
         var m = LeaveGroupResponse()
         if version >= 1 { m.throttleTimeMs = rng.integer(Int32.self) }
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         if version >= 3 { m.members = rng.array { rng in LeaveGroupResponse.MemberResponse.randomSample(version: version, rng: &rng) } }
         return m
     }
@@ -17,7 +17,7 @@ extension LeaveGroupResponse.MemberResponse {
         var m = LeaveGroupResponse.MemberResponse()
         m.memberID = rng.string()
         m.groupInstanceID = (true && rng.oneIn(4)) ? nil : rng.string()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         return m
     }
 }

@@ -6,7 +6,7 @@ extension ListGroupsResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> ListGroupsResponse {
         var m = ListGroupsResponse()
         if version >= 1 { m.throttleTimeMs = rng.integer(Int32.self) }
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.groups = rng.array { rng in ListGroupsResponse.ListedGroup.randomSample(version: version, rng: &rng) }
         return m
     }

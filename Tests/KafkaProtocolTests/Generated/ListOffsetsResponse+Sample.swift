@@ -24,7 +24,7 @@ extension ListOffsetsResponse.ListOffsetsPartitionResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> ListOffsetsResponse.ListOffsetsPartitionResponse {
         var m = ListOffsetsResponse.ListOffsetsPartitionResponse()
         m.partitionIndex = rng.integer(Int32.self)
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         if version <= 0 { m.oldStyleOffsets = rng.array { rng in rng.integer(Int64.self) } }
         if version >= 1 { m.timestamp = rng.integer(Int64.self) }
         if version >= 1 { m.offset = rng.integer(Int64.self) }

@@ -7,7 +7,7 @@ extension MetadataResponse {
         var m = MetadataResponse()
         if version >= 3 { m.throttleTimeMs = rng.integer(Int32.self) }
         m.brokers = rng.array { rng in MetadataResponse.MetadataResponseBroker.randomSample(version: version, rng: &rng) }
-        if version >= 2 { m.clusterID = (version >= 2 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 2 { m.clusterID = (true && rng.oneIn(4)) ? nil : rng.string() }
         if version >= 1 { m.controllerID = BrokerID(rng.integer(Int32.self)) }
         m.topics = rng.array { rng in MetadataResponse.MetadataResponseTopic.randomSample(version: version, rng: &rng) }
         if (version >= 8 && version <= 10) { m.clusterAuthorizedOperations = rng.integer(Int32.self) }
@@ -21,7 +21,7 @@ extension MetadataResponse.MetadataResponseBroker {
         m.nodeID = BrokerID(rng.integer(Int32.self))
         m.host = rng.string()
         m.port = rng.integer(Int32.self)
-        if version >= 1 { m.rack = (version >= 1 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 1 { m.rack = (true && rng.oneIn(4)) ? nil : rng.string() }
         return m
     }
 }
@@ -29,7 +29,7 @@ extension MetadataResponse.MetadataResponseBroker {
 extension MetadataResponse.MetadataResponseTopic {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> MetadataResponse.MetadataResponseTopic {
         var m = MetadataResponse.MetadataResponseTopic()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.name = (version >= 12 && rng.oneIn(4)) ? nil : TopicName(rng.string())
         if version >= 10 { m.topicID = rng.uuid() }
         if version >= 1 { m.isInternal = rng.bool() }
@@ -42,7 +42,7 @@ extension MetadataResponse.MetadataResponseTopic {
 extension MetadataResponse.MetadataResponsePartition {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> MetadataResponse.MetadataResponsePartition {
         var m = MetadataResponse.MetadataResponsePartition()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.partitionIndex = rng.integer(Int32.self)
         m.leaderID = BrokerID(rng.integer(Int32.self))
         if version >= 7 { m.leaderEpoch = rng.integer(Int32.self) }

@@ -8,7 +8,7 @@ extension OffsetCommitRequest {
         m.groupID = GroupID(rng.string())
         if version >= 1 { m.generationIDOrMemberEpoch = rng.integer(Int32.self) }
         if version >= 1 { m.memberID = rng.string() }
-        if version >= 7 { m.groupInstanceID = (version >= 7 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 7 { m.groupInstanceID = (true && rng.oneIn(4)) ? nil : rng.string() }
         if (version >= 2 && version <= 4) { m.retentionTimeMs = rng.integer(Int64.self) }
         m.topics = rng.array { rng in OffsetCommitRequest.OffsetCommitRequestTopic.randomSample(version: version, rng: &rng) }
         return m

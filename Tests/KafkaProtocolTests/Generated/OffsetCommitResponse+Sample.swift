@@ -24,7 +24,7 @@ extension OffsetCommitResponse.OffsetCommitResponsePartition {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> OffsetCommitResponse.OffsetCommitResponsePartition {
         var m = OffsetCommitResponse.OffsetCommitResponsePartition()
         m.partitionIndex = rng.integer(Int32.self)
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         return m
     }
 }

@@ -5,7 +5,7 @@ import NIOCore
 extension OffsetDeleteResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> OffsetDeleteResponse {
         var m = OffsetDeleteResponse()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.throttleTimeMs = rng.integer(Int32.self)
         m.topics = rng.array { rng in OffsetDeleteResponse.OffsetDeleteResponseTopic.randomSample(version: version, rng: &rng) }
         return m
@@ -25,7 +25,7 @@ extension OffsetDeleteResponse.OffsetDeleteResponsePartition {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> OffsetDeleteResponse.OffsetDeleteResponsePartition {
         var m = OffsetDeleteResponse.OffsetDeleteResponsePartition()
         m.partitionIndex = rng.integer(Int32.self)
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         return m
     }
 }

@@ -6,7 +6,7 @@ extension OffsetFetchRequest {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> OffsetFetchRequest {
         var m = OffsetFetchRequest()
         if version <= 7 { m.groupID = GroupID(rng.string()) }
-        if version <= 7 { m.topics = ((version >= 2 && version <= 7) && rng.oneIn(4)) ? nil : rng.array { rng in OffsetFetchRequest.OffsetFetchRequestTopic.randomSample(version: version, rng: &rng) } }
+        if version <= 7 { m.topics = (version >= 2 && rng.oneIn(4)) ? nil : rng.array { rng in OffsetFetchRequest.OffsetFetchRequestTopic.randomSample(version: version, rng: &rng) } }
         if version >= 8 { m.groups = rng.array { rng in OffsetFetchRequest.OffsetFetchRequestGroup.randomSample(version: version, rng: &rng) } }
         if version >= 7 { m.requireStable = rng.bool() }
         return m
@@ -26,7 +26,7 @@ extension OffsetFetchRequest.OffsetFetchRequestGroup {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> OffsetFetchRequest.OffsetFetchRequestGroup {
         var m = OffsetFetchRequest.OffsetFetchRequestGroup()
         m.groupID = GroupID(rng.string())
-        if version >= 9 { m.memberID = (version >= 9 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 9 { m.memberID = (true && rng.oneIn(4)) ? nil : rng.string() }
         if version >= 9 { m.memberEpoch = rng.integer(Int32.self) }
         m.topics = (true && rng.oneIn(4)) ? nil : rng.array { rng in OffsetFetchRequest.OffsetFetchRequestTopics.randomSample(version: version, rng: &rng) }
         return m

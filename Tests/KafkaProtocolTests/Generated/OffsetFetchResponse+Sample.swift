@@ -7,7 +7,7 @@ extension OffsetFetchResponse {
         var m = OffsetFetchResponse()
         if version >= 3 { m.throttleTimeMs = rng.integer(Int32.self) }
         if version <= 7 { m.topics = rng.array { rng in OffsetFetchResponse.OffsetFetchResponseTopic.randomSample(version: version, rng: &rng) } }
-        if (version >= 2 && version <= 7) { m.errorCode = rng.integer(Int16.self) }
+        if (version >= 2 && version <= 7) { m.errorCode = ErrorCode(rng.integer(Int16.self)) }
         if version >= 8 { m.groups = rng.array { rng in OffsetFetchResponse.OffsetFetchResponseGroup.randomSample(version: version, rng: &rng) } }
         return m
     }
@@ -29,7 +29,7 @@ extension OffsetFetchResponse.OffsetFetchResponsePartition {
         m.committedOffset = rng.integer(Int64.self)
         if version >= 5 { m.committedLeaderEpoch = rng.integer(Int32.self) }
         m.metadata = (true && rng.oneIn(4)) ? nil : rng.string()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         return m
     }
 }
@@ -39,7 +39,7 @@ extension OffsetFetchResponse.OffsetFetchResponseGroup {
         var m = OffsetFetchResponse.OffsetFetchResponseGroup()
         m.groupID = GroupID(rng.string())
         m.topics = rng.array { rng in OffsetFetchResponse.OffsetFetchResponseTopics.randomSample(version: version, rng: &rng) }
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         return m
     }
 }
@@ -60,7 +60,7 @@ extension OffsetFetchResponse.OffsetFetchResponsePartitions {
         m.committedOffset = rng.integer(Int64.self)
         m.committedLeaderEpoch = rng.integer(Int32.self)
         m.metadata = (true && rng.oneIn(4)) ? nil : rng.string()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         return m
     }
 }

@@ -23,7 +23,7 @@ extension OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult {
 extension OffsetForLeaderEpochResponse.EpochEndOffset {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> OffsetForLeaderEpochResponse.EpochEndOffset {
         var m = OffsetForLeaderEpochResponse.EpochEndOffset()
-        m.errorCode = rng.integer(Int16.self)
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
         m.partition = rng.integer(Int32.self)
         if version >= 1 { m.leaderEpoch = rng.integer(Int32.self) }
         m.endOffset = rng.integer(Int64.self)

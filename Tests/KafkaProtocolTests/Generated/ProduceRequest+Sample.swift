@@ -5,7 +5,7 @@ import NIOCore
 extension ProduceRequest {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> ProduceRequest {
         var m = ProduceRequest()
-        if version >= 3 { m.transactionalID = (version >= 3 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 3 { m.transactionalID = (true && rng.oneIn(4)) ? nil : rng.string() }
         m.acks = rng.integer(Int16.self)
         m.timeoutMs = rng.integer(Int32.self)
         m.topicData = rng.array { rng in ProduceRequest.TopicProduceData.randomSample(version: version, rng: &rng) }

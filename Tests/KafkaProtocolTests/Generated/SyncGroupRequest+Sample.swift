@@ -8,9 +8,9 @@ extension SyncGroupRequest {
         m.groupID = GroupID(rng.string())
         m.generationID = rng.integer(Int32.self)
         m.memberID = rng.string()
-        if version >= 3 { m.groupInstanceID = (version >= 3 && rng.oneIn(4)) ? nil : rng.string() }
-        if version >= 5 { m.protocolType = (version >= 5 && rng.oneIn(4)) ? nil : rng.string() }
-        if version >= 5 { m.protocolName = (version >= 5 && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 3 { m.groupInstanceID = (true && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 5 { m.protocolType = (true && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 5 { m.protocolName = (true && rng.oneIn(4)) ? nil : rng.string() }
         m.assignments = rng.array { rng in SyncGroupRequest.SyncGroupRequestAssignment.randomSample(version: version, rng: &rng) }
         return m
     }

@@ -6,9 +6,9 @@ extension SyncGroupResponse {
     static func randomSample(version: Int16, rng: inout SampleRNG) -> SyncGroupResponse {
         var m = SyncGroupResponse()
         if version >= 1 { m.throttleTimeMs = rng.integer(Int32.self) }
-        m.errorCode = rng.integer(Int16.self)
-        if version >= 5 { m.protocolType = (version >= 5 && rng.oneIn(4)) ? nil : rng.string() }
-        if version >= 5 { m.protocolName = (version >= 5 && rng.oneIn(4)) ? nil : rng.string() }
+        m.errorCode = ErrorCode(rng.integer(Int16.self))
+        if version >= 5 { m.protocolType = (true && rng.oneIn(4)) ? nil : rng.string() }
+        if version >= 5 { m.protocolName = (true && rng.oneIn(4)) ? nil : rng.string() }
         m.assignment = rng.bytes()
         return m
     }
