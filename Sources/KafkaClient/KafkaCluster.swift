@@ -8,9 +8,11 @@ import NIOCore
 /// Connections to the brokers of one cluster and a cache of its metadata.
 ///
 /// Starts from a bootstrap list, learns brokers, partition leaders and coordinators from Metadata
-/// and FindCoordinator, and keeps one pipelined connection per broker, reconnecting on demand after
-/// a connection is lost. Only standard Kafka requests are used, so the same code talks to Meridian
-/// and to Apache Kafka. Thread-safe: state is guarded by a lock; network waits happen outside it.
+/// and FindCoordinator, and keeps pipelined connections per broker and ``TrafficClass``,
+/// reconnecting on demand after a connection is lost: a Fetch parked in a long poll never holds up
+/// a produce, an offset lookup or a heartbeat, because a broker answers a connection's requests in
+/// order. Only standard Kafka requests are used, so the same code talks to Meridian and to Apache
+/// Kafka. Thread-safe: state is guarded by a lock; network waits happen outside it.
 public final class KafkaCluster: @unchecked Sendable {
     public struct Options: Sendable {
         public var clientID = "meridian"
@@ -50,15 +52,31 @@ public final class KafkaCluster: @unchecked Sendable {
         public var error: ErrorCode
     }
 
+    /// Which connection to a broker a request uses (the Java client separates group traffic the
+    /// same way; we also separate fetches from produces from everything else).
+    public enum TrafficClass: String, Sendable, CaseIterable {
+        /// Fetch requests, which the broker may hold for `fetch.max.wait.ms`.
+        case fetch
+        /// Produce requests.
+        case produce
+        /// Metadata, ListOffsets, InitProducerId, topic and config administration.
+        case admin
+        /// Group coordination: JoinGroup (held for a whole rebalance), SyncGroup, heartbeats, commits.
+        case coordinator
+    }
+
+    private struct ConnectionKey: Hashable {
+        var broker: BrokerID
+        var traffic: TrafficClass
+    }
+
     public let bootstrap: [BootstrapAddress]
     public let options: Options
     public let group: EventLoopGroup
     private let lock = NIOLock()
     private var brokers: [BrokerID: BrokerInfo] = [:]
-    private var connections: [BrokerID: KafkaConnection] = [:]
-    /// Group traffic gets its own connection per coordinator (as the Java client does), so a
-    /// JoinGroup parked for a rebalance never holds up fetches and produces behind it.
-    private var coordinatorConnections: [BrokerID: KafkaConnection] = [:]
+    private var connections: [ConnectionKey: KafkaConnection] = [:]
+    /// The admin connection opened from the bootstrap list (its broker id is not known yet).
     private var bootstrapConnection: KafkaConnection?
     private var topics: [TopicName: TopicInfo] = [:]
     private var fetchedAt: [TopicName: ContinuousClock.Instant] = [:]
@@ -80,18 +98,8 @@ public final class KafkaCluster: @unchecked Sendable {
                                           requestTimeout: options.requestTimeout, connectTimeout: options.connectTimeout)
     }
 
-    /// Whether an error is worth retrying: the connection went away or the broker said "retriable".
-    public static func isRetriable(_ error: Error) -> Bool {
-        switch error {
-        case KafkaConnectionError.tls: return false
-        case is KafkaConnectionError: return true
-        case let e as KafkaClientError:
-            if case .unreachable(let why) = e { return !why.contains { $0.contains("TLS handshake failed") } }
-            return e.code?.isRetriable ?? false
-        default:
-            return "\(error)".contains("Connection reset") || "\(error)".contains("connection")
-        }
-    }
+    /// Whether an error is worth retrying; see ``KafkaClientError/isRetriable(_:)``.
+    public static func isRetriable(_ error: Error) -> Bool { KafkaClientError.isRetriable(error) }
 
     /// Runs `body`, retrying retriable failures with exponential backoff until `retryTimeout`.
     public func retrying<T>(_ body: () async throws -> T) async throws -> T {
@@ -108,7 +116,7 @@ public final class KafkaCluster: @unchecked Sendable {
         }
     }
 
-    /// A live connection to any broker: a known one first, else the bootstrap list in order,
+    /// A live admin connection to any broker: a known one first, else the bootstrap list in order,
     /// retried with backoff while no broker answers (up to `retryTimeout`).
     public func anyConnection() async throws -> KafkaConnection {
         try await retrying { try await anyConnectionOnce() }
@@ -116,39 +124,47 @@ public final class KafkaCluster: @unchecked Sendable {
 
     private func anyConnectionOnce() async throws -> KafkaConnection {
         let existing: KafkaConnection? = lock.withLock {
-            (Array(connections.values) + [bootstrapConnection].compactMap { $0 }).first { $0.channel.isActive }
+            let admin = connections.filter { $0.key.traffic == .admin }.sorted { $0.key.broker < $1.key.broker }.map(\.value)
+            return (admin + [bootstrapConnection].compactMap { $0 }).first { $0.channel.isActive }
         }
         if let existing { return existing }
-        var failures: [String] = []
+        var failures: [KafkaClientError.BootstrapFailure] = []
         for b in bootstrap {
             do {
                 let c = try await connect(b.host, b.port)
                 lock.withLock { bootstrapConnection = c }
                 return c
-            } catch {
-                failures.append("\(b): \(error)")
+            } catch let e as KafkaConnectionError {
+                failures.append(.init(address: b.description, error: e))
             }
         }
         throw KafkaClientError.unreachable(failures)
     }
 
-    /// The connection to broker `id`, opened if needed (metadata must know the broker).
-    public func connection(to id: BrokerID) async throws -> KafkaConnection {
-        if let c = lock.withLock({ connections[id] }), c.channel.isActive { return c }
+    /// The connection of class `traffic` to broker `id`, opened if needed (metadata must know the broker).
+    public func connection(to id: BrokerID, for traffic: TrafficClass = .admin) async throws -> KafkaConnection {
+        let key = ConnectionKey(broker: id, traffic: traffic)
+        if let c = lock.withLock({ connections[key] }), c.channel.isActive { return c }
         var info = lock.withLock { brokers[id] }
         if info == nil {
             _ = try await refreshMetadata(topics: [])
             info = lock.withLock { brokers[id] }
         }
         guard let info else { throw KafkaClientError.invalidArgument("broker \(id) is not in the cluster metadata") }
-        let c = try await retrying { try await connect(info.host, info.port) }
-        let replaced: KafkaConnection? = lock.withLock {
-            let old = connections[id]
-            connections[id] = c
-            return old
+        return try await open(key, host: info.host, port: info.port)
+    }
+
+    /// Connects for `key`; if another caller connected meanwhile, keeps theirs and closes ours.
+    private func open(_ key: ConnectionKey, host: String, port: Int) async throws -> KafkaConnection {
+        let c = try await retrying { try await connect(host, port) }
+        let (use, extra): (KafkaConnection, KafkaConnection?) = lock.withLock {
+            if let existing = connections[key], existing.channel.isActive { return (existing, c) }
+            let old = connections[key]
+            connections[key] = c
+            return (c, old)
         }
-        if let replaced { await replaced.close() }
-        return c
+        if let extra { await extra.close() }
+        return use
     }
 
     /// Fetches metadata for `topics` (nil: every topic) and updates the cache.
@@ -196,17 +212,17 @@ public final class KafkaCluster: @unchecked Sendable {
         lock.withLock { _ = topics.removeValue(forKey: name) }
     }
 
-    /// Connection to the leader of a partition.
-    public func leader(_ name: TopicName, _ partition: Int32) async throws -> KafkaConnection {
+    /// Connection of class `traffic` to the leader of a partition.
+    public func leader(_ name: TopicName, _ partition: Int32, for traffic: TrafficClass = .admin) async throws -> KafkaConnection {
         let t = try await topic(name)
         guard let p = t.partitions.first(where: { $0.partition == partition }) else {
             throw KafkaClientError.invalidArgument("topic \(name) has no partition \(partition) (it has \(t.partitions.count))")
         }
         guard p.leader.rawValue >= 0 else { throw KafkaClientError.broker(.leaderNotAvailable, "partition \(name)-\(partition)") }
-        return try await connection(to: p.leader)
+        return try await connection(to: p.leader, for: traffic)
     }
 
-    /// Connection to the coordinator of a consumer group.
+    /// The coordinator connection to the coordinator of a consumer group.
     public func coordinator(for group: GroupID) async throws -> KafkaConnection {
         let conn = try await anyConnection()
         var req = FindCoordinatorRequest()
@@ -222,22 +238,15 @@ public final class KafkaCluster: @unchecked Sendable {
         lock.withLock {
             if brokers[node] == nil { brokers[node] = BrokerInfo(id: node, host: host, port: Int(port), rack: nil) }
         }
-        if let c = lock.withLock({ coordinatorConnections[node] }), c.channel.isActive { return c }
-        let c = try await retrying { try await connect(host, Int(port)) }
-        let replaced: KafkaConnection? = lock.withLock {
-            let old = coordinatorConnections[node]
-            coordinatorConnections[node] = c
-            return old
-        }
-        if let replaced { await replaced.close() }
-        return c
+        let key = ConnectionKey(broker: node, traffic: .coordinator)
+        if let c = lock.withLock({ connections[key] }), c.channel.isActive { return c }
+        return try await open(key, host: host, port: Int(port))
     }
 
     public func close() async {
         let all: [KafkaConnection] = lock.withLock {
-            let a = Array(connections.values) + Array(coordinatorConnections.values) + [bootstrapConnection].compactMap { $0 }
+            let a = Array(connections.values) + [bootstrapConnection].compactMap { $0 }
             connections.removeAll()
-            coordinatorConnections.removeAll()
             bootstrapConnection = nil
             return a
         }

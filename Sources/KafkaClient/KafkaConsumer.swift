@@ -223,7 +223,7 @@ public actor KafkaConsumer {
             try await withThrowingTaskGroup(of: (FetchResponse, [TopicPartition: Int64]).self) { group in
                 for (leader, tps) in byLeader {
                     group.addTask {
-                        let conn = try await cluster.connection(to: leader)
+                        let conn = try await cluster.connection(to: leader, for: .fetch)
                         var req = FetchRequest()
                         req.replicaID = -1
                         req.maxWaitMs = maxWait

@@ -115,7 +115,10 @@ final class KafkaClientHandler: ChannelDuplexHandler {
     }
 }
 
-/// Why a request on a connection did not get its response.
+/// Why a connection could not be used, or a request on it did not get its response.
+///
+/// `isRetriable` is decided by the case: a lost or timed-out connection may succeed on a new one; a
+/// failed TLS handshake, or a broker that speaks none of our versions, will fail the same way again.
 public enum KafkaConnectionError: Error, Equatable, CustomStringConvertible {
     case connectionClosed
     case timedOut(correlationID: Int32)
@@ -125,6 +128,18 @@ public enum KafkaConnectionError: Error, Equatable, CustomStringConvertible {
     case connectFailed(host: String, port: Int, reason: String)
     /// The TLS handshake failed: wrong CA, missing or rejected client certificate, name mismatch.
     case tls(String)
+    /// The broker supports no version of this API that the client speaks.
+    case noCommonVersion(ApiKey)
+    /// The broker answered ApiVersions with an error.
+    case apiVersionsRefused(ErrorCode)
+
+    public var isRetriable: Bool {
+        switch self {
+        case .connectionClosed, .timedOut, .unexpectedResponse, .correlationMismatch, .transport, .connectFailed: return true
+        case .tls, .noCommonVersion: return false
+        case .apiVersionsRefused(let code): return code.isRetriable
+        }
+    }
 
     public var description: String {
         switch self {
@@ -134,7 +149,9 @@ public enum KafkaConnectionError: Error, Equatable, CustomStringConvertible {
         case .correlationMismatch(let e, let g): return "response correlation id \(g) does not match request \(e)"
         case .transport(let why): return "connection error: \(why)"
         case .connectFailed(let h, let p, let why): return "cannot connect to \(h):\(p): \(why)"
-        case .tls(let why): return "TLS handshake failed (\(why)); check --tls-ca, and --tls-cert/--tls-key if the broker requires client certificates"
+        case .tls(let why): return "TLS handshake failed (\(why))"
+        case .noCommonVersion(let key): return "the broker supports no version of \(key) that this client speaks"
+        case .apiVersionsRefused(let code): return "the broker refused ApiVersions with \(code)"
         }
     }
 }

@@ -66,9 +66,12 @@ public final class KafkaConnection: Sendable {
             let versions = try await negotiate(channel: channel, clientID: clientID, timeout: requestTimeout)
             return KafkaConnection(channel: channel, host: host, port: port, clientID: clientID,
                                    brokerVersions: versions, requestTimeout: requestTimeout)
-        } catch {
+        } catch let error as KafkaConnectionError {
             try? await channel.close()
             throw error
+        } catch {
+            try? await channel.close()
+            throw KafkaConnectionError.transport("negotiating API versions with \(host):\(port): \(error)")
         }
     }
 
@@ -92,13 +95,13 @@ public final class KafkaConnection: Sendable {
                 continue
             }
             guard resp.errorCode == .none else {
-                throw KafkaClientError.broker(resp.errorCode, "ApiVersions")
+                throw KafkaConnectionError.apiVersionsRefused(resp.errorCode)
             }
             var out: [Int16: ClosedRange<Int16>] = [:]
             for k in resp.apiKeys where k.minVersion <= k.maxVersion { out[k.apiKey] = k.minVersion...k.maxVersion }
             return out
         }
-        throw KafkaClientError.noCommonVersion(ApiKey.apiVersions)
+        throw KafkaConnectionError.noCommonVersion(ApiKey.apiVersions)
     }
 
     /// Encodes a complete request frame (correlation id left 0; the handler assigns it).
@@ -115,10 +118,10 @@ public final class KafkaConnection: Sendable {
     /// Highest version of `R` both sides support, capped at `max`.
     public func version<R: KafkaRequestMessage>(for _: R.Type, max ourMax: Int16? = nil) throws -> Int16 {
         let ours = R.validVersions
-        guard let theirs = brokerVersions[R.apiKey.rawValue] else { throw KafkaClientError.noCommonVersion(R.apiKey) }
+        guard let theirs = brokerVersions[R.apiKey.rawValue] else { throw KafkaConnectionError.noCommonVersion(R.apiKey) }
         let hi = min(theirs.upperBound, ours.upperBound, ourMax ?? Int16.max)
         let lo = Swift.max(theirs.lowerBound, ours.lowerBound)
-        guard lo <= hi else { throw KafkaClientError.noCommonVersion(R.apiKey) }
+        guard lo <= hi else { throw KafkaConnectionError.noCommonVersion(R.apiKey) }
         return hi
     }
 
@@ -182,48 +185,5 @@ public final class KafkaConnection: Sendable {
         var v4 = in_addr()
         var v6 = in6_addr()
         return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
-    }
-}
-
-/// Errors the client reports, with the broker's error code where there is one.
-public enum KafkaClientError: Error, Equatable, CustomStringConvertible {
-    /// The broker answered with an error code; the text says which request.
-    case broker(ErrorCode, String)
-    case noCommonVersion(ApiKey)
-    case invalidArgument(String)
-    case unknownTopic(TopicName)
-    /// None of the bootstrap addresses could be reached.
-    case unreachable([String])
-    /// The consumer has no valid position for a partition and `autoOffsetReset` is `.none`
-    /// (no committed offset, or the position fell outside the log).
-    case noOffsetForPartition(TopicName, Int32, String)
-
-    public var code: ErrorCode? {
-        if case .broker(let c, _) = self { return c }
-        if case .unknownTopic = self { return .unknownTopicOrPartition }
-        return nil
-    }
-
-    public var description: String {
-        switch self {
-        case .broker(let code, let ctx): return "\(ctx) failed with \(code)\(Self.advice(code))"
-        case .noCommonVersion(let key): return "the broker does not support any version of \(key) this client speaks"
-        case .invalidArgument(let why): return why
-        case .unknownTopic(let t): return "topic '\(t)' does not exist; create it with `meridian topics create \(t)`"
-        case .noOffsetForPartition(let t, let p, let why):
-            return "no position for \(t)-\(p): \(why), and the reset policy is none; seek to an offset or use earliest/latest"
-        case .unreachable(let why): return "no bootstrap broker could be reached (\(why.joined(separator: "; "))); check --bootstrap and that the broker runs"
-        }
-    }
-
-    private static func advice(_ code: ErrorCode) -> String {
-        switch code {
-        case .unknownMemberID: return " (the group has active members; stop them first)"
-        case .groupIDNotFound: return " (no such group)"
-        case .nonEmptyGroup: return " (the group still has members; stop its consumers first)"
-        case .topicAlreadyExists: return " (choose another name or delete the topic first)"
-        case .invalidReplicationFactor: return " (a single-node region supports replication factor 1)"
-        default: return code.isRetriable ? " (retriable; try again)" : ""
-        }
     }
 }
