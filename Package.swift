@@ -119,6 +119,11 @@ let package = Package(
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "ProtocolCodegen"]),
+        // The client's state machines without sockets.
+        .testTarget(
+            name: "KafkaClientTests",
+            dependencies: ["KafkaClient", "KafkaProtocol", "KafkaWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(name: "LogStorageTests", dependencies: ["LogStorage", "KafkaProtocol", "FileLayer", "TestSupport"]),
         .testTarget(
             name: "BrokerTests",
