@@ -7,11 +7,14 @@ import NIOCore
 
 /// A Kafka consumer: `assign` + `seek`, or `subscribe` in a group with the classic protocol.
 ///
-/// Isolation: an actor. Every call (poll, commit, seek) is one hop per *batch of records*, never per
-/// record. Group membership (join, sync, heartbeats) runs in a child task; the fetch path goes
-/// straight to partition leaders, with the next fetch sent before the last one is handed out.
-public actor KafkaConsumer {
-    public enum SeekTarget: Sendable, Equatable {
+/// Group decisions are ``GroupMembership``'s; this class is the I/O shell (see the module comment in
+/// `KafkaClient.swift`): its state sits behind one lock that is never held across an `await`;
+/// `poll` performs the membership's actions (join, sync, commits before revocation), resolves
+/// seeks and fetches from partition leaders on fetch connections, with the next fetch sent before
+/// the last one is handed out. One task per consumer sends heartbeats. Work is per *batch* of
+/// records, never per record.
+public final class KafkaConsumer: @unchecked Sendable {
+    public enum SeekTarget: Sendable, Equatable, Hashable {
         case offset(Int64)
         case earliest
         case latest
@@ -22,13 +25,8 @@ public actor KafkaConsumer {
     public let cluster: KafkaCluster
     public let config: ConsumerConfig
     private let logger: Logger
-
-    // Subscription and assignment.
-    private var subscription: [TopicName] = []
-    private var manualAssignment = false
-    public private(set) var assignment: [TopicPartition] = []
-    private var positions: [TopicPartition: Int64] = [:]
-    private var pendingSeeks: [TopicPartition: PendingSeek] = [:]
+    /// Milliseconds since the epoch; injectable so tests control commit intervals and heartbeats.
+    private let now: @Sendable () -> Int64
 
     /// What to do with a partition before its next fetch.
     private enum PendingSeek: Hashable {
@@ -39,84 +37,117 @@ public actor KafkaConsumer {
         case reset
     }
 
-    // Group state.
-    private var memberID = ""
-    private var generation: Int32 = -1
-    private var protocolName: String?
-    private var needsRejoin = true
-    private var heartbeatTask: Task<Void, Never>?
-    private var lastCommitMs: Int64 = 0
-    private var committedPositions: [TopicPartition: Int64] = [:]
-    /// Called with (revoked, assigned) partitions after every rebalance.
-    private var rebalanceListener: (@Sendable ([TopicPartition], [TopicPartition]) -> Void)?
-    private var closed = false
+    private typealias FetchResults = [(FetchResponse, [TopicPartition: Int64])]
 
-    public init(cluster: KafkaCluster, config: ConsumerConfig, logger: Logger = Logger(label: "meridian.consumer")) {
+    private struct State {
+        var membership: GroupMembership?
+        var manualAssignment = false
+        var assignment: [TopicPartition] = []
+        var positions: [TopicPartition: Int64] = [:]
+        var pendingSeeks: [TopicPartition: PendingSeek] = [:]
+        var lastCommitMs: Int64 = 0
+        var committedPositions: [TopicPartition: Int64] = [:]
+        var rebalanceListener: (@Sendable ([TopicPartition], [TopicPartition]) -> Void)?
+        var closed = false
+        /// The next fetch, already on the wire while the caller processes the last one.
+        var prefetch: Task<FetchResults, Error>?
+        var heartbeats: Task<Void, Never>?
+        /// A heartbeat learned that this member was fenced for good; the next poll throws it.
+        var fatal: KafkaClientError?
+    }
+
+    private let lock = NIOLock()
+    private var state = State()
+    private let handed = HandedOffsets()
+
+    public init(cluster: KafkaCluster, config: ConsumerConfig, logger: Logger = Logger(label: "meridian.consumer"),
+                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
         self.cluster = cluster
         self.config = config
         self.logger = logger
+        self.now = clock
+    }
+
+    private func locked<T>(_ body: (inout State) throws -> T) rethrows -> T {
+        try lock.withLock { try body(&state) }
     }
 
     /// Observes assignment changes: called with the partitions given up and those received.
     public func onRebalance(_ listener: @escaping @Sendable ([TopicPartition], [TopicPartition]) -> Void) {
-        rebalanceListener = listener
+        locked { $0.rebalanceListener = listener }
     }
 
     // MARK: - Assignment
 
+    /// The partitions this consumer reads now.
+    public var assignment: [TopicPartition] { locked { $0.assignment } }
+
     /// Consumes exactly these partitions, without a group (commits still go to `groupID` if set).
     public func assign(_ partitions: [TopicPartition]) {
-        manualAssignment = true
-        subscription = []
-        assignment = partitions
-        for tp in partitions where positions[tp] == nil && pendingSeeks[tp] == nil { pendingSeeks[tp] = .committedOrReset }
-        positions = positions.filter { partitions.contains($0.key) }
+        locked { s in
+            s.manualAssignment = true
+            s.membership = nil
+            s.assignment = partitions
+            for tp in partitions where s.positions[tp] == nil && s.pendingSeeks[tp] == nil { s.pendingSeeks[tp] = .committedOrReset }
+            s.positions = s.positions.filter { partitions.contains($0.key) }
+        }
     }
 
     /// Joins `config.groupID` and consumes whatever partitions of `topics` the group assigns.
     public func subscribe(_ topics: [TopicName]) throws {
-        guard config.groupID != nil else {
+        guard let g = config.groupID else {
             throw KafkaClientError.invalidArgument("subscribe needs a group id (ConsumerConfig.groupID); use assign without one")
         }
-        manualAssignment = false
-        subscription = topics
-        needsRejoin = true
+        let start: Bool = locked { s in
+            s.manualAssignment = false
+            if s.membership == nil { s.membership = GroupMembership(settings: .init(config, group: g)) }
+            s.membership!.subscribe(topics)
+            if s.heartbeats == nil { return true }
+            return false
+        }
+        if start { startHeartbeats() }
     }
 
     public func seek(_ tp: TopicPartition, to target: SeekTarget) {
-        pendingSeeks[tp] = .target(target)
-        positions[tp] = nil
+        locked { s in
+            s.pendingSeeks[tp] = .target(target)
+            s.positions[tp] = nil
+        }
     }
 
     /// The next offset this consumer will read from each assigned partition.
-    public var currentPositions: [TopicPartition: Int64] { positions }
+    public var currentPositions: [TopicPartition: Int64] { locked { $0.positions } }
 
     // MARK: - Polling
 
     /// Returns the next records (possibly none after `timeout`). Joins/rejoins the group, resolves
     /// seeks and commits automatically as configured.
     public func poll(timeout: Duration = .seconds(1)) async throws -> [ConsumerRecord] {
-        guard !closed else { throw KafkaClientError.invalidArgument("the consumer is closed") }
         let deadline = ContinuousClock.now + timeout
         while true {
-            if !manualAssignment && !subscription.isEmpty && needsRejoin {
-                try await joinGroup()
-            }
-            try await resolveSeeks()
-            try await maybeAutoCommit()
+            let (closed, fatal) = locked { ($0.closed, $0.fatal) }
+            if closed { throw KafkaClientError.closed("consumer") }
+            if let fatal { throw fatal }
             let records: [ConsumerRecord]
             do {
-                records = try await fetchOnce(maxWait: min(config.fetchMaxWaitMs, Int32(max(0, (deadline - ContinuousClock.now).milliseconds))))
-            } catch where KafkaCluster.isRetriable(error) {
+                try await runGroup()
+                try await resolveSeeks()
+                try await maybeAutoCommit()
+                let wait = min(config.fetchMaxWaitMs, Int32(max(0, (deadline - ContinuousClock.now).milliseconds)))
+                records = try await fetchOnce(maxWait: wait)
+            } catch where KafkaClientError.isRetriable(error) {
                 // A broker went away (restart, network): refresh metadata and try again until the deadline.
-                prefetch = nil
-                for tp in assignment { cluster.invalidate(tp.topic) }
+                let assigned = locked { s -> [TopicPartition] in
+                    s.prefetch = nil
+                    return s.assignment
+                }
+                for tp in assigned { cluster.invalidate(tp.topic) }
                 if ContinuousClock.now >= deadline { return [] }
                 try await Task.sleep(for: .milliseconds(100))
                 continue
             }
             if !records.isEmpty || ContinuousClock.now >= deadline { return records }
-            if assignment.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+            if locked({ $0.assignment.isEmpty }) { try await Task.sleep(for: .milliseconds(50)) }
         }
     }
 
@@ -124,7 +155,7 @@ public actor KafkaConsumer {
     /// caller asks for a record past the last batch (backpressure: nothing is fetched ahead of what
     /// the caller takes, beyond one prefetched response), so auto-commit, which runs inside `poll`,
     /// commits only records already handed to the caller.
-    public nonisolated func records() -> Records { Records(consumer: self, handed: handed) }
+    public func records() -> Records { Records(consumer: self, handed: handed) }
 
     public struct Records: AsyncSequence, Sendable {
         public typealias Element = ConsumerRecord
@@ -140,7 +171,7 @@ public actor KafkaConsumer {
             public mutating func next() async throws -> ConsumerRecord? {
                 while index == batch.count {
                     if Task.isCancelled { return nil }
-                    if await consumer.isClosed { return nil }
+                    if consumer.isClosed { return nil }
                     batch = try await consumer.poll(timeout: .milliseconds(500))
                     index = 0
                 }
@@ -153,11 +184,11 @@ public actor KafkaConsumer {
         public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(consumer: consumer, handed: handed) }
     }
 
-    private var isClosed: Bool { closed }
+    private var isClosed: Bool { locked { $0.closed } }
 
     /// Offsets the ``records()`` iterators have handed to the caller, per partition (the next
-    /// offset after the last record returned). Written by the iterator outside the actor, under a
-    /// lock, once per record: what `poll` fetched but the caller has not taken yet is not counted.
+    /// offset after the last record returned). Written by the iterator under a lock, once per
+    /// record: what `poll` fetched but the caller has not taken yet is not counted.
     final class HandedOffsets: @unchecked Sendable {
         private let lock = NIOLock()
         private var offsets: [TopicPartition: Int64] = [:]
@@ -182,33 +213,161 @@ public actor KafkaConsumer {
         }
     }
 
-    private let handed = HandedOffsets()
-
     /// Positions auto-commit and close may commit.
-    private var handedPositions: [TopicPartition: Int64] { handed.committable(positions) }
+    private var handedPositions: [TopicPartition: Int64] { handed.committable(currentPositions) }
 
-    private typealias FetchResults = [(FetchResponse, [TopicPartition: Int64])]
-    /// The next fetch, already on the wire while the caller processes the last one.
-    private var prefetch: Task<FetchResults, Error>?
+    // MARK: - Group (the membership's actions)
+
+    private func runGroup() async throws {
+        let t = now()
+        let actions = locked { $0.membership?.poll(now: t) ?? [] }
+        try await perform(actions)
+    }
+
+    /// Performs membership actions in order, feeding answers back; the rebalance listener hears
+    /// once what was revoked and added.
+    private func perform(_ initial: [GroupMembership.Action]) async throws {
+        guard !initial.isEmpty, let g = config.groupID else { return }
+        var queue = initial
+        var revoked: [TopicPartition] = [], added: [TopicPartition] = []
+        defer {
+            if !revoked.isEmpty || !added.isEmpty, let listener = locked({ $0.rebalanceListener }) { listener(revoked, added) }
+        }
+        while !queue.isEmpty {
+            let action = queue.removeFirst()
+            var next: [GroupMembership.Action] = []
+            switch action {
+            case .sendJoin(let req):
+                let resp: JoinGroupResponse
+                do {
+                    let conn = try await cluster.coordinator(for: g)
+                    let v = try conn.version(for: JoinGroupRequest.self, max: 7)
+                    // The broker holds JoinGroup until the rebalance completes: allow the rebalance timeout.
+                    resp = try await conn.send(req, version: v, timeout: .milliseconds(Int64(config.rebalanceTimeoutMs) + 5_000))
+                } catch {
+                    locked { $0.membership?.joinFailed() }
+                    throw error
+                }
+                let t = now()
+                next = locked { $0.membership?.joined(resp, now: t) ?? [] }
+            case .computeAssignment(let name, let subs):
+                guard let assignor = config.assignors.first(where: { $0.name == name }) else {
+                    locked { $0.membership?.joinFailed() }
+                    throw KafkaClientError.invalidArgument("the group chose assignor \(name) which this consumer did not offer")
+                }
+                var counts: [TopicName: Int32] = [:]
+                do {
+                    let topics = Set(subs.values.flatMap { $0.topics }).map { TopicName($0) }
+                    for info in try await cluster.refreshMetadata(topics: topics) where info.error == .none {
+                        counts[info.name] = Int32(info.partitions.count)
+                    }
+                } catch {
+                    locked { $0.membership?.joinFailed() }
+                    throw error
+                }
+                let plan = assignor.assign(members: subs, partitions: counts)
+                next = locked { $0.membership?.assigned(plan) ?? [] }
+            case .sendSync(let req):
+                let resp: SyncGroupResponse
+                do {
+                    let conn = try await cluster.coordinator(for: g)
+                    resp = try await conn.send(req, version: try conn.version(for: SyncGroupRequest.self, max: 5))
+                } catch {
+                    locked { $0.membership?.joinFailed() }
+                    throw error
+                }
+                let t = now()
+                next = locked { $0.membership?.synced(resp, now: t) ?? [] }
+                if case .stable? = locked({ $0.membership?.phase }) {
+                    logger.debug("joined group", metadata: ["group": "\(g)", "generation": "\(locked { $0.membership?.generation ?? -1 })"])
+                }
+            case .commitBeforeRevoke(let tps):
+                let set = Set(tps)
+                let offsets = handedPositions.filter { set.contains($0.key) }
+                do { try await commit(offsets) } catch {
+                    logger.debug("commit before revocation failed", metadata: ["error": "\(error)"])
+                }
+            case .revoke(let tps, let lost):
+                let set = Set(tps)
+                locked { s in
+                    s.assignment.removeAll { set.contains($0) }
+                    s.positions = s.positions.filter { !set.contains($0.key) }
+                    s.pendingSeeks = s.pendingSeeks.filter { !set.contains($0.key) }
+                    s.prefetch = nil
+                }
+                if lost { logger.info("partitions lost to another member", metadata: ["group": "\(g)", "partitions": "\(tps.count)"]) }
+                revoked += tps
+            case .assign(let tps):
+                locked { s in
+                    for tp in tps where !s.assignment.contains(tp) {
+                        s.assignment.append(tp)
+                        s.pendingSeeks[tp] = .committedOrReset
+                    }
+                    s.assignment.sort()
+                }
+                added += tps
+            case .sendLeave(let req):
+                if let conn = try? await cluster.coordinator(for: g), let v = try? conn.version(for: LeaveGroupRequest.self, max: 4) {
+                    _ = try? await conn.send(req, version: v)
+                }
+            case .fail(let e):
+                throw e
+            }
+            queue = next + queue
+        }
+    }
+
+    private func startHeartbeats() {
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let self else { return }
+                let t = self.now()
+                let (hb, wakeAt) = self.locked { s -> (HeartbeatRequest?, Int64) in
+                    let hb = s.membership?.heartbeat(now: t)
+                    return (hb, s.membership?.nextHeartbeatAtMs ?? .max)
+                }
+                if let hb, let g = self.config.groupID {
+                    var code: ErrorCode?
+                    do {
+                        let conn = try await self.cluster.coordinator(for: g)
+                        code = try await conn.send(hb, version: try conn.version(for: HeartbeatRequest.self, max: 4)).errorCode
+                    } catch {
+                        // Connection trouble: try again next interval; the session timeout decides.
+                    }
+                    let answered = self.now()
+                    self.locked { s in
+                        if let fatal = s.membership?.heartbeatAnswered(code, now: answered) { s.fatal = fatal }
+                    }
+                    continue
+                }
+                // Sleep until the next heartbeat is due (at most one interval: a rebalance may start one).
+                let pause = max(10, min(self.config.heartbeatIntervalMs, wakeAt == .max ? self.config.heartbeatIntervalMs : wakeAt - t))
+                try? await Task.sleep(for: .milliseconds(pause))
+            }
+        }
+        locked { $0.heartbeats = task }
+    }
+
+    // MARK: - Fetching
 
     /// Returns the records of one round of fetches and starts the next round before returning.
     private func fetchOnce(maxWait: Int32) async throws -> [ConsumerRecord] {
         let results: FetchResults
-        if let p = prefetch {
-            prefetch = nil
+        if let p = locked({ s -> Task<FetchResults, Error>? in defer { s.prefetch = nil }; return s.prefetch }) {
             results = try await p.value
         } else {
             guard let t = try await startFetch(maxWait: maxWait) else { return [] }
             results = try await t.value
         }
-        let records = try process(results)
-        prefetch = try? await startFetch(maxWait: config.fetchMaxWaitMs)
+        let records = try locked { try process(results, &$0) }
+        let next = try? await startFetch(maxWait: config.fetchMaxWaitMs)
+        locked { $0.prefetch = next }
         return records
     }
 
     /// Sends one fetch per leader of the assigned partitions (concurrently) from the current positions.
     private func startFetch(maxWait: Int32) async throws -> Task<FetchResults, Error>? {
-        let ready = assignment.filter { positions[$0] != nil }
+        let (ready, snapshot) = locked { s in (s.assignment.filter { s.positions[$0] != nil }, s.positions) }
         guard !ready.isEmpty else { return nil }
         var byLeader: [BrokerID: [TopicPartition]] = [:]
         for tp in ready {
@@ -216,7 +375,6 @@ public actor KafkaConsumer {
             guard let p = t.partitions.first(where: { $0.partition == tp.partition }) else { continue }
             byLeader[p.leader, default: []].append(tp)
         }
-        let snapshot = positions
         let config = self.config
         let cluster = self.cluster
         return Task {
@@ -249,7 +407,7 @@ public actor KafkaConsumer {
 
     /// Decodes fetched batches into records for partitions whose position has not moved since the
     /// fetch was sent (a seek or reassignment in between makes the answer stale).
-    private func process(_ results: FetchResults) throws -> [ConsumerRecord] {
+    private func process(_ results: FetchResults, _ s: inout State) throws -> [ConsumerRecord] {
         var out: [ConsumerRecord] = []
         out.reserveCapacity(1024)
         for (resp, snapshot) in results {
@@ -257,20 +415,19 @@ public actor KafkaConsumer {
             for t in resp.responses {
                 for p in t.partitions {
                     let tp = TopicPartition(t.topic, p.partitionIndex)
-                    guard let position = positions[tp], position == snapshot[tp], assignment.contains(tp) else { continue }
-                    let code = p.errorCode
-                    switch code {
+                    guard let position = s.positions[tp], position == snapshot[tp], s.assignment.contains(tp) else { continue }
+                    switch p.errorCode {
                     case .none:
                         break
                     case .offsetOutOfRange:
-                        pendingSeeks[tp] = .reset
-                        positions[tp] = nil
+                        s.pendingSeeks[tp] = .reset
+                        s.positions[tp] = nil
                         continue
                     case .notLeaderOrFollower, .leaderNotAvailable, .unknownTopicOrPartition, .fencedLeaderEpoch, .unknownLeaderEpoch:
                         cluster.invalidate(tp.topic)
                         continue
                     default:
-                        throw KafkaClientError.broker(code, "Fetch \(tp)")
+                        throw KafkaClientError.broker(p.errorCode, "Fetch \(tp)")
                     }
                     guard case .bytes(let bytes)? = p.records else { continue }
                     var next = position
@@ -288,7 +445,7 @@ public actor KafkaConsumer {
                         // Compacted gaps and removed records: continue after the batch.
                         next = h.nextOffset
                     }
-                    positions[tp] = next
+                    s.positions[tp] = next
                 }
             }
         }
@@ -298,25 +455,34 @@ public actor KafkaConsumer {
     // MARK: - Seeks and resets
 
     private func resolveSeeks() async throws {
-        guard !pendingSeeks.isEmpty else { return }
-        let seeks = pendingSeeks.filter { assignment.contains($0.key) }
-        pendingSeeks = pendingSeeks.filter { !assignment.contains($0.key) }
+        let seeks: [TopicPartition: PendingSeek] = locked { s in
+            let mine = s.pendingSeeks.filter { s.assignment.contains($0.key) }
+            s.pendingSeeks = s.pendingSeeks.filter { !s.assignment.contains($0.key) }
+            return mine
+        }
+        guard !seeks.isEmpty else { return }
         let admin = KafkaAdmin(cluster: cluster)
         var committed: [TopicPartition: Int64] = [:]
         let needCommitted = seeks.filter { $0.value == .committedOrReset }.map(\.key)
         if let g = config.groupID, !needCommitted.isEmpty {
-            committed = try await admin.groupOffsets(g, partitions: needCommitted)
+            do {
+                committed = try await admin.groupOffsets(g, partitions: needCommitted)
+            } catch {
+                locked { s in for (tp, p) in seeks where s.pendingSeeks[tp] == nil { s.pendingSeeks[tp] = p } }
+                throw error
+            }
         }
+        var found: [TopicPartition: Int64] = [:]
         var byKind: [SeekTarget: [TopicPartition]] = [:]
         for (tp, pending) in seeks {
             switch pending {
             case .target(.offset(let o)):
-                positions[tp] = o
+                found[tp] = o
             case .target(let t):
                 byKind[t, default: []].append(tp)
             case .committedOrReset:
                 if let c = committed[tp] {
-                    positions[tp] = c
+                    found[tp] = c
                 } else {
                     byKind[try resetTarget(tp, "the group has no committed offset"), default: []].append(tp)
                 }
@@ -332,7 +498,11 @@ public actor KafkaConsumer {
             case .timestamp(let t): spec = .timestamp(t)
             case .offset: continue
             }
-            for (tp, o) in try await admin.listOffsets(tps, spec) { positions[tp] = o }
+            for (tp, o) in try await admin.listOffsets(tps, spec) { found[tp] = o }
+        }
+        locked { s in
+            // A seek or revocation while the lookups ran wins over what they found.
+            for (tp, o) in found where s.assignment.contains(tp) && s.pendingSeeks[tp] == nil { s.positions[tp] = o }
         }
     }
 
@@ -343,7 +513,7 @@ public actor KafkaConsumer {
         case .latest: return .latest
         case .none:
             // Keep the partition waiting for an explicit seek rather than guessing.
-            pendingSeeks[tp] = .reset
+            locked { $0.pendingSeeks[tp] = .reset }
             throw KafkaClientError.noOffsetForPartition(tp.topic, tp.partition, why)
         }
     }
@@ -357,33 +527,42 @@ public actor KafkaConsumer {
         }
         let toCommit = offsets ?? handedPositions
         guard !toCommit.isEmpty else { return }
+        let (generation, memberID, instance, grouped) = locked { s in
+            (s.membership?.generation ?? -1, s.membership?.memberID ?? "", s.membership?.settings.instanceID, s.membership != nil)
+        }
         let conn = try await cluster.coordinator(for: g)
         var req = OffsetCommitRequest()
         req.groupID = g
-        req.generationIDOrMemberEpoch = manualAssignment ? -1 : generation
-        req.memberID = manualAssignment ? "" : memberID
-        req.groupInstanceID = manualAssignment ? nil : config.groupInstanceID
+        req.generationIDOrMemberEpoch = generation
+        req.memberID = memberID
+        req.groupInstanceID = instance
         var byTopic: [TopicName: [OffsetCommitRequest.OffsetCommitRequestPartition]] = [:]
         for (tp, o) in toCommit.sorted(by: { $0.key < $1.key }) {
             byTopic[tp.topic, default: []].append(.init(partitionIndex: tp.partition, committedOffset: o, committedMetadata: ""))
         }
         req.topics = byTopic.map { .init(name: $0.key, partitions: $0.value) }
         let resp = try await conn.send(req, version: try conn.version(for: OffsetCommitRequest.self, max: 8))
+        let codes = resp.topics.flatMap { $0.partitions.map(\.errorCode) }
+        if grouped, let fatal = locked({ $0.membership?.commitAnswered(codes) }) { locked { $0.fatal = fatal } }
         for t in resp.topics {
             for p in t.partitions where p.errorCode != .none {
-                let code = p.errorCode
-                if [.rebalanceInProgress, .illegalGeneration, .unknownMemberID].contains(code) { needsRejoin = true }
-                throw KafkaClientError.broker(code, "OffsetCommit \(t.name)-\(p.partitionIndex)")
+                throw KafkaClientError.broker(p.errorCode, "OffsetCommit \(t.name)-\(p.partitionIndex)")
             }
         }
-        for (tp, o) in toCommit { committedPositions[tp] = o }
-        lastCommitMs = Self.nowMs()
+        let t = now()
+        locked { s in
+            for (tp, o) in toCommit { s.committedPositions[tp] = o }
+            s.lastCommitMs = t
+        }
     }
 
     private func maybeAutoCommit() async throws {
-        guard config.enableAutoCommit, config.groupID != nil, Self.nowMs() - lastCommitMs >= config.autoCommitIntervalMs else { return }
-        let changed = handedPositions.filter { committedPositions[$0.key] != $0.value }
-        guard !changed.isEmpty else { lastCommitMs = Self.nowMs(); return }
+        guard config.enableAutoCommit, config.groupID != nil else { return }
+        let t = now()
+        let (due, committed) = locked { ($0.lastCommitMs + config.autoCommitIntervalMs <= t, $0.committedPositions) }
+        guard due else { return }
+        let changed = handedPositions.filter { committed[$0.key] != $0.value }
+        guard !changed.isEmpty else { locked { $0.lastCommitMs = t }; return }
         do {
             try await commit(changed)
         } catch {
@@ -391,170 +570,25 @@ public actor KafkaConsumer {
         }
     }
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
-    // MARK: - Group membership
-
-    private func joinGroup() async throws {
-        guard let g = config.groupID else { return }
-        // Eager protocols give up everything before rejoining; cooperative ones keep what they own.
-        let assignor = config.assignors.first { $0.name == protocolName }
-        let cooperative = assignor?.isCooperative ?? false
-        if !cooperative && !assignment.isEmpty {
-            if config.enableAutoCommit { try? await commit(handedPositions) }
-            let revoked = assignment
-            assignment = []
-            positions = [:]
-            rebalanceListener?(revoked, [])
-        }
-        while true {
-            let conn = try await cluster.coordinator(for: g)
-            var join = JoinGroupRequest()
-            join.groupID = g
-            join.sessionTimeoutMs = config.sessionTimeoutMs
-            join.rebalanceTimeoutMs = config.rebalanceTimeoutMs
-            join.memberID = memberID
-            join.groupInstanceID = config.groupInstanceID
-            join.protocolType = "consumer"
-            var sub = ConsumerProtocolSubscription()
-            sub.topics = subscription.map(\.rawValue)
-            var owned: [TopicName: [Int32]] = [:]
-            for tp in assignment { owned[tp.topic, default: []].append(tp.partition) }
-            sub.ownedPartitions = owned.map { .init(topic: $0.key, partitions: $0.value.sorted()) }
-            let meta = try sub.encodedWithVersion(1)
-            join.protocols = config.assignors.map { .init(name: $0.name, metadata: meta) }
-            let jv = try conn.version(for: JoinGroupRequest.self, max: 7)
-            // The broker holds JoinGroup until the rebalance completes: allow the rebalance timeout.
-            let resp = try await conn.send(join, version: jv, timeout: .milliseconds(Int64(config.rebalanceTimeoutMs) + 5_000))
-            let code = resp.errorCode
-            if code == .memberIDRequired { memberID = resp.memberID; continue }
-            if code == .unknownMemberID || code == .illegalGeneration { memberID = ""; continue }
-            if code == .rebalanceInProgress || code == .notCoordinator || code == .coordinatorNotAvailable { continue }
-            guard code == .none else { throw KafkaClientError.broker(code, "JoinGroup \(g)") }
-            memberID = resp.memberID
-            generation = resp.generationID
-            protocolName = resp.protocolName
-            var sync = SyncGroupRequest()
-            sync.groupID = g
-            sync.generationID = generation
-            sync.memberID = memberID
-            sync.groupInstanceID = config.groupInstanceID
-            sync.protocolType = "consumer"
-            sync.protocolName = protocolName
-            if resp.leader == memberID {
-                sync.assignments = try await leaderAssignments(resp)
-            }
-            let sresp = try await conn.send(sync, version: try conn.version(for: SyncGroupRequest.self, max: 5))
-            let scode = sresp.errorCode
-            if scode == .rebalanceInProgress { continue }
-            if scode == .unknownMemberID || scode == .illegalGeneration { memberID = ""; continue }
-            guard scode == .none else { throw KafkaClientError.broker(scode, "SyncGroup \(g)") }
-            let decoded = sresp.assignment.readableBytes >= 2 ? try ConsumerProtocolAssignment.decode(sresp.assignment) : ConsumerProtocolAssignment()
-            let newAssignment = decoded.assignedPartitions.flatMap { t in t.partitions.map { TopicPartition(t.topic, $0) } }.sorted()
-            let old = Set(assignment)
-            let revoked = assignment.filter { !newAssignment.contains($0) }
-            let added = newAssignment.filter { !old.contains($0) }
-            if !revoked.isEmpty && config.enableAutoCommit {
-                try? await commit(handedPositions.filter { revoked.contains($0.key) })
-            }
-            assignment = newAssignment
-            positions = positions.filter { newAssignment.contains($0.key) }
-            for tp in added { pendingSeeks[tp] = .committedOrReset }
-            needsRejoin = false
-            startHeartbeats(group: g)
-            rebalanceListener?(revoked, added)
-            logger.debug("joined group", metadata: ["group": "\(g)", "generation": "\(generation)", "partitions": "\(newAssignment.count)"])
-            // Cooperative: partitions taken away are handed over in a follow-up rebalance.
-            if cooperative || (config.assignors.first { $0.name == protocolName }?.isCooperative ?? false), !revoked.isEmpty {
-                needsRejoin = true
-            }
-            return
-        }
-    }
-
-    private func leaderAssignments(_ resp: JoinGroupResponse) async throws -> [SyncGroupRequest.SyncGroupRequestAssignment] {
-        guard let assignor = config.assignors.first(where: { $0.name == resp.protocolName }) else {
-            throw KafkaClientError.invalidArgument("the group chose assignor \(resp.protocolName ?? "-") which this consumer did not offer")
-        }
-        var subs: [String: ConsumerProtocolSubscription] = [:]
-        for m in resp.members { subs[m.memberID] = (try? ConsumerProtocolSubscription.decode(m.metadata)) ?? ConsumerProtocolSubscription() }
-        let topics = Set(subs.values.flatMap { $0.topics }).map { TopicName($0) }
-        var counts: [TopicName: Int32] = [:]
-        for info in try await cluster.refreshMetadata(topics: topics) where info.error == .none {
-            counts[info.name] = Int32(info.partitions.count)
-        }
-        let plan = assignor.assign(members: subs, partitions: counts)
-        return try subs.keys.sorted().map { m in
-            var a = ConsumerProtocolAssignment()
-            var byTopic: [TopicName: [Int32]] = [:]
-            for tp in plan[m] ?? [] { byTopic[tp.topic, default: []].append(tp.partition) }
-            a.assignedPartitions = byTopic.sorted { $0.key < $1.key }.map { .init(topic: $0.key, partitions: $0.value.sorted()) }
-            return .init(memberID: m, assignment: try a.encodedWithVersion(1))
-        }
-    }
-
-    private func startHeartbeats(group g: GroupID) {
-        heartbeatTask?.cancel()
-        let interval = config.heartbeatIntervalMs
-        let cluster = self.cluster
-        heartbeatTask = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(interval))
-                guard let self, !Task.isCancelled else { return }
-                let (member, gen, instance) = await (self.memberID, self.generation, self.config.groupInstanceID)
-                var hb = HeartbeatRequest()
-                hb.groupID = g
-                hb.generationID = gen
-                hb.memberID = member
-                hb.groupInstanceID = instance
-                do {
-                    let conn = try await cluster.coordinator(for: g)
-                    let resp = try await conn.send(hb, version: try conn.version(for: HeartbeatRequest.self, max: 4))
-                    let code = resp.errorCode
-                    if code != .none { await self.heartbeatFailed(code) }
-                } catch {
-                    // Connection trouble: try again next interval; the session timeout decides.
-                }
-            }
-        }
-    }
-
-    private func heartbeatFailed(_ code: ErrorCode) {
-        switch code {
-        case .unknownMemberID, .illegalGeneration, .fencedInstanceID:
-            memberID = code == .unknownMemberID ? "" : memberID
-            needsRejoin = true
-        default:
-            needsRejoin = true
-        }
-    }
-
     /// Commits (with auto-commit), leaves the group and stops heartbeating.
     public func close() async {
-        guard !closed else { return }
-        closed = true
-        heartbeatTask?.cancel()
-        prefetch?.cancel()
-        prefetch = nil
-        if config.enableAutoCommit, config.groupID != nil, !handedPositions.isEmpty { try? await commit(handedPositions) }
-        if let g = config.groupID, !manualAssignment, !memberID.isEmpty {
-            if let conn = try? await cluster.coordinator(for: g) {
-                var leave = LeaveGroupRequest()
-                leave.groupID = g
-                leave.memberID = memberID
-                leave.members = [.init(memberID: memberID, groupInstanceID: config.groupInstanceID)]
-                if let v = try? conn.version(for: LeaveGroupRequest.self, max: 4) {
-                    _ = try? await conn.send(leave, version: v)
-                }
-            }
+        let (wasClosed, heartbeats, prefetch, manual) = locked { s -> (Bool, Task<Void, Never>?, Task<FetchResults, Error>?, Bool) in
+            defer { s.closed = true; s.heartbeats = nil; s.prefetch = nil }
+            return (s.closed, s.heartbeats, s.prefetch, s.membership == nil)
         }
-        let revoked = assignment
-        assignment = []
-        if !revoked.isEmpty { rebalanceListener?(revoked, []) }
+        guard !wasClosed else { return }
+        heartbeats?.cancel()
+        prefetch?.cancel()
+        if manual {
+            if config.enableAutoCommit, config.groupID != nil, !handedPositions.isEmpty { try? await commit(handedPositions) }
+            let revoked = locked { s -> [TopicPartition] in defer { s.assignment = [] }; return s.assignment }
+            if !revoked.isEmpty, let listener = locked({ $0.rebalanceListener }) { listener(revoked, []) }
+            return
+        }
+        let actions = locked { $0.membership?.leave() ?? [] }
+        try? await perform(actions)
     }
 }
-
-extension KafkaConsumer.SeekTarget: Hashable {}
 
 extension Duration {
     var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }

@@ -18,8 +18,8 @@ struct ClientEdgeTests {
 
     func values(_ b: InProcessBroker, _ topic: TopicName, expect count: Int) async throws -> [String] {
         let c = KafkaConsumer(cluster: cluster(port: b.port), config: ConsumerConfig())
-        await c.assign([TopicPartition(topic, 0)])
-        await c.seek(TopicPartition(topic, 0), to: .earliest)
+        c.assign([TopicPartition(topic, 0)])
+        c.seek(TopicPartition(topic, 0), to: .earliest)
         var out: [String] = []
         let deadline = ContinuousClock.now + .seconds(30)
         while out.count < count && ContinuousClock.now < deadline {
@@ -85,19 +85,19 @@ struct ClientEdgeTests {
         var config = ConsumerConfig(groupID: "never-committed")
         config.autoOffsetReset = .none
         let c = KafkaConsumer(cluster: cluster(port: b.port), config: config)
-        await c.assign([TopicPartition("strict", 0)])
+        c.assign([TopicPartition("strict", 0)])
         await #expect { _ = try await c.poll(timeout: .milliseconds(500)) } throws: { error in
             if case KafkaClientError.noOffsetForPartition = error { return true }
             return false
         }
         // A position outside the log is not silently moved either.
-        await c.seek(TopicPartition("strict", 0), to: .offset(1_000))
+        c.seek(TopicPartition("strict", 0), to: .offset(1_000))
         await #expect { for _ in 0..<20 { _ = try await c.poll(timeout: .milliseconds(100)) } } throws: { error in
             if case KafkaClientError.noOffsetForPartition = error { return true }
             return false
         }
         // An explicit seek makes it usable again.
-        await c.seek(TopicPartition("strict", 0), to: .offset(1))
+        c.seek(TopicPartition("strict", 0), to: .offset(1))
         var got: [ConsumerRecord] = []
         let deadline = ContinuousClock.now + .seconds(10)
         while got.count < 2 && ContinuousClock.now < deadline { got += try await c.poll(timeout: .milliseconds(200)) }
@@ -124,7 +124,7 @@ struct ClientEdgeTests {
         config.autoOffsetReset = .earliest
         config.maxPartitionFetchBytes = 64 * 1024
         let c = KafkaConsumer(cluster: cluster(port: b.port), config: config)
-        await c.assign([TopicPartition("stream", 0)])
+        c.assign([TopicPartition("stream", 0)])
         var taken: [ConsumerRecord] = []
         for try await r in c.records() {
             taken.append(r)
@@ -132,7 +132,7 @@ struct ClientEdgeTests {
         }
         // Give a reader that ran ahead the time to do so; this one must not have fetched on.
         try await Task.sleep(for: .milliseconds(300))
-        let position = await c.currentPositions[TopicPartition("stream", 0)] ?? 0
+        let position = c.currentPositions[TopicPartition("stream", 0)] ?? 0
         #expect(position < 200, "the stream fetched only what one poll returns, not everything: position \(position)")
         await c.close()
         let admin = KafkaAdmin(cluster: cluster(port: b.port))

@@ -35,8 +35,8 @@ struct ConsumerTests {
         config.rebalanceTimeoutMs = 20_000
         let c1 = KafkaConsumer(cluster: cluster(b), config: config)
         let c2 = KafkaConsumer(cluster: cluster(b), config: config)
-        try await c1.subscribe(["cq"])
-        try await c2.subscribe(["cq"])
+        try c1.subscribe(["cq"])
+        try c2.subscribe(["cq"])
         // Each member polls in its own task, as two application instances would, until every record
         // is read and the group has settled on two partitions each. A member that stopped polling
         // early (it may read everything before the other one joins) would hold the other's rebalance
@@ -44,7 +44,7 @@ struct ConsumerTests {
         let log = EventLog()
         let deadline = ContinuousClock.now + .seconds(60)
         @Sendable func settled() async -> Bool {
-            let (a1, a2) = (await c1.assignment, await c2.assignment)
+            let (a1, a2) = (c1.assignment, c2.assignment)
             return Set(log.all).count == 200 && a1.count == 2 && a2.count == 2
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -61,7 +61,7 @@ struct ConsumerTests {
         for v in log.all { seen[v, default: 0] += 1 }
         #expect(seen.count == 200)
         #expect(seen.values.allSatisfy { $0 == 1 }, "each record once")
-        let a1 = await c1.assignment, a2 = await c2.assignment
+        let a1 = c1.assignment, a2 = c2.assignment
         #expect(a1.count == 2 && a2.count == 2 && Set(a1).isDisjoint(with: a2), "range split: \(a1) / \(a2)")
         try await c1.commit()
         try await c2.commit()
@@ -77,12 +77,12 @@ struct ConsumerTests {
         let b = try await InProcessBroker()
         try await produce(b, topic: "seek", partitions: 1, count: 50)
         let c = KafkaConsumer(cluster: cluster(b), config: ConsumerConfig())
-        await c.assign([TopicPartition("seek", 0)])
-        await c.seek(TopicPartition("seek", 0), to: .offset(45))
+        c.assign([TopicPartition("seek", 0)])
+        c.seek(TopicPartition("seek", 0), to: .offset(45))
         var got: [ConsumerRecord] = []
         while got.count < 5 { got += try await c.poll(timeout: .milliseconds(500)) }
         #expect(got.map(\.offset) == [45, 46, 47, 48, 49])
-        await c.seek(TopicPartition("seek", 0), to: .earliest)
+        c.seek(TopicPartition("seek", 0), to: .earliest)
         let first = try await c.poll(timeout: .seconds(2))
         #expect(first.first?.offset == 0)
         await c.close()
@@ -100,27 +100,27 @@ extension ConsumerTests {
         config.heartbeatIntervalMs = 100
         let events = EventLog()
         let c1 = KafkaConsumer(cluster: cluster(b), config: config)
-        await c1.onRebalance { revoked, added in events.add("c1 -\(revoked.map(\.partition).sorted()) +\(added.map(\.partition).sorted())") }
-        try await c1.subscribe(["coop"])
+        c1.onRebalance { revoked, added in events.add("c1 -\(revoked.map(\.partition).sorted()) +\(added.map(\.partition).sorted())") }
+        try c1.subscribe(["coop"])
         let deadline = ContinuousClock.now + .seconds(10)
-        while await c1.assignment.count < 4 && ContinuousClock.now < deadline { _ = try await c1.poll(timeout: .milliseconds(100)) }
+        while c1.assignment.count < 4 && ContinuousClock.now < deadline { _ = try await c1.poll(timeout: .milliseconds(100)) }
         #expect(await c1.assignment.count == 4)
         let c2 = KafkaConsumer(cluster: cluster(b), config: config)
-        try await c2.subscribe(["coop"])
+        try c2.subscribe(["coop"])
         let until = ContinuousClock.now + .seconds(15)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for c in [c1, c2] {
                 group.addTask {
                     while ContinuousClock.now < until {
                         _ = try await c.poll(timeout: .milliseconds(100))
-                        let n1 = await c1.assignment.count, n2 = await c2.assignment.count
+                        let n1 = c1.assignment.count, n2 = c2.assignment.count
                         if n1 == 2 && n2 == 2 { return }
                     }
                 }
             }
             try await group.waitForAll()
         }
-        let a1 = await c1.assignment, a2 = await c2.assignment
+        let a1 = c1.assignment, a2 = c2.assignment
         #expect(a1.count == 2 && a2.count == 2 && Set(a1).isDisjoint(with: a2), "\(a1) / \(a2)")
         // c1 only ever gave up the two partitions that moved: it never revoked everything.
         #expect(!events.all.contains { $0.hasPrefix("c1 -[0, 1, 2, 3]") }, "\(events.all)")

@@ -24,8 +24,8 @@ struct ProducerTests {
 
     func readAll(_ b: InProcessBroker, _ topic: TopicName, partitions: Int32, expect count: Int) async throws -> [ConsumerRecord] {
         let c = KafkaConsumer(cluster: cluster(port: b.port), config: ConsumerConfig())
-        await c.assign((0..<partitions).map { TopicPartition(topic, $0) })
-        for p in 0..<partitions { await c.seek(TopicPartition(topic, p), to: .earliest) }
+        c.assign((0..<partitions).map { TopicPartition(topic, $0) })
+        for p in 0..<partitions { c.seek(TopicPartition(topic, p), to: .earliest) }
         var out: [ConsumerRecord] = []
         let deadline = ContinuousClock.now + .seconds(30)
         while out.count < count && ContinuousClock.now < deadline { out += try await c.poll(timeout: .milliseconds(200)) }
