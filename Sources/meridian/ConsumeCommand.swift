@@ -58,12 +58,12 @@ struct ConsumeCommand: AsyncParsableCommand {
                 throw ValidationError("topic \(topic) has no partition \(p) (it has \(info.partitions.count))")
             }
             if group != nil && partitions.isEmpty {
-                try await consumer.subscribe([topicName])
+                try consumer.subscribe([topicName])
             } else {
                 let tps = chosen.map { TopicPartition(topicName, $0) }
-                await consumer.assign(tps)
+                consumer.assign(tps)
                 if group == nil || start != .latest {
-                    for tp in tps { await consumer.seek(tp, to: start) }
+                    for tp in tps { consumer.seek(tp, to: start) }
                 }
             }
             var ends: [TopicPartition: Int64] = [:]
@@ -77,11 +77,11 @@ struct ConsumeCommand: AsyncParsableCommand {
                 }
                 out.flush()
                 if exitAtEnd {
-                    let assigned = await consumer.assignment
+                    let assigned = consumer.assignment
                     if !assigned.isEmpty {
                         let missing = assigned.filter { ends[$0] == nil }
                         if !missing.isEmpty { for (tp, o) in try await admin.listOffsets(missing, .latest) { ends[tp] = o } }
-                        let pos = await consumer.currentPositions
+                        let pos = consumer.currentPositions
                         if assigned.allSatisfy({ (pos[$0] ?? -1) >= (ends[$0] ?? 0) }) { break loop }
                     } else if group == nil {
                         break loop

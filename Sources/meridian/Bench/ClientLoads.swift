@@ -58,11 +58,11 @@ extension BenchRunner {
         config.checkCRCs = false
         let consumer = KafkaConsumer(cluster: clientCluster, config: config)
         let tps = (0..<partitions).map { TopicPartition(topic, $0) }
-        await consumer.assign(tps)
+        consumer.assign(tps)
         let admin = KafkaAdmin(cluster: clientCluster)
         let starts = try await admin.listOffsets(tps, .earliest)
         let ends = try await admin.listOffsets(tps, .latest)
-        for tp in tps { await consumer.seek(tp, to: .offset(starts[tp] ?? 0)) }
+        for tp in tps { consumer.seek(tp, to: .offset(starts[tp] ?? 0)) }
         var bytes: Int64 = 0, records: Int64 = 0
         let start = ContinuousClock.now
         let stop = start + .milliseconds(Int64(seconds * 1000))
@@ -72,8 +72,8 @@ extension BenchRunner {
                 bytes += Int64(r.value?.readableBytes ?? 0) + Int64(r.key?.readableBytes ?? 0)
                 records += 1
             }
-            let pos = await consumer.currentPositions
-            for tp in tps where (pos[tp] ?? 0) >= (ends[tp] ?? 0) { await consumer.seek(tp, to: .offset(starts[tp] ?? 0)) }
+            let pos = consumer.currentPositions
+            for tp in tps where (pos[tp] ?? 0) >= (ends[tp] ?? 0) { consumer.seek(tp, to: .offset(starts[tp] ?? 0)) }
         }
         let elapsed = ContinuousClock.now - start
         await consumer.close()
@@ -97,8 +97,8 @@ extension BenchRunner {
         cconfig.checkCRCs = false
         let consumer = KafkaConsumer(cluster: clientCluster, config: cconfig)
         let tp = TopicPartition(topic, 0)
-        await consumer.assign([tp])
-        await consumer.seek(tp, to: .latest)
+        consumer.assign([tp])
+        consumer.seek(tp, to: .latest)
         _ = try await consumer.poll(timeout: .milliseconds(100))
         let total = max(1, Int(Double(recordsPerSecond) * seconds))
         let padding = [UInt8](repeating: 0x45, count: max(0, recordSize - 8))

@@ -33,14 +33,14 @@ extension BenchRunner {
             let cl = KafkaCluster(bootstrap: [BootstrapAddress(host: host, port: port)], group: group)
             clusters.append(cl)
             let c = KafkaConsumer(cluster: cl, config: config)
-            await c.onRebalance { revoked, added in
+            c.onRebalance { revoked, added in
                 owners.withLockedValue { o in
                     o[i, default: []].subtract(revoked)
                     o[i, default: []].formUnion(added)
                 }
                 lastChange.withLockedValue { $0 = .now }
             }
-            try await c.subscribe([topic])
+            try c.subscribe([topic])
             members.append(c)
         }
         let total = ManagedCounter()
