@@ -93,13 +93,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `meridian bench`: load generators, the loopback yardstick, process figures.
+        .target(
+            name: "MeridianBench",
+            dependencies: [
+                "KafkaClient", "KafkaProtocol", "KafkaWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         // Generator of Sources/KafkaProtocol/Generated from the Kafka JSON schemas.
         .target(name: "ProtocolCodegen"),
         .executableTarget(name: "protocol-codegen", dependencies: ["ProtocolCodegen"]),
         .executableTarget(
             name: "meridian",
             dependencies: [
-                "Broker", "KafkaClient", "Topology", "KafkaProtocol", "KafkaWire",
+                "Broker", "KafkaClient", "MeridianBench", "Topology", "KafkaProtocol", "KafkaWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

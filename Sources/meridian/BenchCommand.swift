@@ -1,10 +1,6 @@
 import ArgumentParser
-import KafkaClient
 import Foundation
-import KafkaProtocol
-import KafkaWire
-import NIOCore
-import NIOPosix
+import MeridianBench
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,11 +35,12 @@ struct BenchCommand: AsyncParsableCommand {
         @Flag(help: "Drive the broker with hand-built requests instead of the Swift client (measures the broker alone).")
         var raw = false
 
-        var hostPort: (String, Int) {
+        var settings: BenchSettings {
             get throws {
                 let parts = bootstrap.split(separator: ":")
                 guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--bootstrap must be HOST:PORT") }
-                return (String(parts[0]), port)
+                return BenchSettings(host: String(parts[0]), port: port, seconds: seconds, brokerPid: brokerPid,
+                                     measureLoopback: !noLoopback, raw: raw)
             }
         }
     }
@@ -58,7 +55,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Produce requests in flight.") var inFlight: Int = 8
 
         func run() async throws {
-            let bench = try await BenchRunner(common)
+            let bench = try await BenchRunner(common.settings, output: say)
             try await bench.header()
             try await bench.produce(recordSize: recordSize, acks: acks, partitions: partitions,
                                     requestBytes: requestBytes, inFlight: inFlight)
@@ -75,7 +72,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "max.partition.fetch.bytes of each fetch.") var partitionMaxBytes: Int32 = 1 << 20
 
         func run() async throws {
-            let bench = try await BenchRunner(common)
+            let bench = try await BenchRunner(common.settings, output: say)
             try await bench.header()
             try await bench.fetch(partitions: partitions, fillBytes: fillBytes, partitionMaxBytes: partitionMaxBytes)
             bench.footer()
@@ -95,7 +92,7 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             var c = common
             c.noLoopback = true
-            let bench = try await BenchRunner(c)
+            let bench = try await BenchRunner(c.settings, output: say)
             try await bench.groupConsume(consumers: consumers, partitions: partitions, fillBytes: fillBytes, heartbeatMs: heartbeatMs)
             bench.footer()
             await bench.close()
@@ -111,7 +108,7 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             var c = common
             c.noLoopback = true
-            let bench = try await BenchRunner(c)
+            let bench = try await BenchRunner(c.settings, output: say)
             try await bench.commits(inFlight: inFlight, groups: groups)
             bench.footer()
             await bench.close()
@@ -127,7 +124,7 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             var c = common
             c.noLoopback = true
-            let bench = try await BenchRunner(c)
+            let bench = try await BenchRunner(c.settings, output: say)
             try await bench.idlePartitionsMemory(count: partitions)
             await bench.close()
         }
@@ -139,7 +136,7 @@ struct BenchCommand: AsyncParsableCommand {
         @OptionGroup var common: Common
 
         func run() async throws {
-            let bench = try await BenchRunner(common)
+            let bench = try await BenchRunner(common.settings, output: say)
             try await bench.header()
             for size in [1024, 100] {
                 for acks: Int16 in [1, -1] {
@@ -157,147 +154,6 @@ struct BenchCommand: AsyncParsableCommand {
             try await bench.idlePartitionsMemory(count: 100)
             bench.footer()
             await bench.close()
-        }
-    }
-}
-
-/// Shared state of one benchmark invocation: the connection, the yardstick, the output table.
-final class BenchRunner: @unchecked Sendable {
-    let common: BenchCommand.Common
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let connection: KafkaConnection
-    let clientCluster: KafkaCluster
-    let brokerPid: Int32?
-    var loopback: Double = 0
-    let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
-
-    init(_ common: BenchCommand.Common) async throws {
-        self.common = common
-        let (host, port) = try common.hostPort
-        connection = try await KafkaConnection.connect(host: host, port: port, group: group, clientID: "meridian-bench")
-        var options = KafkaCluster.Options()
-        options.clientID = "meridian-bench"
-        clientCluster = KafkaCluster(bootstrap: [BootstrapAddress(host: host, port: port)], options: options, group: group)
-        brokerPid = common.brokerPid ?? ProcessStats.pidListening(on: port)
-    }
-
-    func close() async {
-        await clientCluster.close()
-        await connection.close()
-        try? await group.shutdownGracefully()
-    }
-
-    func header() async throws {
-        say("meridian bench (\(common.raw ? "raw requests" : "Swift client") as load generator): broker \(common.bootstrap)\(brokerPid.map { " (pid \($0))" } ?? " (pid unknown: memory not reported)"), \(System.coreCount) cores, \(Int(common.seconds)) s per run")
-        if let pid = brokerPid, let dir = StorageProbe.dataDirectory(pid: pid) {
-            let fsync = StorageProbe.fsyncMillis(in: dir).map { String(format: "%.2f ms", $0) } ?? "not measurable"
-            say("broker data directory \(dir) on \(StorageProbe.fileSystemType(dir)); one 4 KiB write + fsync: \(fsync)")
-        }
-        if !common.noLoopback {
-            loopback = LoopbackPump.measure(seconds: 2)
-            say(String(format: "loopback TCP, plain socket pump: %.0f MB/s", loopback / 1_000_000))
-        }
-        say("")
-        say(pad("run", 36) + pad("MB/s", 9, right: true) + pad("records/s", 12, right: true) + pad("p50 ms", 9, right: true)
-            + pad("p99 ms", 9, right: true) + pad("loopback", 10, right: true) + pad("broker CPU", 12, right: true))
-    }
-
-    func footer() {
-        say("")
-        if let pid = brokerPid, let rss = ProcessStats.rss(pid: pid) {
-            say("broker memory: peak RSS \(formatBytes(Double(rss.peak))), now \(formatBytes(Double(rss.current)))")
-        }
-        if let rss = ProcessStats.rss(pid: getpid()) {
-            say("load generator memory: peak RSS \(formatBytes(Double(rss.peak))), now \(formatBytes(Double(rss.current)))")
-        }
-    }
-
-    private func pad(_ s: String, _ n: Int, right: Bool = false) -> String {
-        s.count >= n ? s + " " : (right ? String(repeating: " ", count: n - s.count) + s : s + String(repeating: " ", count: n - s.count))
-    }
-
-    private func row(_ name: String, mb: Double, records: Double, p50: Double?, p99: Double?, cpu: Double?) {
-        let ratio = loopback > 0 ? String(format: "%.1f%%", mb * 1_000_000 / loopback * 100) : "-"
-        say(pad(name, 36) + pad(String(format: "%.1f", mb), 9, right: true) + pad(String(format: "%.0f", records), 12, right: true)
-            + pad(p50.map { String(format: "%.2f", $0) } ?? "-", 9, right: true) + pad(p99.map { String(format: "%.2f", $0) } ?? "-", 9, right: true)
-            + pad(ratio, 10, right: true) + pad(cpu.map { String(format: "%.0f%%", $0 * 100) } ?? "-", 12, right: true))
-    }
-
-    /// Creates a fresh topic for one run.
-    func createTopic(_ name: TopicName, partitions: Int32) async throws {
-        var req = CreateTopicsRequest()
-        req.timeoutMs = 30_000
-        req.topics = [.init(name: name, numPartitions: partitions, replicationFactor: 1)]
-        let r = try await connection.send(req)
-        let code = r.topics.first?.errorCode ?? .none
-        guard code == .none || code == .topicAlreadyExists else {
-            throw ValidationError("cannot create benchmark topic \(name): \(code) \(r.topics.first?.errorMessage ?? "")")
-        }
-    }
-
-    private func cpu() -> Double? { brokerPid.flatMap { ProcessStats.cpuSeconds(pid: $0) } }
-
-    func produce(recordSize: Int, acks: Int16, partitions: Int32, requestBytes: Int, inFlight: Int) async throws {
-        let topic = TopicName("bench-\(runID)-p\(partitions)-s\(recordSize)-a\(acks == -1 ? "all" : String(acks))")
-        try await createTopic(topic, partitions: partitions)
-        let cpu0 = cpu()
-        let r: ProduceLoad.Result
-        if common.raw {
-            r = try await ProduceLoad(connection: connection, topic: topic, partitions: partitions, recordSize: recordSize,
-                                      acks: acks, bytesPerRequest: requestBytes, inFlight: inFlight, duration: common.seconds).run().get()
-        } else {
-            r = try await clientProduce(topic: topic, recordSize: recordSize, acks: acks, seconds: common.seconds)
-        }
-        let cpuUse = cpu().flatMap { c1 in cpu0.map { (c1 - $0) / r.seconds } }
-        let sizeName = recordSize >= 1024 && recordSize % 1024 == 0 ? "\(recordSize / 1024) KiB" : "\(recordSize) B"
-        row("produce \(sizeName) acks=\(acks == -1 ? "all" : "1") \(partitions)p", mb: r.mbPerSecond, records: r.recordsPerSecond,
-            p50: r.percentile(0.5), p99: r.percentile(0.99), cpu: cpuUse)
-        if !r.errors.isEmpty { say("  errors: \(r.errors.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))") }
-    }
-
-    func fetch(partitions: Int32, fillBytes: Int64, partitionMaxBytes: Int32) async throws {
-        let topic = TopicName("bench-\(runID)-fetch-p\(partitions)")
-        try await createTopic(topic, partitions: partitions)
-        let fillSeconds = max(1.0, Double(fillBytes) / 150_000_000)
-        say("  (filling \(topic) with about \(formatBytes(Double(fillBytes))) first)")
-        var written: Int64 = 0
-        let started = Date()
-        while written < fillBytes && Date().timeIntervalSince(started) < fillSeconds * 4 {
-            let chunk = try ProduceLoad(connection: connection, topic: topic, partitions: partitions, recordSize: 1024, acks: 1,
-                                        bytesPerRequest: 1 << 20, inFlight: 8, duration: 1)
-            written += try await chunk.run().get().bytes
-        }
-        let cpu0 = cpu()
-        let r: FetchLoad.Result
-        if common.raw {
-            r = try await FetchLoad(connection: connection, topic: topic, partitions: partitions,
-                                    partitionMaxBytes: partitionMaxBytes, duration: common.seconds).run().get()
-        } else {
-            r = try await clientConsume(topic: topic, partitions: partitions, partitionMaxBytes: partitionMaxBytes, seconds: common.seconds)
-        }
-        let cpuUse = cpu().flatMap { c1 in cpu0.map { (c1 - $0) / r.seconds } }
-        row("\(common.raw ? "fetch" : "consume") 1 KiB records \(partitions)p", mb: r.mbPerSecond, records: r.recordsPerSecond, p50: nil, p99: nil, cpu: cpuUse)
-    }
-
-    /// Produce-to-consume latency: records at a steady rate, each carrying its send time, read by
-    /// a long-polling consumer; what a record waits for the group-committed flush shows here.
-    func endToEnd(recordSize: Int, acks: Int16, recordsPerSecond: Int) async throws {
-        let topic = TopicName("bench-\(runID)-e2e-a\(acks == -1 ? "all" : "1")")
-        try await createTopic(topic, partitions: 1)
-        let r = try await clientEndToEnd(topic: topic, recordSize: recordSize, acks: acks, recordsPerSecond: recordsPerSecond,
-                                         seconds: common.seconds)
-        let sizeName = recordSize >= 1024 && recordSize % 1024 == 0 ? "\(recordSize / 1024) KiB" : "\(recordSize) B"
-        row("produce→consume \(sizeName) acks=\(acks == -1 ? "all" : "1") 1p", mb: r.mbPerSecond, records: r.recordsPerSecond,
-            p50: r.percentile(0.5), p99: r.percentile(0.99), cpu: nil)
-    }
-
-    func idlePartitionsMemory(count: Int32) async throws {
-        guard let pid = brokerPid else { return }
-        let topic = TopicName("bench-\(runID)-idle-\(count)")
-        try await createTopic(topic, partitions: count)
-        try await Task.sleep(for: .seconds(1))
-        if let rss = ProcessStats.rss(pid: pid) {
-            say("broker RSS after creating an idle \(count)-partition topic: \(formatBytes(Double(rss.current))) now, peak \(formatBytes(Double(rss.peak)))")
         }
     }
 }

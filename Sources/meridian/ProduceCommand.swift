@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KafkaClient
+import MeridianBench
 import KafkaProtocol
 import NIOCore
 

@@ -51,7 +51,8 @@ enum ProcessStats {
     }
 }
 
-func formatBytes(_ b: Double) -> String {
+/// Bytes in binary units with a precision that suits a terminal line.
+public func formatBytes(_ b: Double) -> String {
     let kib = 1024.0, mib = kib * 1024, gib = mib * 1024
     if b >= gib { return String(format: "%.2f GiB", b / gib) }
     if b >= mib { return String(format: "%.1f MiB", b / mib) }

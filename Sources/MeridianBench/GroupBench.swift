@@ -8,7 +8,7 @@ import NIOCore
 extension BenchRunner {
     /// N consumers in one group read a topic; then one leaves and the time until the others own
     /// every partition again is measured.
-    func groupConsume(consumers n: Int, partitions: Int32, fillBytes: Int64, heartbeatMs: Int64) async throws {
+    public func groupConsume(consumers n: Int, partitions: Int32, fillBytes: Int64, heartbeatMs: Int64) async throws {
         let topic = TopicName("bench-\(runID)-group-p\(partitions)")
         try await createTopic(topic, partitions: partitions)
         say("  (filling \(topic) with about \(formatBytes(Double(fillBytes))) first)")
@@ -18,7 +18,7 @@ extension BenchRunner {
                                         bytesPerRequest: 1 << 20, inFlight: 8, duration: 1)
             written += try await chunk.run().get().bytes
         }
-        let (host, port) = try common.hostPort
+        let (host, port) = (common.host, common.port)
         var config = ConsumerConfig(groupID: GroupID("bench-\(runID)-group"))
         config.autoOffsetReset = .earliest
         config.heartbeatIntervalMs = heartbeatMs
@@ -91,7 +91,7 @@ extension BenchRunner {
     }
 
     /// Standalone offset commits (each one partition of one group) with `inFlight` outstanding.
-    func commits(inFlight: Int, groups: Int) async throws {
+    public func commits(inFlight: Int, groups: Int) async throws {
         let topic = TopicName("bench-\(runID)-commits")
         try await createTopic(topic, partitions: 1)
         let conn = connection

@@ -48,9 +48,11 @@ enum LoopbackPump {
     }
 }
 
-final class ManagedCounter: @unchecked Sendable {
+/// A counter shared by threads (bytes moved by a load, records written by a producer).
+public final class ManagedCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var v = 0
-    func add(_ n: Int) { lock.lock(); v += n; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return v }
+    public init() {}
+    public func add(_ n: Int) { lock.lock(); v += n; lock.unlock() }
+    public var value: Int { lock.lock(); defer { lock.unlock() }; return v }
 }
