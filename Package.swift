@@ -117,11 +117,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Helpers shared by the test targets: broker processes, external tools.
+        // Helpers shared by the test targets: in-process brokers, broker processes, external tools, a TCP proxy.
         .target(
             name: "TestSupport",
             dependencies: [
-                "FileLayer",
+                "FileLayer", "Broker", "KafkaProtocol", "KafkaWire",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
+import TestSupport
 
 /// The client connection under connection loss: every request is answered or failed, never left waiting.
 @Suite("Client connection", .timeLimit(.minutes(2)))

@@ -6,6 +6,7 @@ import KafkaWire
 import NIOCore
 import NIOPosix
 import Testing
+import TestSupport
 
 /// The Swift consumer against an in-process broker.
 @Suite("Swift consumer", .timeLimit(.minutes(2)))

@@ -4,6 +4,7 @@ import KafkaProtocol
 import KafkaWire
 import NIOCore
 import Testing
+import TestSupport
 
 /// The coordinator through the wire: persistence across restarts and offset retention.
 @Suite("Group coordinator", .timeLimit(.minutes(2)))

@@ -4,6 +4,7 @@ import KafkaProtocol
 import KafkaWire
 import NIOCore
 import Testing
+import TestSupport
 
 /// Group edge cases through the wire, as a Kafka 3.x consumer meets them: a member that misses
 /// its rebalance timeout (max.poll.interval.ms) and a static member that restarts or is duplicated.

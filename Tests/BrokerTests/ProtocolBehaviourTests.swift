@@ -5,6 +5,7 @@ import KafkaWire
 import NIOCore
 import NIOPosix
 import Testing
+import TestSupport
 
 /// Protocol corner cases from COMPAT.md, against an in-process broker through a raw client connection.
 @Suite("Broker protocol behaviour", .timeLimit(.minutes(2)))
