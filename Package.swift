@@ -143,9 +143,19 @@ let package = Package(
                 "ClusterMetadata",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
+        ),
+        // Framing and golden requests captured from real clients.
+        .testTarget(
+            name: "KafkaWireTests",
+            dependencies: [
+                "KafkaWire", "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            exclude: ["Golden"]
         ),
         .testTarget(
             name: "ConformanceTests",

@@ -80,7 +80,7 @@ extension ApiKey {
         case 19: return "CreateTopics"
         case 20: return "DeleteTopics"
         case 21: return "DeleteRecords"
-        case 22: return "InitProducerID"
+        case 22: return "InitProducerId"
         case 23: return "OffsetForLeaderEpoch"
         case 32: return "DescribeConfigs"
         case 33: return "AlterConfigs"
