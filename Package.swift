@@ -12,7 +12,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
-        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -40,9 +39,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The file operations storage uses, behind a protocol (tests swap in a crash-simulating one).
@@ -78,6 +75,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         // Kafka client used by the CLI, the benchmarks and (later) the mirror.
@@ -86,8 +84,6 @@ let package = Package(
             dependencies: [
                 "KafkaProtocol", "KafkaWire",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -109,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "meridian",
             dependencies: [
-                "Broker", "KafkaClient", "MeridianBench", "Topology", "KafkaProtocol", "KafkaWire",
+                "Broker", "KafkaClient", "MeridianBench", "Topology", "KafkaProtocol", "KafkaWire", "LogStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -129,21 +125,26 @@ let package = Package(
             ],
             path: "Tests/TestSupport"
         ),
-        .testTarget(name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "ProtocolCodegen"]),
+        .testTarget(name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "ProtocolCodegen", .product(name: "NIOCore", package: "swift-nio")]),
         // The client's state machines without sockets.
         .testTarget(
             name: "KafkaClientTests",
             dependencies: ["KafkaClient", "KafkaProtocol", "KafkaWire", .product(name: "NIOCore", package: "swift-nio")]
         ),
-        .testTarget(name: "LogStorageTests", dependencies: ["LogStorage", "KafkaProtocol", "FileLayer", "TestSupport"]),
+        .testTarget(
+            name: "LogStorageTests",
+            dependencies: ["LogStorage", "KafkaProtocol", "FileLayer", "TestSupport",
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "BrokerTests",
             dependencies: [
-                "Broker", "KafkaWire", "KafkaProtocol", "KafkaClient", "Topology", "TestSupport", "LogStorage", "FileLayer",
+                "Broker", "KafkaWire", "KafkaProtocol", "KafkaClient", "TestSupport", "LogStorage", "FileLayer",
                 "ClusterMetadata",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Framing and golden requests captured from real clients.

@@ -41,15 +41,13 @@ struct ClientOptions: ParsableArguments {
             let base = (topology as NSString).deletingLastPathComponent
             let wantTLS = tlsCA != nil
             for b in r.brokers {
-                let listeners = b.listeners.filter { $0.uppercased().hasPrefix(wantTLS ? "SSL://" : "PLAINTEXT://") }
-                let chosen = listeners.first ?? b.listeners.first { $0.uppercased().hasPrefix("SSL://") }
-                guard let l = chosen else { continue }
-                if l.uppercased().hasPrefix("SSL://") && tls == nil {
+                let listeners = try b.listeners.map { try ListenerAddress(parsing: $0) }
+                guard let l = listeners.first(where: { $0.isTLS == wantTLS }) ?? listeners.first(where: \.isTLS) else { continue }
+                if l.isTLS && tls == nil {
                     let t = (b.tls ?? Topology.TLS()).overriding(r.tls)
                     tls = TLSSettings(caPath: t.ca.map { Topology.resolve($0, relativeTo: base) })
                 }
-                let hostPort = String(l[l.range(of: "://")!.upperBound...])
-                addresses += try BootstrapAddress.parseList(hostPort)
+                addresses.append(BootstrapAddress(host: l.host, port: l.port))
             }
             guard !addresses.isEmpty else { throw ValidationError("region '\(name)' has no listener to connect to") }
         }

@@ -1,4 +1,6 @@
-/// A listener as written on the command line or in topology.json: `PLAINTEXT://host:port` or `SSL://host:port`.
+/// A listener as written on the command line, in server.properties or in topology.json:
+/// `PLAINTEXT://host:port` or `SSL://host:port`. The broker binds to it; clients pick the one
+/// whose security protocol they speak and connect to its host and port.
 public struct ListenerAddress: Sendable, Equatable, CustomStringConvertible {
     public enum SecurityProtocol: String, Sendable {
         case plaintext = "PLAINTEXT"
@@ -40,8 +42,14 @@ public struct ListenerAddress: Sendable, Equatable, CustomStringConvertible {
         self.init(securityProtocol: sp, host: host.isEmpty ? "0.0.0.0" : host, port: port)
     }
 
-    public var description: String {
+    public var description: String { "\(securityProtocol.rawValue)://\(hostPort)" }
+
+    /// `host:port`, with an IPv6 host in brackets: what a client's bootstrap list takes.
+    public var hostPort: String {
         let h = host.contains(":") ? "[\(host)]" : host
-        return "\(securityProtocol.rawValue)://\(h):\(port)"
+        return "\(h):\(port)"
     }
+
+    /// Whether the listener speaks TLS.
+    public var isTLS: Bool { securityProtocol == .ssl }
 }
