@@ -21,12 +21,19 @@ struct BrokerCommand: AsyncParsableCommand {
                   --listener SSL://127.0.0.1:9093 --tls-cert deploy/certs/broker.pem \\
                   --tls-key deploy/certs/broker.key --tls-ca deploy/certs/ca.pem --tls-client-auth required
               meridian broker --topology topology.json --region us-east --broker-id 1
+              meridian broker --config-file config/server.properties --set log.dirs=/var/lib/meridian
 
             A listener port of 0 picks a free port; the `ready` line shows the one chosen.
             """
     )
 
-    @Option(help: "Directory for logs and metadata (created if missing).")
+    @Option(help: "A Kafka server.properties file: Kafka's property names (log.dirs, listeners, advertised.listeners, num.partitions, log.retention.hours, node.id, ssl.*, ...). Properties this broker does not use are reported once and ignored; flags win over the file.")
+    var configFile: String?
+
+    @Option(name: .customLong("set"), help: "A broker property KEY=VALUE with Kafka's name, over --config-file (e.g. --set num.partitions=3); repeatable.")
+    var sets: [String] = []
+
+    @Option(help: "Directory for logs and metadata (created if missing) (log.dirs).")
     var dataDir: String?
 
     @Option(name: .customLong("listener"), help: "PLAINTEXT://HOST:PORT or SSL://HOST:PORT; repeat for several. Default PLAINTEXT://127.0.0.1:9092.")
@@ -59,17 +66,17 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(name: .customLong("config"), help: "Default topic config KEY=VALUE for every topic (e.g. retention.ms=3600000); repeatable.")
     var configs: [String] = []
 
-    @Option(help: "Largest request in bytes (socket.request.max.bytes).")
-    var socketRequestMaxBytes: Int = 100 * 1024 * 1024
+    @Option(help: "Largest request in bytes (socket.request.max.bytes); default 104857600.")
+    var socketRequestMaxBytes: Int?
 
-    @Option(help: "Milliseconds between retention checks (log.retention.check.interval.ms).")
-    var retentionCheckIntervalMs: Int64 = 300_000
+    @Option(help: "Milliseconds between retention checks (log.retention.check.interval.ms); default 300000.")
+    var retentionCheckIntervalMs: Int64?
 
-    @Option(help: "Milliseconds between log cleaner passes over compacted topics (log.cleaner.backoff.ms).")
-    var logCleanerBackoffMs: Int64 = 15_000
+    @Option(help: "Milliseconds between log cleaner passes over compacted topics (log.cleaner.backoff.ms); default 15000.")
+    var logCleanerBackoffMs: Int64?
 
-    @Option(help: "fsync before acknowledging acks=all produces, and let consumers read only what is fsynced: true or false.")
-    var fsyncAcksAll: Bool = true
+    @Option(help: "fsync before acknowledging acks=all produces, and let consumers read only what is fsynced: true or false; default true.")
+    var fsyncAcksAll: Bool?
 
     @Option(help: "Most client connections at once, all listeners together (max.connections; default: from the file-descriptor limit).")
     var maxConnections: Int?
@@ -77,44 +84,44 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Most connections from one IP address (max.connections.per.ip; default unbounded).")
     var maxConnectionsPerIp: Int?
 
-    @Option(help: "Close a connection with no request for this long (connections.max.idle.ms).")
-    var connectionsMaxIdleMs: Int64 = 600_000
+    @Option(help: "Close a connection with no request for this long (connections.max.idle.ms); default 600000.")
+    var connectionsMaxIdleMs: Int64?
 
-    @Option(help: "Close a TLS connection whose handshake has not finished after this many milliseconds.")
-    var tlsHandshakeTimeoutMs: Int64 = 10_000
+    @Option(help: "Close a TLS connection whose handshake has not finished after this many milliseconds; default 10000.")
+    var tlsHandshakeTimeoutMs: Int64?
 
-    @Option(help: "Bytes of requests being received or queued, all connections together (queued.max.request.bytes).")
-    var queuedMaxRequestBytes: Int = 256 * 1024 * 1024
+    @Option(help: "Bytes of requests being received or queued, all connections together (queued.max.request.bytes); default 268435456.")
+    var queuedMaxRequestBytes: Int?
 
-    @Option(help: "Bytes of requests and unsent responses one connection may hold before the broker stops reading from it.")
-    var connectionMaxBufferedBytes: Int = 16 * 1024 * 1024
+    @Option(help: "Bytes of requests and unsent responses one connection may hold before the broker stops reading from it; default 16777216.")
+    var connectionMaxBufferedBytes: Int?
 
-    @Option(help: "Largest Fetch response in bytes, whatever the client asks (fetch.max.bytes).")
-    var fetchMaxBytes: Int = 55 * 1024 * 1024
+    @Option(help: "Largest Fetch response in bytes, whatever the client asks (fetch.max.bytes); default 57671680.")
+    var fetchMaxBytes: Int?
 
-    @Option(help: "Forget an idle idempotent producer's state after this many milliseconds (producer.id.expiration.ms).")
-    var producerIdExpirationMs: Int64 = 86_400_000
+    @Option(help: "Forget an idle idempotent producer's state after this many milliseconds (producer.id.expiration.ms); default 86400000.")
+    var producerIdExpirationMs: Int64?
 
     @Option(help: "Most members of one consumer group, pending ones included (group.max.size; default unbounded).")
     var groupMaxSize: Int?
 
-    @Option(help: "Delay of an empty group's first rebalance, waiting for more members (group.initial.rebalance.delay.ms).")
-    var groupInitialRebalanceDelayMs: Int64 = 3000
+    @Option(help: "Delay of an empty group's first rebalance, waiting for more members (group.initial.rebalance.delay.ms); default 3000.")
+    var groupInitialRebalanceDelayMs: Int64?
 
-    @Option(help: "Smallest session timeout a consumer may ask for (group.min.session.timeout.ms).")
-    var groupMinSessionTimeoutMs: Int32 = 6000
+    @Option(help: "Smallest session timeout a consumer may ask for (group.min.session.timeout.ms); default 6000.")
+    var groupMinSessionTimeoutMs: Int32?
 
-    @Option(help: "Largest session timeout a consumer may ask for (group.max.session.timeout.ms).")
-    var groupMaxSessionTimeoutMs: Int32 = 1_800_000
+    @Option(help: "Largest session timeout a consumer may ask for (group.max.session.timeout.ms); default 1800000.")
+    var groupMaxSessionTimeoutMs: Int32?
 
-    @Option(help: "Partitions of __consumer_offsets when it is first created (offsets.topic.num.partitions).")
-    var offsetsTopicPartitions: Int32 = 50
+    @Option(help: "Partitions of __consumer_offsets when it is first created (offsets.topic.num.partitions); default 50.")
+    var offsetsTopicPartitions: Int32?
 
-    @Option(help: "How long committed offsets of an empty group are kept (offsets.retention.minutes).")
-    var offsetsRetentionMinutes: Int64 = 10080
+    @Option(help: "How long committed offsets of an empty group are kept (offsets.retention.minutes); default 10080.")
+    var offsetsRetentionMinutes: Int64?
 
-    @Option(help: "Milliseconds between expiry checks of committed offsets (offsets.retention.check.interval.ms).")
-    var offsetsRetentionCheckIntervalMs: Int64 = 600_000
+    @Option(help: "Milliseconds between expiry checks of committed offsets (offsets.retention.check.interval.ms); default 600000.")
+    var offsetsRetentionCheckIntervalMs: Int64?
 
     @Option(help: "topology.json to read this broker's settings from (with --region and --broker-id).")
     var topology: String?
@@ -124,14 +131,42 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @OptionGroup var logOptions: LogOptions
 
-    func resolvedConfig() throws -> BrokerConfig {
+    /// The configuration to run with, and the properties of --config-file/--set it did not use.
+    func resolvedConfig() throws -> (BrokerConfig, ignored: [String]) {
+        var props = try BrokerProperties.load(file: configFile, overrides: sets)
         var listenerTexts = listeners
-        var dir = dataDir
+        var advertisedTexts = advertisedListeners
+        var dir = dataDir ?? props.string("log.dirs", "log.dir").map { String($0.split(separator: ",").first ?? "") }
         var tls = TLSSettings()
-        var id = brokerId
-        var autoCreate = autoCreateTopics
-        var partitions = defaultPartitions
-        var topicDefaults: [String: String] = [:]
+        var id = try brokerId ?? props.number("node.id", "broker.id")
+        var autoCreate = try autoCreateTopics ?? props.bool("auto.create.topics.enable")
+        var partitions = try defaultPartitions ?? props.number("num.partitions")
+        var topicDefaults = try Self.topicDefaults(&props)
+        if listenerTexts.isEmpty, let ls = try props.listeners("listeners") {
+            listenerTexts = ls.map(\.address.description)
+            if advertisedTexts.isEmpty, let ads = try props.listeners("advertised.listeners") {
+                // advertised.listeners names the listeners it changes; the others advertise themselves.
+                advertisedTexts = ls.map { l in (ads.first { $0.name == l.name }?.address ?? l.address).description }
+            }
+        }
+        props.markUsed("listener.security.protocol.map", "controller.listener.names")
+        if let store = props.string("ssl.keystore.location") {
+            guard (props.string("ssl.keystore.type") ?? "JKS").uppercased() == "PEM" else {
+                throw ValidationError("ssl.keystore.location: only PEM keystores are read (ssl.keystore.type=PEM, key and certificate chain in one file); convert a JKS or PKCS12 keystore with openssl")
+            }
+            tls.certificatePath = store
+            tls.keyPath = store
+        }
+        if let trust = props.string("ssl.truststore.location") {
+            guard (props.string("ssl.truststore.type") ?? "JKS").uppercased() == "PEM" else {
+                throw ValidationError("ssl.truststore.location: only PEM truststores are read (ssl.truststore.type=PEM)")
+            }
+            tls.caPath = trust
+        }
+        if let auth = props.string("ssl.client.auth") {
+            guard let a = TLSSettings.ClientAuth(rawValue: auth) else { throw ValidationError("ssl.client.auth must be required, requested or none") }
+            tls.clientAuth = a
+        }
         if let topology {
             let topo = try Topology.load(path: topology)
             let problems = topo.validate()
@@ -163,7 +198,7 @@ struct BrokerCommand: AsyncParsableCommand {
             if let a = t.clientAuth { tls.clientAuth = TLSSettings.ClientAuth(rawValue: a) ?? .none }
             if autoCreate == nil { autoCreate = r.defaults?.autoCreateTopics }
             if partitions == nil { partitions = r.defaults?.partitions }
-            topicDefaults = r.defaults?.topicConfigs ?? [:]
+            topicDefaults.merge(r.defaults?.topicConfigs ?? [:]) { $1 }
         }
         if let tlsCert { tls.certificatePath = tlsCert }
         if let tlsKey { tls.keyPath = tlsKey }
@@ -177,11 +212,11 @@ struct BrokerCommand: AsyncParsableCommand {
         guard let dir else { throw ValidationError("give --data-dir DIR (or --topology with --region)") }
         if listenerTexts.isEmpty { listenerTexts = ["PLAINTEXT://127.0.0.1:9092"] }
         var config = BrokerConfig(dataDirectory: dir, listeners: try listenerTexts.map { try ListenerAddress(parsing: $0) })
-        if !advertisedListeners.isEmpty {
-            guard advertisedListeners.count == listenerTexts.count else {
+        if !advertisedTexts.isEmpty {
+            guard advertisedTexts.count == listenerTexts.count else {
                 throw ValidationError("give one --advertised-listener per --listener (\(listenerTexts.count))")
             }
-            config.advertisedListeners = try advertisedListeners.map { try ListenerAddress(parsing: $0) }
+            config.advertisedListeners = try advertisedTexts.map { try ListenerAddress(parsing: $0) }
         }
         config.brokerID = id ?? 1
         config.autoCreateTopics = autoCreate ?? true
@@ -197,42 +232,80 @@ struct BrokerCommand: AsyncParsableCommand {
             if let why = LogConfigCheck.validate(k, v) { throw ValidationError("--config \(k)=\(v): \(why)") }
         }
         config.topicConfigDefaults = topicDefaults
-        config.maxRequestBytes = socketRequestMaxBytes
-        config.retentionCheckIntervalMs = retentionCheckIntervalMs
-        config.fsyncOnAcksAll = fsyncAcksAll
-        if let maxConnections { config.maxConnections = maxConnections }
-        if let maxConnectionsPerIp { config.maxConnectionsPerIP = maxConnectionsPerIp }
-        config.connectionsMaxIdleMs = connectionsMaxIdleMs
-        config.tlsHandshakeTimeoutMs = tlsHandshakeTimeoutMs
-        config.queuedMaxRequestBytes = queuedMaxRequestBytes
-        config.maxBufferedBytesPerConnection = connectionMaxBufferedBytes
-        config.fetchMaxBytes = fetchMaxBytes
-        config.producerIDExpirationMs = producerIdExpirationMs
-        if let groupMaxSize { config.groups.group.maxGroupSize = groupMaxSize }
+        config.maxRequestBytes = try socketRequestMaxBytes ?? props.number("socket.request.max.bytes") ?? 100 * 1024 * 1024
+        config.retentionCheckIntervalMs = try retentionCheckIntervalMs ?? props.number("log.retention.check.interval.ms") ?? 300_000
+        config.fsyncOnAcksAll = fsyncAcksAll ?? true
+        if let v = try maxConnections ?? props.number("max.connections") { config.maxConnections = v }
+        if let v = try maxConnectionsPerIp ?? props.number("max.connections.per.ip") { config.maxConnectionsPerIP = v }
+        config.connectionsMaxIdleMs = try connectionsMaxIdleMs ?? props.number("connections.max.idle.ms") ?? 600_000
+        config.tlsHandshakeTimeoutMs = tlsHandshakeTimeoutMs ?? 10_000
+        config.queuedMaxRequestBytes = try queuedMaxRequestBytes ?? props.number("queued.max.request.bytes") ?? 256 * 1024 * 1024
+        config.maxBufferedBytesPerConnection = connectionMaxBufferedBytes ?? 16 * 1024 * 1024
+        config.fetchMaxBytes = try fetchMaxBytes ?? props.number("fetch.max.bytes") ?? 55 * 1024 * 1024
+        config.producerIDExpirationMs = try producerIdExpirationMs ?? props.number("producer.id.expiration.ms") ?? 86_400_000
+        if let v = try groupMaxSize ?? props.number("group.max.size") { config.groups.group.maxGroupSize = v }
         for (flag, value) in [("--max-connections", Int64(config.maxConnections)), ("--max-connections-per-ip", Int64(config.maxConnectionsPerIP)),
-                              ("--connections-max-idle-ms", connectionsMaxIdleMs), ("--tls-handshake-timeout-ms", tlsHandshakeTimeoutMs),
-                              ("--queued-max-request-bytes", Int64(queuedMaxRequestBytes)),
-                              ("--connection-max-buffered-bytes", Int64(connectionMaxBufferedBytes)),
-                              ("--fetch-max-bytes", Int64(fetchMaxBytes)), ("--producer-id-expiration-ms", producerIdExpirationMs),
+                              ("--connections-max-idle-ms", config.connectionsMaxIdleMs), ("--tls-handshake-timeout-ms", config.tlsHandshakeTimeoutMs),
+                              ("--queued-max-request-bytes", Int64(config.queuedMaxRequestBytes)),
+                              ("--connection-max-buffered-bytes", Int64(config.maxBufferedBytesPerConnection)),
+                              ("--fetch-max-bytes", Int64(config.fetchMaxBytes)), ("--producer-id-expiration-ms", config.producerIDExpirationMs),
                               ("--group-max-size", Int64(config.groups.group.maxGroupSize))] where value < 1 {
             throw ValidationError("\(flag) must be at least 1, got \(value)")
         }
-        config.logCleanerBackoffMs = logCleanerBackoffMs
-        config.groups.group.initialRebalanceDelayMs = groupInitialRebalanceDelayMs
-        config.groups.group.minSessionTimeoutMs = groupMinSessionTimeoutMs
-        config.groups.group.maxSessionTimeoutMs = groupMaxSessionTimeoutMs
-        guard offsetsTopicPartitions >= 1 else { throw ValidationError("--offsets-topic-partitions must be at least 1") }
-        config.groups.offsetsTopicPartitions = offsetsTopicPartitions
-        config.groups.offsetsRetentionMs = offsetsRetentionMinutes * 60_000
-        config.groups.offsetsRetentionCheckIntervalMs = offsetsRetentionCheckIntervalMs
-        return config
+        config.logCleanerBackoffMs = try logCleanerBackoffMs ?? props.number("log.cleaner.backoff.ms") ?? 15_000
+        config.groups.group.initialRebalanceDelayMs = try groupInitialRebalanceDelayMs ?? props.number("group.initial.rebalance.delay.ms") ?? 3000
+        config.groups.group.minSessionTimeoutMs = try groupMinSessionTimeoutMs ?? props.number("group.min.session.timeout.ms") ?? 6000
+        config.groups.group.maxSessionTimeoutMs = try groupMaxSessionTimeoutMs ?? props.number("group.max.session.timeout.ms") ?? 1_800_000
+        let offsetPartitions = try offsetsTopicPartitions ?? props.number("offsets.topic.num.partitions") ?? 50
+        guard offsetPartitions >= 1 else { throw ValidationError("--offsets-topic-partitions must be at least 1") }
+        config.groups.offsetsTopicPartitions = offsetPartitions
+        config.groups.offsetsRetentionMs = (try offsetsRetentionMinutes ?? props.number("offsets.retention.minutes") ?? 10080) * 60_000
+        config.groups.offsetsRetentionCheckIntervalMs = try offsetsRetentionCheckIntervalMs ?? props.number("offsets.retention.check.interval.ms") ?? 600_000
+        return (config, props.ignored)
+    }
+
+    /// Broker-wide topic defaults from Kafka's `log.*` properties (the topic configs they stand for).
+    static func topicDefaults(_ props: inout BrokerProperties) throws -> [String: String] {
+        var out: [String: String] = [:]
+        // Kafka: log.retention.ms wins over .minutes, which wins over .hours.
+        if let ms = props.string("log.retention.ms") {
+            out["retention.ms"] = ms
+            props.markUsed("log.retention.minutes", "log.retention.hours")
+        } else if let m: Int64 = try props.number("log.retention.minutes") {
+            out["retention.ms"] = String(m * 60_000)
+            props.markUsed("log.retention.hours")
+        } else if let h: Int64 = try props.number("log.retention.hours") {
+            out["retention.ms"] = String(h * 3_600_000)
+        }
+        if let ms = props.string("log.roll.ms") {
+            out["segment.ms"] = ms
+            props.markUsed("log.roll.hours")
+        } else if let h: Int64 = try props.number("log.roll.hours") {
+            out["segment.ms"] = String(h * 3_600_000)
+        }
+        let direct = [("log.retention.bytes", "retention.bytes"), ("log.segment.bytes", "segment.bytes"),
+                      ("log.cleanup.policy", "cleanup.policy"), ("message.max.bytes", "max.message.bytes"),
+                      ("log.message.timestamp.type", "message.timestamp.type"), ("compression.type", "compression.type"),
+                      ("log.index.interval.bytes", "index.interval.bytes"), ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
+                      ("log.cleaner.delete.retention.ms", "delete.retention.ms"), ("log.segment.delete.delay.ms", "file.delete.delay.ms")]
+        for (kafka, topic) in direct where LogConfig.definition(topic) != nil {
+            if let v = props.string(kafka) { out[topic] = v }
+        }
+        for (k, v) in out {
+            if let why = LogConfigCheck.validate(k, v) { throw ValidationError("\(k)=\(v) (from the broker properties): \(why)") }
+        }
+        return out
     }
 
     func run() async throws {
         let logger = logOptions.bootstrap(label: "meridian.broker")
         let config: BrokerConfig
         do {
-            config = try resolvedConfig()
+            let (c, ignored) = try resolvedConfig()
+            config = c
+            if !ignored.isEmpty {
+                logger.notice("ignoring broker properties this broker does not use", metadata: ["properties": "\(ignored.joined(separator: ", "))"])
+            }
         } catch let e as ValidationError {
             throw e
         } catch {
