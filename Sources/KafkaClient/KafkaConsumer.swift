@@ -108,10 +108,17 @@ public final class KafkaConsumer: @unchecked Sendable {
         if start { startHeartbeats() }
     }
 
+    /// Moves the position of `tp`. An absolute offset takes effect at once (it is what ``commit(_:)``
+    /// and ``currentPositions`` see next); the others are looked up before the next fetch.
     public func seek(_ tp: TopicPartition, to target: SeekTarget) {
         locked { s in
-            s.pendingSeeks[tp] = .target(target)
-            s.positions[tp] = nil
+            if case .offset(let o) = target {
+                s.pendingSeeks[tp] = nil
+                s.positions[tp] = o
+            } else {
+                s.pendingSeeks[tp] = .target(target)
+                s.positions[tp] = nil
+            }
         }
     }
 

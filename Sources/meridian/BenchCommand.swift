@@ -20,7 +20,8 @@ struct BenchCommand: AsyncParsableCommand {
     )
 
     struct Common: ParsableArguments {
-        @Option(help: "Broker address HOST:PORT (plaintext listener).")
+        @Option(name: [.customShort("b"), .customLong("bootstrap-server"), .customLong("bootstrap")],
+                help: "Broker address HOST:PORT (plaintext listener).")
         var bootstrap: String = "127.0.0.1:9092"
 
         @Option(help: "Seconds each measurement runs.")

@@ -133,7 +133,7 @@ struct BrokerCommand: AsyncParsableCommand {
 
     /// The configuration to run with, and the properties of --config-file/--set it did not use.
     func resolvedConfig() throws -> (BrokerConfig, ignored: [String]) {
-        var props = try BrokerProperties.load(file: configFile, overrides: sets)
+        var props = try KafkaProperties.load(file: configFile, overrides: sets)
         var listenerTexts = listeners
         var advertisedTexts = advertisedListeners
         var dir = dataDir ?? props.string("log.dirs", "log.dir").map { String($0.split(separator: ",").first ?? "") }
@@ -265,7 +265,7 @@ struct BrokerCommand: AsyncParsableCommand {
     }
 
     /// Broker-wide topic defaults from Kafka's `log.*` properties (the topic configs they stand for).
-    static func topicDefaults(_ props: inout BrokerProperties) throws -> [String: String] {
+    static func topicDefaults(_ props: inout KafkaProperties) throws -> [String: String] {
         var out: [String: String] = [:]
         // Kafka: log.retention.ms wins over .minutes, which wins over .hours.
         if let ms = props.string("log.retention.ms") {

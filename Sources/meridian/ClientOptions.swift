@@ -1,15 +1,33 @@
 import ArgumentParser
 import Foundation
 import KafkaClient
+import KafkaProtocol
 import KafkaWire
 import NIOCore
 import NIOPosix
 import Topology
 
-/// How the client commands find and reach a cluster.
+/// How the client commands find and reach a cluster, in kcat's and Kafka's dialect: `-b` /
+/// `--bootstrap-server` and `-X key=value` with librdkafka/Java client property names.
 struct ClientOptions: ParsableArguments {
-    @Option(help: "Brokers to start from: HOST:PORT[,HOST:PORT...]. Default 127.0.0.1:9092.")
+    @Option(name: [.customShort("b"), .customLong("bootstrap-server"), .customLong("bootstrap")],
+            help: ArgumentHelp("Brokers to start from: HOST:PORT[,HOST:PORT...] (as kcat -b, Kafka's --bootstrap-server). Default 127.0.0.1:9092.",
+                               valueName: "host:port"))
     var bootstrap: String?
+
+    @Option(name: .customShort("X"),
+            help: ArgumentHelp("""
+                Client property with librdkafka/Java names; repeatable. Connection: bootstrap.servers, client.id, \
+                security.protocol (PLAINTEXT, SSL), ssl.ca.location, ssl.certificate.location, ssl.key.location, \
+                ssl.endpoint.identification.algorithm (none to skip the host name check), request.timeout.ms, \
+                socket.connection.setup.timeout.ms, metadata.max.age.ms. Producer: acks, compression.type, linger.ms, \
+                batch.size, enable.idempotence, partitioner, delivery.timeout.ms, retry.backoff.ms, buffer.memory, \
+                max.in.flight.requests.per.connection. Consumer: group.id, group.instance.id, auto.offset.reset, \
+                enable.auto.commit, auto.commit.interval.ms, session.timeout.ms, heartbeat.interval.ms, \
+                max.poll.interval.ms, fetch.max.wait.ms, fetch.min.bytes, fetch.max.bytes, max.partition.fetch.bytes, \
+                partition.assignment.strategy, check.crcs. Others are reported and ignored.
+                """, valueName: "key=value"))
+    var properties: [String] = []
 
     @Option(help: "topology.json to take the region's brokers (and TLS CA) from, with --region.")
     var topology: String?
@@ -17,19 +35,31 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "Region of --topology to talk to.")
     var region: String?
 
-    @Option(help: "PEM CA bundle to verify the brokers' certificates; turns on TLS.")
+    @Option(help: "PEM CA bundle to verify the brokers' certificates; turns on TLS (-X ssl.ca.location).")
     var tlsCA: String?
 
-    @Option(help: "PEM client certificate for mTLS.")
+    @Option(help: "PEM client certificate for mTLS (-X ssl.certificate.location).")
     var tlsCert: String?
 
-    @Option(help: "PEM private key of --tls-cert.")
+    @Option(help: "PEM private key of --tls-cert (-X ssl.key.location).")
     var tlsKey: String?
 
-    @Flag(help: "Do not check that the broker certificate names the host (testing only).")
+    @Flag(help: "Do not check that the broker certificate names the host (testing only; -X ssl.endpoint.identification.algorithm=none).")
     var noVerifyHostname = false
 
-    func resolve() throws -> ([BootstrapAddress], TLSSettings?) {
+    /// Where and how to connect, resolved from flags, -X properties and topology.json.
+    struct Connection {
+        var addresses: [BootstrapAddress]
+        var options: KafkaCluster.Options
+    }
+
+    /// The -X properties as given.
+    func clientProperties() throws -> KafkaProperties {
+        try KafkaProperties(pairs: properties, flag: "-X")
+    }
+
+    /// Resolves the connection, taking the connection properties out of `props`.
+    func resolve(_ props: inout KafkaProperties, clientID: String) throws -> Connection {
         var addresses: [BootstrapAddress] = []
         var tls: TLSSettings? = nil
         if let topology {
@@ -51,23 +81,57 @@ struct ClientOptions: ParsableArguments {
             }
             guard !addresses.isEmpty else { throw ValidationError("region '\(name)' has no listener to connect to") }
         }
-        if let bootstrap { addresses = try BootstrapAddress.parseList(bootstrap) }
+        if let list = bootstrap ?? props.string("bootstrap.servers", "metadata.broker.list") {
+            addresses = try BootstrapAddress.parseList(list)
+        }
         if addresses.isEmpty { addresses = [BootstrapAddress(host: "127.0.0.1", port: 9092)] }
-        if tlsCA != nil || tlsCert != nil {
-            tls = TLSSettings(certificatePath: tlsCert, keyPath: tlsKey, caPath: tlsCA ?? tls?.caPath)
+        // TLS: flags win over -X; -X ssl.* or security.protocol=SSL turn it on.
+        let proto = try props.choice("security.protocol", among: ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+        if let proto, proto.hasPrefix("SASL") {
+            throw ValidationError("security.protocol=\(proto): SASL is not supported; use PLAINTEXT or SSL (with client certificates for mTLS)")
+        }
+        let ca = tlsCA ?? props.string("ssl.ca.location") ?? pemStore(&props, "ssl.truststore")
+        let keystore = pemStore(&props, "ssl.keystore")
+        let cert = tlsCert ?? props.string("ssl.certificate.location") ?? keystore
+        let key = tlsKey ?? props.string("ssl.key.location") ?? keystore
+        if ca != nil || cert != nil || proto == "SSL" {
+            tls = TLSSettings(certificatePath: cert, keyPath: key, caPath: ca ?? tls?.caPath)
+        }
+        if proto == "PLAINTEXT" { tls = nil }
+        if let algorithm = props.string("ssl.endpoint.identification.algorithm") {
+            tls?.verifyHostname = !(algorithm.isEmpty || algorithm.lowercased() == "none")
         }
         if noVerifyHostname { tls?.verifyHostname = false }
-        return (addresses, tls)
+        var options = KafkaCluster.Options()
+        options.clientID = props.string("client.id") ?? clientID
+        options.tls = tls
+        if let ms: Int64 = try props.number("socket.connection.setup.timeout.ms") { options.connectTimeout = .milliseconds(ms) }
+        if let ms: Int64 = try props.number("metadata.max.age.ms", "topic.metadata.refresh.interval.ms") { options.metadataMaxAge = .milliseconds(ms) }
+        if let ms: Int64 = try props.number("request.timeout.ms", "socket.timeout.ms") { options.requestTimeout = .milliseconds(ms) }
+        return Connection(addresses: addresses, options: options)
+    }
+
+    /// A Java-style PEM key or trust store (`<prefix>.location` with `<prefix>.type=PEM`).
+    private func pemStore(_ props: inout KafkaProperties, _ prefix: String) -> String? {
+        guard let location = props.string(prefix + ".location") else { return nil }
+        if let type = props.string(prefix + ".type"), type.uppercased() != "PEM" {
+            printError("\(prefix).type=\(type) is not read here; give PEM files (-X ssl.ca.location, ssl.certificate.location, ssl.key.location)")
+            return nil
+        }
+        return location
+    }
+
+    /// Says once, on standard error, which -X properties this command did not use.
+    static func reportIgnored(_ props: KafkaProperties) {
+        if !props.ignored.isEmpty {
+            printError("ignoring -X properties this command does not use: \(props.ignored.joined(separator: ", "))")
+        }
     }
 
     /// Runs `body` with a connected cluster and closes it afterwards.
-    func withCluster<T>(clientID: String = "meridian-cli", _ body: (KafkaCluster) async throws -> T) async throws -> T {
-        let (addresses, tls) = try resolve()
-        var options = KafkaCluster.Options()
-        options.clientID = clientID
-        options.tls = tls
+    func withCluster<T>(_ connection: Connection, _ body: (KafkaCluster) async throws -> T) async throws -> T {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let cluster = KafkaCluster(bootstrap: addresses, options: options, group: group)
+        let cluster = KafkaCluster(bootstrap: connection.addresses, options: connection.options, group: group)
         do {
             let r = try await body(cluster)
             await cluster.close()
@@ -79,6 +143,89 @@ struct ClientOptions: ParsableArguments {
             throw error
         }
     }
+
+    /// Runs `body` with a connected cluster, for commands that take only connection properties.
+    func withCluster<T>(clientID: String = "meridian-cli", _ body: (KafkaCluster) async throws -> T) async throws -> T {
+        var props = try clientProperties()
+        let connection = try resolve(&props, clientID: clientID)
+        Self.reportIgnored(props)
+        return try await withCluster(connection, body)
+    }
+}
+
+extension ProducerConfig {
+    /// Takes the producer properties (Java and librdkafka names) out of `props`.
+    mutating func apply(_ props: inout KafkaProperties) throws {
+        if let a = try props.choice("acks", "request.required.acks", among: ["all", "-1", "1", "0"]) {
+            acks = a == "all" ? -1 : Int16(a)!
+        }
+        if let c = props.string("compression.type", "compression.codec") {
+            guard let codec = CompressionCodec(name: c), codec.isSupportedLocally else {
+                throw ValidationError("compression.type=\(c): this producer writes none or gzip")
+            }
+            compression = codec
+        }
+        if let ms: Int64 = try props.number("linger.ms", "queue.buffering.max.ms") { lingerMs = ms }
+        if let n: Int = try props.number("batch.size") { batchSize = n }
+        if let i = try props.bool("enable.idempotence") { enableIdempotence = i }
+        if let name = props.string("partitioner") {
+            guard let p = Partitioner(name: name) else { throw ValidationError("partitioner=\(name): use murmur2 or consistent_random") }
+            partitioner = p
+        }
+        if let ms: Int64 = try props.number("delivery.timeout.ms", "message.timeout.ms") { deliveryTimeoutMs = ms }
+        if let ms: Int64 = try props.number("retry.backoff.ms") { retryBackoffMs = ms }
+        if let n: Int = try props.number("buffer.memory") { bufferMemory = n }
+        if let kb: Int = try props.number("queue.buffering.max.kbytes") { bufferMemory = kb * 1024 }
+        if let n: Int = try props.number("max.in.flight.requests.per.connection", "max.in.flight") { maxInFlight = n }
+        if let ms: Int32 = try props.number("request.timeout.ms") { requestTimeoutMs = ms }
+    }
+}
+
+extension ConsumerConfig {
+    /// Takes the consumer properties (Java and librdkafka names) out of `props`.
+    mutating func apply(_ props: inout KafkaProperties) throws {
+        if let g = props.string("group.id") { groupID = GroupID(g) }
+        if let i = props.string("group.instance.id") { groupInstanceID = i }
+        if let r = try props.choice("auto.offset.reset", among: ["earliest", "smallest", "beginning", "latest", "largest", "end", "none", "error"]) {
+            switch r {
+            case "earliest", "smallest", "beginning": autoOffsetReset = .earliest
+            case "latest", "largest", "end": autoOffsetReset = .latest
+            default: autoOffsetReset = .none
+            }
+        }
+        if let b = try props.bool("enable.auto.commit") { enableAutoCommit = b }
+        if let ms: Int64 = try props.number("auto.commit.interval.ms") { autoCommitIntervalMs = ms }
+        if let ms: Int32 = try props.number("session.timeout.ms") { sessionTimeoutMs = ms }
+        if let ms: Int64 = try props.number("heartbeat.interval.ms") { heartbeatIntervalMs = ms }
+        if let ms: Int32 = try props.number("max.poll.interval.ms") { rebalanceTimeoutMs = ms }
+        if let ms: Int32 = try props.number("fetch.max.wait.ms", "fetch.wait.max.ms") { fetchMaxWaitMs = ms }
+        if let n: Int32 = try props.number("fetch.min.bytes") { fetchMinBytes = n }
+        if let n: Int32 = try props.number("fetch.max.bytes") { fetchMaxBytes = n }
+        if let n: Int32 = try props.number("max.partition.fetch.bytes", "fetch.message.max.bytes") { maxPartitionFetchBytes = n }
+        if let b = try props.bool("check.crcs") { checkCRCs = b }
+        if let s = props.string("partition.assignment.strategy") {
+            let names = s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            let known: [String: any PartitionAssignor] = ["range": RangeAssignor(), "cooperative-sticky": CooperativeStickyAssignor(),
+                                                          "org.apache.kafka.clients.consumer.rangeassignor": RangeAssignor(),
+                                                          "org.apache.kafka.clients.consumer.cooperativestickyassignor": CooperativeStickyAssignor()]
+            let chosen = names.compactMap { known[$0] }
+            guard !chosen.isEmpty else {
+                throw ValidationError("partition.assignment.strategy=\(s): this consumer offers range and cooperative-sticky")
+            }
+            assignors = chosen
+        }
+    }
+}
+
+/// `--format text|json`, the one output switch of every command that prints data (`--json` is
+/// an older spelling of `--format json`).
+struct OutputFormat: ParsableArguments {
+    enum Format: String, ExpressibleByArgument { case text, json }
+
+    @Option(help: "text (a table for people) or json (one JSON object per line, for scripts).") var format: Format = .text
+    @Flag(help: .hidden) var json = false
+
+    var isJSON: Bool { format == .json || json }
 }
 
 /// Pads columns of a text table to their widest cell.

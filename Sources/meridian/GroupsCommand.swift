@@ -20,11 +20,11 @@ struct GroupsCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List every consumer group with its state.")
         @OptionGroup var client: ClientOptions
-        @Flag(help: "One JSON object per group.") var json = false
+        @OptionGroup var output: OutputFormat
 
         func run() async throws {
             let groups = try await client.withCluster { try await KafkaAdmin(cluster: $0).listGroups() }
-            if json {
+            if output.isJSON {
                 for g in groups { try printJSON(["group": g.groupID.rawValue, "state": g.state, "protocolType": g.protocolType]) }
                 return
             }
@@ -42,7 +42,7 @@ struct GroupsCommand: AsyncParsableCommand {
                 """)
         @OptionGroup var client: ClientOptions
         @Argument(help: "The group.") var group: String
-        @Flag(help: "One JSON object per partition, then one for the group.") var json = false
+        @OptionGroup var output: OutputFormat
 
         func run() async throws {
             let g = GroupID(group)
@@ -61,7 +61,7 @@ struct GroupsCommand: AsyncParsableCommand {
             var owner: [TopicPartition: KafkaAdmin.GroupMember] = [:]
             for m in desc.members { for tp in m.assignment { owner[tp] = m } }
             let partitions = Set(committed.keys).union(owner.keys).sorted()
-            if json {
+            if output.isJSON {
                 for tp in partitions {
                     var o: [String: Any] = ["topic": tp.topic.rawValue, "partition": tp.partition, "logEndOffset": ends[tp] ?? -1]
                     if let c = committed[tp] { o["currentOffset"] = c; o["lag"] = max(0, (ends[tp] ?? c) - c) }

@@ -10,46 +10,62 @@ struct ProduceCommand: AsyncParsableCommand {
         commandName: "produce",
         abstract: "Send one record per input line to a topic.",
         discussion: """
-            Reads standard input (or --file) line by line. With --key-separator the text before the
-            first separator is the key. A summary (records, bytes, time) goes to standard error.
+            Reads standard input (or --file) line by line. With -K (--key-separator) the text before
+            the first separator is the key. A summary (records, bytes, time) goes to standard error.
+            Flags follow kcat's (-b, -t, -p, -K, -c, -X key=value); producer settings take the Java
+            client's names with -X (acks, compression.type, linger.ms, enable.idempotence, ...).
 
             Examples:
-              seq 1 1000 | meridian produce numbers
-              meridian produce orders --file orders.txt --key-separator : --header source=import --acks all
-              yes hello | meridian produce load --count 100000 --rate 5000 --compression gzip
+              seq 1 1000 | meridian produce -t numbers
+              meridian produce -b 127.0.0.1:9092 -t orders -K : --file orders.txt --header source=import -X acks=all
+              yes hello | meridian produce -t load -c 100000 --rate 5000 -X compression.type=gzip
             """
     )
 
     @OptionGroup var client: ClientOptions
-    @Argument(help: "The topic.") var topic: String
+    @Option(name: [.customShort("t"), .customLong("topic")], help: "The topic (or give it as the argument).") var topicOption: String?
+    @Argument(help: "The topic (or -t).") var topicArgument: String?
     @Option(help: "Read lines from this file instead of standard input.") var file: String?
-    @Option(help: "Split each line into KEY<SEP>VALUE at the first SEP.") var keySeparator: String?
+    @Option(name: [.customShort("K"), .customLong("key-separator")], help: "Split each line into KEY<SEP>VALUE at the first SEP.") var keySeparator: String?
     @Option(name: .customLong("header"), help: "Header KEY=VALUE added to every record; repeatable.") var headers: [String] = []
-    @Option(help: "all (-1), 1 or 0.") var acks: String = "all"
-    @Option(help: "none or gzip.") var compression: String = "none"
+    @Option(help: "all (-1), 1 or 0 (-X acks). Default all.") var acks: String?
+    @Option(help: "none or gzip (-X compression.type). Default none.") var compression: String?
     @Option(help: "Records per second at most.") var rate: Double?
-    @Option(help: "Stop after this many records.") var count: Int?
-    @Option(help: "Write every record to this partition.") var partition: Int32?
-    @Option(help: "murmur2 (the Java client's) or consistent_random (librdkafka's default).") var partitioner: String = "murmur2"
-    @Option(help: "Milliseconds a batch waits for more records.") var lingerMs: Int64 = 5
-    @Flag(help: "Turn off idempotence (it needs acks=all).") var noIdempotence = false
+    @Option(name: [.customShort("c"), .customLong("count")], help: "Stop after this many records.") var count: Int?
+    @Option(name: [.customShort("p"), .customLong("partition")], help: "Write every record to this partition.") var partition: Int32?
+    @Option(help: "murmur2 (the Java client's) or consistent_random (librdkafka's default) (-X partitioner). Default murmur2.") var partitioner: String?
+    @Option(help: "Milliseconds a batch waits for more records (-X linger.ms). Default 5.") var lingerMs: Int64?
+    @Flag(help: "Turn off idempotence (-X enable.idempotence=false; it needs acks=all).") var noIdempotence = false
 
     func run() async throws {
+        guard let topic = topicOption ?? topicArgument else { throw ValidationError("give the topic: -t TOPIC") }
+        var props = try client.clientProperties()
+        let connection = try client.resolve(&props, clientID: "meridian-produce")
         var config = ProducerConfig()
-        switch acks.lowercased() {
-        case "all", "-1": config.acks = -1
-        case "1": config.acks = 1
-        case "0": config.acks = 0
-        default: throw ValidationError("--acks must be all, 1 or 0")
+        try config.apply(&props)
+        ClientOptions.reportIgnored(props)
+        // Flags win over -X.
+        if let acks {
+            switch acks.lowercased() {
+            case "all", "-1": config.acks = -1
+            case "1": config.acks = 1
+            case "0": config.acks = 0
+            default: throw ValidationError("--acks must be all, 1 or 0")
+            }
         }
-        config.enableIdempotence = !noIdempotence && config.acks == -1
-        guard let codec = CompressionCodec(name: compression), codec.isSupportedLocally else {
-            throw ValidationError("--compression must be none or gzip")
+        if noIdempotence { config.enableIdempotence = false }
+        if config.acks != -1 { config.enableIdempotence = false }
+        if let compression {
+            guard let codec = CompressionCodec(name: compression), codec.isSupportedLocally else {
+                throw ValidationError("--compression must be none or gzip")
+            }
+            config.compression = codec
         }
-        config.compression = codec
-        guard let p = Partitioner(name: partitioner) else { throw ValidationError("--partitioner must be murmur2 or consistent_random") }
-        config.partitioner = p
-        config.lingerMs = lingerMs
+        if let partitioner {
+            guard let p = Partitioner(name: partitioner) else { throw ValidationError("--partitioner must be murmur2 or consistent_random") }
+            config.partitioner = p
+        }
+        if let lingerMs { config.lingerMs = lingerMs }
         let headerList: [RecordHeader] = try headers.map {
             let parts = $0.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--header takes KEY=VALUE, got '\($0)'") }
@@ -68,7 +84,7 @@ struct ProduceCommand: AsyncParsableCommand {
         let start = Date()
         var sent = 0
         var bytes = 0
-        try await client.withCluster(clientID: "meridian-produce") { cluster in
+        try await client.withCluster(connection) { cluster in
             let producer = KafkaProducer(cluster: cluster, config: config)
             var reader = LineReader(handle: input)
             while let line = reader.next() {

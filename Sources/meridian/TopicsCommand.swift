@@ -48,9 +48,16 @@ struct TopicsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List topics with their partition counts.")
         @OptionGroup var client: ClientOptions
         @Flag(name: .customLong("internal"), help: "Include internal topics such as __consumer_offsets.") var includeInternal = false
+        @OptionGroup var output: OutputFormat
 
         func run() async throws {
             let topics = try await client.withCluster { try await KafkaAdmin(cluster: $0).listTopics(includeInternal: includeInternal) }
+            if output.isJSON {
+                for t in topics {
+                    try printJSON(["topic": t.name.rawValue, "partitions": t.partitions.count, "internal": t.isInternal, "topicId": "\(t.topicID)"])
+                }
+                return
+            }
             if topics.isEmpty { say("no topics"); return }
             say(formatTable([["TOPIC", "PARTITIONS"]] + topics.map { [$0.name.rawValue, String($0.partitions.count)] }))
         }
@@ -61,6 +68,7 @@ struct TopicsCommand: AsyncParsableCommand {
         @OptionGroup var client: ClientOptions
         @Argument(help: "The topic.") var name: String
         @Flag(help: "Show every config, not only those set on the topic.") var allConfigs = false
+        @OptionGroup var output: OutputFormat
 
         func run() async throws {
             let (info, configs, ends) = try await client.withCluster { cluster -> (KafkaCluster.TopicInfo, [KafkaAdmin.ConfigEntry], [TopicPartition: Int64]) in
@@ -69,12 +77,23 @@ struct TopicsCommand: AsyncParsableCommand {
                 let tps = info.partitions.map { TopicPartition(info.name, $0.partition) }
                 return (info, try await admin.describeTopicConfigs(TopicName(name)), try await admin.listOffsets(tps, .latest))
             }
+            let shown = configs.filter { allConfigs || $0.source == "topic" }
+            if output.isJSON {
+                try printJSON([
+                    "topic": info.name.rawValue, "topicId": "\(info.topicID)", "internal": info.isInternal,
+                    "partitions": info.partitions.map { p -> [String: Any] in
+                        ["partition": p.partition, "leader": p.leader.rawValue, "replicas": p.replicas.map(\.rawValue),
+                         "isr": p.isr.map(\.rawValue), "endOffset": ends[TopicPartition(info.name, p.partition)] ?? -1]
+                    },
+                    "configs": Dictionary(shown.map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 }),
+                ])
+                return
+            }
             say("topic \(info.name)  id \(info.topicID)  partitions \(info.partitions.count)\(info.isInternal ? "  (internal)" : "")")
             say(formatTable([["PARTITION", "LEADER", "REPLICAS", "ISR", "END-OFFSET"]] + info.partitions.map { p in
                 [String(p.partition), String(p.leader.rawValue), p.replicas.map { String($0.rawValue) }.joined(separator: ","),
                  p.isr.map { String($0.rawValue) }.joined(separator: ","), String(ends[TopicPartition(info.name, p.partition)] ?? -1)]
             }))
-            let shown = configs.filter { allConfigs || $0.source == "topic" }
             if !shown.isEmpty {
                 say("")
                 say(formatTable([["CONFIG", "VALUE", "SOURCE"]] + shown.map { [$0.name, $0.value ?? "(null)", $0.source] }))
@@ -85,15 +104,16 @@ struct TopicsCommand: AsyncParsableCommand {
     struct AlterConfig: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "alter-config", abstract: "Set or remove topic configs.",
-            discussion: "Example: meridian topics alter-config orders retention.ms=3600000 --delete-config segment.bytes")
+            discussion: "Example: meridian topics alter-config orders --config retention.ms=3600000 --delete-config segment.bytes")
         @OptionGroup var client: ClientOptions
         @Argument(help: "The topic.") var name: String
-        @Argument(help: "KEY=VALUE settings.") var settings: [String] = []
+        @Option(name: .customLong("config"), help: "Topic config KEY=VALUE to set; repeatable.") var configs: [String] = []
+        @Argument(help: ArgumentHelp("KEY=VALUE settings (an older spelling of --config).", visibility: .hidden)) var settings: [String] = []
         @Option(name: .customLong("delete-config"), help: "Return KEY to its default; repeatable.") var deletes: [String] = []
 
         func run() async throws {
             var changes: [String: String?] = [:]
-            for (k, v) in try TopicsCommand.parseConfigs(settings) { changes[k] = .some(v) }
+            for (k, v) in try TopicsCommand.parseConfigs(configs + settings) { changes[k] = .some(v) }
             for k in deletes { changes[k] = .some(nil) }
             guard !changes.isEmpty else { throw ValidationError("give KEY=VALUE settings or --delete-config KEY") }
             try await client.withCluster { try await KafkaAdmin(cluster: $0).alterTopicConfigs(TopicName(name), changes) }

@@ -2,12 +2,12 @@ import ArgumentParser
 import Foundation
 import KafkaWire
 
-/// Kafka-style broker properties: a `server.properties` file (`--config-file`) and `--set KEY=VALUE`
-/// overrides (which win), read with Kafka's property names.
+/// Kafka-style properties with Kafka's (and librdkafka's) names: a broker's `server.properties` file
+/// (`--config-file`) and `--set KEY=VALUE` overrides, or a client command's `-X KEY=VALUE`.
 ///
-/// The broker takes what it uses (see ``BrokerCommand``); every other property is reported once as
-/// ignored, never fatal, so a stock Apache Kafka file starts a broker.
-struct BrokerProperties {
+/// A command takes what it uses; every other property is reported once as ignored, never fatal,
+/// so a stock Apache Kafka file starts a broker and a kcat command line's `-X` settings work.
+struct KafkaProperties {
     private(set) var values: [String: String] = [:]
     /// Keys in the order they were first given, for messages.
     private(set) var order: [String] = []
@@ -52,20 +52,25 @@ struct BrokerProperties {
         values[key] = value
     }
 
+    /// `KEY=VALUE` pairs as given to `flag` (later ones win).
+    init(pairs: [String], flag: String) throws {
+        for o in pairs {
+            let parts = o.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("\(flag) takes KEY=VALUE, got '\(o)'") }
+            set(parts[0].trimmingCharacters(in: .whitespaces), parts[1].trimmingCharacters(in: .whitespaces))
+        }
+    }
+
     /// The file (if any) with the `--set` overrides applied.
-    static func load(file: String?, overrides: [String]) throws -> BrokerProperties {
-        var p = BrokerProperties()
+    static func load(file: String?, overrides: [String]) throws -> KafkaProperties {
+        var p = KafkaProperties()
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw ValidationError("cannot read --config-file \(file); give the path of a Kafka server.properties file")
             }
-            p = try BrokerProperties(text: String(decoding: data, as: UTF8.self), origin: file)
+            p = try KafkaProperties(text: String(decoding: data, as: UTF8.self), origin: file)
         }
-        for o in overrides {
-            let parts = o.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--set takes KEY=VALUE, got '\(o)'") }
-            p.set(parts[0].trimmingCharacters(in: .whitespaces), parts[1].trimmingCharacters(in: .whitespaces))
-        }
+        for (k, v) in try KafkaProperties(pairs: overrides, flag: "--set").pairs { p.set(k, v) }
         return p
     }
 
@@ -85,18 +90,37 @@ struct BrokerProperties {
         return nil
     }
 
-    mutating func bool(_ name: String) throws -> Bool? {
-        guard let v = values[name] else { return nil }
-        used.insert(name)
-        switch v.lowercased() {
-        case "true": return true
-        case "false": return false
-        default: throw ValidationError("\(name)=\(v): expected true or false")
+    mutating func bool(_ names: String...) throws -> Bool? {
+        for name in names {
+            guard let v = values[name] else { continue }
+            used.insert(name)
+            switch v.lowercased() {
+            case "true": return true
+            case "false": return false
+            default: throw ValidationError("\(name)=\(v): expected true or false")
+            }
         }
+        return nil
     }
 
     /// Marks properties as understood without a value being taken (e.g. ones a flag overrode).
     mutating func markUsed(_ names: String...) { for n in names where values[n] != nil { used.insert(n) } }
+
+    /// Every property, in the order given.
+    var pairs: [(String, String)] { order.map { ($0, values[$0]!) } }
+
+    /// One of `choices` (compared without case), or nil when not set.
+    mutating func choice(_ names: String..., among choices: [String]) throws -> String? {
+        for n in names {
+            guard let v = values[n] else { continue }
+            used.insert(n)
+            guard let c = choices.first(where: { $0.caseInsensitiveCompare(v) == .orderedSame }) else {
+                throw ValidationError("\(n)=\(v): expected one of \(choices.joined(separator: ", "))")
+            }
+            return c
+        }
+        return nil
+    }
 
     /// Properties given but not used, in the order given.
     var ignored: [String] { order.filter { !used.contains($0) } }
