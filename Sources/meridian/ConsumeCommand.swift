@@ -9,14 +9,16 @@ struct ConsumeCommand: AsyncParsableCommand {
         commandName: "consume",
         abstract: "Print a topic's records, one per line.",
         discussion: """
-            Without -G (--group) the consumer reads the chosen partitions directly, from -o.
-            With -G it joins the group: committed offsets win, -o applies only to partitions the
-            group never committed, and progress is committed as it goes. Flags follow kcat's
-            (-b, -t, -p, -o, -e, -c, -G, -K, -X key=value); consumer settings take the Java client's
-            names with -X (auto.offset.reset, session.timeout.ms, fetch.max.wait.ms, ...).
+            Without -G (--group) the consumer reads the chosen partitions directly,
+            from -o. With -G it joins the group: committed offsets win, -o applies
+            only to partitions the group never committed, and progress is committed
+            as it goes. Flags follow kcat's (-b, -t, -p, -o, -e, -c, -G, -K,
+            -X key=value); consumer settings take the Java client's names with -X
+            (auto.offset.reset, session.timeout.ms, fetch.max.wait.ms, ...).
 
-            -o takes beginning, end, stored (the group's committed offset), an offset, -N (N before
-            the end of each partition), s@TIMESTAMP_MS, or an ISO-8601 time.
+            -o takes beginning, end, stored (the group's committed offset), an
+            offset, -N (N before the end of each partition), s@TIMESTAMP_MS, or an
+            ISO-8601 time.
 
             Examples:
               meridian consume -b 127.0.0.1:9092 -t orders -o beginning -e

@@ -10,10 +10,11 @@ struct ProduceCommand: AsyncParsableCommand {
         commandName: "produce",
         abstract: "Send one record per input line to a topic.",
         discussion: """
-            Reads standard input (or --file) line by line. With -K (--key-separator) the text before
-            the first separator is the key. A summary (records, bytes, time) goes to standard error.
-            Flags follow kcat's (-b, -t, -p, -K, -c, -X key=value); producer settings take the Java
-            client's names with -X (acks, compression.type, linger.ms, enable.idempotence, ...).
+            Reads standard input (or --file) line by line. With -K (--key-separator)
+            the text before the first separator is the key. A summary (records,
+            bytes, time) goes to standard error. Flags follow kcat's (-b, -t, -p, -K,
+            -c, -X key=value); producer settings take the Java client's names with
+            -X (acks, compression.type, linger.ms, enable.idempotence, ...).
 
             Examples:
               seq 1 1000 | meridian produce -t numbers
