@@ -62,8 +62,4 @@ public final class Broker: @unchecked Sendable {
         storageWork.runIfActive(eventLoop: loop, body)
     }
 
-    /// Stops the storage threads (after the listeners and logs are closed).
-    func shutdownStorageWork() {
-        try? storageWork.syncShutdownGracefully()
-    }
 }

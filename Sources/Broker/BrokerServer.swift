@@ -208,9 +208,15 @@ public final class BrokerServer: Service, @unchecked Sendable {
         }
         for c in servers { try? await c.close() }
         for c in clients { try? await c.close() }
-        broker.logs.closeAll()
-        broker.flusher.shutdown()
-        broker.shutdownStorageWork()
+        // Flushing and closing files waits for the disk: on the storage threads, not the caller's.
+        let logs = broker.logs
+        do {
+            try await broker.storageWork.runIfActive { logs.closeAll() }
+        } catch {
+            logs.closeAll()
+        }
+        await broker.flusher.shutdownGracefully()
+        try? await broker.storageWork.shutdownGracefully()
         broker.logger.info("broker stopped; all logs flushed and closed")
     }
 }

@@ -48,6 +48,11 @@ public final class LogFlusher: @unchecked Sendable {
         try? pool.syncShutdownGracefully()
     }
 
+    /// Waits for pending flushes and stops the threads without blocking the caller's thread.
+    public func shutdownGracefully() async {
+        try? await pool.shutdownGracefully()
+    }
+
     public func flush(_ log: PartitionLog, upTo offset: Int64, urgent: Bool = true,
                       completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
         if log.durableOffset >= offset {

@@ -122,18 +122,15 @@ public final class Partition: @unchecked Sendable {
 
     /// Registers a one-shot callback for the next high-watermark move (or close). Returns an id
     /// for ``removeWaiter(_:)``.
-    public func addWaiter(_ callback: @escaping @Sendable () -> Void) -> UInt64 {
-        let id: UInt64? = lock.withLock {
+    /// Registers a callback for the next change; nil when the partition is closed (deleted or the
+    /// broker stopping): nothing will change any more, and the caller must not wait for it.
+    public func addWaiter(_ callback: @escaping @Sendable () -> Void) -> UInt64? {
+        lock.withLock {
             if closed { return nil }
             nextWaiterID &+= 1
             waiters[nextWaiterID] = callback
             return nextWaiterID
         }
-        guard let id else {
-            callback()
-            return 0
-        }
-        return id
     }
 
     public func removeWaiter(_ id: UInt64) {

@@ -240,4 +240,31 @@ struct HostileInputTests {
         await conn.close()
         await b.stop()
     }
+
+    @Test func stoppingTheBrokerWithALongPollParkedDoesNotSpinItsEventLoop() async throws {
+        let b = try await InProcessBroker()
+        let conn = try await b.connect()
+        var create = CreateTopicsRequest()
+        create.topics = [.init(name: "quiet", numPartitions: 1, replicationFactor: 1)]
+        _ = try await conn.send(create)
+        // A fetch of an empty partition that may wait for days (a client chooses max_wait_ms).
+        var fetch = FetchRequest()
+        fetch.replicaID = -1
+        fetch.maxWaitMs = Int32.max
+        fetch.minBytes = 1
+        fetch.maxBytes = 1 << 20
+        fetch.topics = [.init(topic: "quiet", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)])]
+        let parked: EventLoopFuture<FetchResponse> = conn.send(fetch, version: 11, timeout: .seconds(120))
+        let stats = b.server.broker.stats
+        while stats.fetchEvaluations.load(ordering: .relaxed) < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        await b.stop()
+        #expect((try? await parked.get()) == nil, "the connection closed with the broker")
+        // Closed partitions do not change again: the parked fetch must not keep waking up and
+        // re-registering (it spun on its event loop until max_wait_ms, here 24 days).
+        let atStop = stats.fetchEvaluations.load(ordering: .relaxed)
+        try await Task.sleep(for: .milliseconds(300))
+        let later = stats.fetchEvaluations.load(ordering: .relaxed)
+        #expect(later - atStop < 10, "\(later - atStop) fetch evaluations in 300 ms after the broker stopped")
+        await conn.close()
+    }
 }

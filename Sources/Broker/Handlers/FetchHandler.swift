@@ -89,17 +89,22 @@ final class FetchOperation: @unchecked Sendable {
         return .deferred(p.futureResult)
     }
 
+    /// Waits for a change of any fetched partition. A closed partition (its topic deleted, or the
+    /// broker stopping) will not change again: the fetch is answered now with what there is, rather
+    /// than waking and re-registering until max_wait_ms (which a client may set to days).
     private func registerWaiters() {
         let loop = context.eventLoop
+        var anyClosed = false
         for t in request.topics {
             for p in t.partitions {
                 guard let partition = broker.logs.partition(t.topic, p.partition) else { continue }
                 let id = partition.addWaiter { [self] in
                     loop.execute { self.wake() }
                 }
-                waiters.append((partition, id))
+                if let id { waiters.append((partition, id)) } else { anyClosed = true }
             }
         }
+        if anyClosed { loop.execute { [self] in finish() } }
     }
 
     private func unregisterWaiters() {
