@@ -116,7 +116,6 @@ struct GroupEdgeWireTests {
         let required = try await slowConn.send(try Self.joinRequest(group: group), version: 5)
         #expect(required.errorCode == .memberIDRequired)
         let rejoinRequest = try Self.joinRequest(group: group, member: required.memberID)
-        let rejoinSent = ContinuousClock.now
         async let slowAgain = slowConn.send(rejoinRequest, version: 5)
         var told = ErrorCode.none
         for _ in 0..<500 where told != .rebalanceInProgress {
@@ -126,15 +125,8 @@ struct GroupEdgeWireTests {
         #expect(told == .rebalanceInProgress)
         let otherAgain = try await otherConn.send(try Self.joinRequest(group: group, member: other.memberID, rebalanceTimeoutMs: 1_500), version: 5)
         let rejoined = try await slowAgain
-        #expect(rejoined.errorCode == .none)
-        if otherAgain.errorCode == .unknownMemberID {
-            // On a machine too loaded to rejoin within the other member's 1.5 s rebalance timeout,
-            // it is removed as Kafka removes it: only once that timeout has passed.
-            #expect(ContinuousClock.now - rejoinSent > .milliseconds(1_500), "removed before its rebalance timeout")
-        } else {
-            #expect(otherAgain.errorCode == .none)
-            #expect(rejoined.generationID == 3 && otherAgain.generationID == 3)
-        }
+        #expect(rejoined.errorCode == .none && otherAgain.errorCode == .none)
+        #expect(rejoined.generationID == 3 && otherAgain.generationID == 3)
         await slowConn.close()
         await otherConn.close()
         await b.stop()
