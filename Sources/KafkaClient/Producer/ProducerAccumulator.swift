@@ -168,7 +168,9 @@ struct ProducerAccumulator {
             p = Int32(truncatingIfNeeded: rng.next() % UInt64(t.partitions))
         }
         let tp = TopicPartition(topic, p)
-        var q = queues[tp] ?? PartitionQueue()
+        // Taken out of the dictionary while it changes: a copy left behind would share the open
+        // batch's buffer, and every append would copy the whole batch.
+        var q = queues.removeValue(forKey: tp) ?? PartitionQueue()
         var closedOne = false
         if let open = q.open, open.bytes + size > config.batchSize, open.records > 0 {
             q.ready.append(open)
@@ -214,7 +216,7 @@ struct ProducerAccumulator {
         if needsProducerID { blocked = true; out.needProducerID = true }
         var byBroker: [BrokerID: [Batch]] = [:]
         for tp in queues.keys.sorted() {
-            var q = queues[tp]!
+            var q = queues.removeValue(forKey: tp)!
             if let open = q.open {
                 if flushing || now - open.createdMs >= config.lingerMs {
                     q.ready.append(open)
@@ -361,8 +363,8 @@ struct ProducerAccumulator {
     /// Numbers every built, unacknowledged batch again from 0 per partition, with the current
     /// producer id and epoch (rewriting the producer fields and CRC of the built bytes).
     private mutating func renumberUnacknowledged() {
-        for tp in queues.keys {
-            var q = queues[tp]!
+        for tp in Array(queues.keys) {
+            var q = queues.removeValue(forKey: tp)!
             q.nextSequence = 0
             q.retrying = false
             for i in q.ready.indices where q.ready[i].built != nil {
