@@ -60,24 +60,47 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Sends one record and waits until the broker acknowledged it.
     public func send(topic: TopicName, key: ByteBuffer? = nil, value: ByteBuffer?, headers: [RecordHeader] = [],
                      partition: Int32? = nil, timestamp: Int64? = nil) async throws -> RecordMetadata {
-        try await prepare(topic: topic, size: ProducerAccumulator.size(key: key, value: value, headers: headers))
-        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<RecordMetadata, Error>) in
-            do {
-                try append(topic: topic, key: key, value: value, headers: headers, partition: partition,
-                           timestamp: timestamp) { c.resume(with: $0) }
-            } catch {
-                c.resume(throwing: error)
-            }
+        let acknowledged = loop.makePromise(of: RecordMetadata.self)
+        do {
+            try await enqueue(topic: topic, key: key, value: value, headers: headers, partition: partition,
+                              timestamp: timestamp) { acknowledged.completeWith($0) }
+        } catch {
+            acknowledged.fail(error)
         }
+        return try await acknowledged.futureResult.get()
     }
 
     /// Adds a record to its partition's batch and returns once it is buffered; `completion` runs on
-    /// the producer's event loop when the broker answered (or the record failed).
+    /// an event loop of the cluster's group when the broker answered (or the record failed).
+    /// Waits for a producer id, the topic's metadata or room in `buffer.memory` when they are missing.
     public func enqueue(topic: TopicName, key: ByteBuffer? = nil, value: ByteBuffer?, headers: [RecordHeader] = [],
                         partition: Int32? = nil, timestamp: Int64? = nil, completion: Completion? = nil) async throws {
-        try await prepare(topic: topic, size: ProducerAccumulator.size(key: key, value: value, headers: headers))
-        try append(topic: topic, key: key, value: value, headers: headers, partition: partition, timestamp: timestamp,
-                   completion: completion)
+        let size = ProducerAccumulator.size(key: key, value: value, headers: headers)
+        while true {
+            let t = now()
+            // One lock per record on the fast path: append, and see whether a linger timer is needed.
+            let (result, armAt): (ProducerAccumulator.AppendResult, Int64?) = try lock.withLock {
+                if closed { throw KafkaClientError.closed("producer") }
+                let r = try acc.append(topic: topic, partition: partition, key: key, value: value, headers: headers,
+                                       timestamp: timestamp ?? t, completion: completion, now: t, size: size)
+                if case .drainAt(let at) = r, lingerDeadline.map({ at < $0 }) ?? true { return (r, at) }
+                return (r, nil)
+            }
+            switch result {
+            case .drainNow:
+                scheduleDrain()
+                return
+            case .drainAt:
+                if let armAt { armLinger(armAt) }
+                return
+            case .needProducerID:
+                try await cluster.retrying { try await initProducerID() }
+            case .needTopic:
+                try await cluster.retrying { try await loadTopic(topic) }
+            case .needMemory:
+                await waitForMemory(size)
+            }
+        }
     }
 
     /// Sends everything buffered now and waits until every record so far is acknowledged or failed.
@@ -114,37 +137,16 @@ public final class KafkaProducer: @unchecked Sendable {
         for c in conns { await c.close() }
     }
 
-    // MARK: - Before appending (async, once per topic and while memory is short)
+    // MARK: - What appending waits for (async, once per topic and while memory is short)
 
-    /// Waits for a producer id, the topic's metadata and room in `buffer.memory`.
-    private func prepare(topic: TopicName, size: Int) async throws {
-        let (isClosed, needID, knows) = lock.withLock { (closed, acc.needsProducerID, acc.knowsTopic(topic)) }
-        if isClosed { throw KafkaClientError.closed("producer") }
-        if needID { try await cluster.retrying { try await initProducerID() } }
-        if !knows { try await cluster.retrying { try await loadTopic(topic) } }
-        while !lock.withLock({ acc.hasRoom(for: size) }) {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let resumeNow: Bool = lock.withLock {
-                    if acc.hasRoom(for: size) { return true }
-                    memoryWaiters.append(c)
-                    return false
-                }
-                if resumeNow { c.resume() }
+    private func waitForMemory(_ size: Int) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let resumeNow: Bool = lock.withLock {
+                if acc.hasRoom(for: size) { return true }
+                memoryWaiters.append(c)
+                return false
             }
-        }
-    }
-
-    private func append(topic: TopicName, key: ByteBuffer?, value: ByteBuffer?, headers: [RecordHeader], partition: Int32?,
-                        timestamp: Int64?, completion: Completion?) throws {
-        let t = now()
-        let result: ProducerAccumulator.AppendResult = try lock.withLock {
-            if closed { throw KafkaClientError.closed("producer") }
-            return try acc.append(topic: topic, partition: partition, key: key, value: value, headers: headers,
-                                  timestamp: timestamp ?? t, completion: completion, now: t)
-        }
-        switch result {
-        case .drainNow: scheduleDrain()
-        case .drainAt(let at): armLinger(at)
+            if resumeNow { c.resume() }
         }
     }
 

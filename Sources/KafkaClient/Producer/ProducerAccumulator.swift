@@ -33,6 +33,15 @@ struct ProducerAccumulator {
         var baseSequence: Int32 = -1
         /// Times this batch was handed out in a request.
         var attempts = 0
+
+        mutating func add(key: ByteBuffer?, value: ByteBuffer?, headers: [RecordHeader], timestamp: Int64,
+                          completion: Completion?, size: Int) {
+            builder!.append(key: key, value: value, headers: headers, timestamp: timestamp)
+            callbacks.append(completion)
+            timestamps.append(timestamp)
+            records += 1
+            bytes += size
+        }
     }
 
     /// A produce request to make: batches for one broker, at most one per partition.
@@ -75,6 +84,7 @@ struct ProducerAccumulator {
     }
 
     private struct PartitionQueue {
+        var tp: TopicPartition
         var open: Batch?
         var ready = Deque<Batch>()
         var inFlight = 0
@@ -82,6 +92,17 @@ struct ProducerAccumulator {
         /// A batch failed and is being retried: send one at a time until it succeeds, so the
         /// broker sees sequences in order again.
         var retrying = false
+
+        /// Moves the open batch to the ready queue.
+        mutating func close() {
+            if let b = open {
+                open = nil
+                ready.append(b)
+            }
+        }
+
+        /// Bytes and records of the open batch, if there is one.
+        var openFill: (bytes: Int, records: Int32)? { open.map { ($0.bytes, $0.records) } }
     }
 
     private struct TopicState {
@@ -92,7 +113,10 @@ struct ProducerAccumulator {
 
     let config: ProducerConfig
     private var topics: [TopicName: TopicState] = [:]
-    private var queues: [TopicPartition: PartitionQueue] = [:]
+    /// Queues by partition: an index into `queueList`, whose elements change in place (one hash per
+    /// record, and no copy of a batch's buffer while records are appended).
+    private var queueIndex: [TopicPartition: Int] = [:]
+    private var queueList: [PartitionQueue] = []
     private var nextBatchID: UInt64 = 0
     private var rng: SplitMix64
     private(set) var producerID: Int64 = -1
@@ -109,6 +133,14 @@ struct ProducerAccumulator {
     init(config: ProducerConfig, seed: UInt64 = UInt64.random(in: 0...UInt64.max)) {
         self.config = config
         rng = SplitMix64(seed: seed)
+    }
+
+    /// The slot of `tp`'s queue, created when new.
+    private mutating func slot(_ tp: TopicPartition) -> Int {
+        if let i = queueIndex[tp] { return i }
+        queueList.append(PartitionQueue(tp: tp))
+        queueIndex[tp] = queueList.count - 1
+        return queueList.count - 1
     }
 
     var needsProducerID: Bool { config.enableIdempotence && producerID < 0 }
@@ -147,13 +179,22 @@ struct ProducerAccumulator {
         case drainNow
         /// Nothing is ready; drain by this time (the open batch's linger).
         case drainAt(Int64)
+        /// Not appended: idempotence needs a producer id first (``setProducerID``).
+        case needProducerID
+        /// Not appended: the topic's partitions are unknown (``setTopic``).
+        case needTopic
+        /// Not appended: `buffer.memory` is used up until deliveries free some.
+        case needMemory
     }
 
-    /// Adds a record to its partition's open batch. The topic must be known (``setTopic``).
+    /// Adds a record to its partition's open batch, or says what is missing first.
     mutating func append(topic: TopicName, partition explicit: Int32?, key: ByteBuffer?, value: ByteBuffer?,
-                         headers: [RecordHeader], timestamp: Int64, completion: Completion?, now: Int64) throws -> AppendResult {
-        guard var t = topics[topic] else { throw KafkaClientError.unknownTopic(topic) }
-        let size = Self.size(key: key, value: value, headers: headers)
+                         headers: [RecordHeader], timestamp: Int64, completion: Completion?, now: Int64,
+                         size knownSize: Int? = nil) throws -> AppendResult {
+        if needsProducerID { return .needProducerID }
+        guard var t = topics[topic] else { return .needTopic }
+        let size = knownSize ?? Self.size(key: key, value: value, headers: headers)
+        guard hasRoom(for: size) else { return .needMemory }
         let p: Int32
         if let explicit {
             guard explicit >= 0 && explicit < t.partitions else {
@@ -168,13 +209,10 @@ struct ProducerAccumulator {
             p = Int32(truncatingIfNeeded: rng.next() % UInt64(t.partitions))
         }
         let tp = TopicPartition(topic, p)
-        // Taken out of the dictionary while it changes: a copy left behind would share the open
-        // batch's buffer, and every append would copy the whole batch.
-        var q = queues.removeValue(forKey: tp) ?? PartitionQueue()
+        let i = slot(tp)
         var closedOne = false
-        if let open = q.open, open.bytes + size > config.batchSize, open.records > 0 {
-            q.ready.append(open)
-            q.open = nil
+        if let fill = queueList[i].openFill, fill.bytes + size > config.batchSize, fill.records > 0 {
+            queueList[i].close()
             closedOne = true
             if key == nil && explicit == nil && t.partitions > 1 {
                 // Sticky partitioning moves to another partition when a batch is complete.
@@ -182,25 +220,18 @@ struct ProducerAccumulator {
                 topics[topic] = t
             }
         }
-        if q.open == nil {
-            q.open = Batch(id: nextBatchID, tp: tp, builder: RecordBatchBuilder(capacity: min(config.batchSize, max(1024, size * 16))),
-                           createdMs: now)
+        if queueList[i].open == nil {
+            queueList[i].open = Batch(id: nextBatchID, tp: tp, builder: RecordBatchBuilder(capacity: min(config.batchSize, max(1024, size * 16))),
+                                      createdMs: now)
             nextBatchID += 1
         }
-        q.open!.builder!.append(key: key, value: value, headers: headers, timestamp: timestamp)
-        q.open!.callbacks.append(completion)
-        q.open!.timestamps.append(timestamp)
-        q.open!.records += 1
-        q.open!.bytes += size
+        queueList[i].open!.add(key: key, value: value, headers: headers, timestamp: timestamp, completion: completion, size: size)
         bufferedBytes += size
         outstanding += 1
-        let full = q.open!.bytes >= config.batchSize
-        let lingerEnds = q.open!.createdMs + config.lingerMs
-        if full {
-            q.ready.append(q.open!)
-            q.open = nil
-        }
-        queues[tp] = q
+        let fill = queueList[i].openFill!
+        let full = fill.bytes >= config.batchSize
+        let lingerEnds = (queueList[i].open?.createdMs ?? now) + config.lingerMs
+        if full { queueList[i].close() }
         return full || closedOne || config.lingerMs <= 0 ? .drainNow : .drainAt(lingerEnds)
     }
 
@@ -215,8 +246,11 @@ struct ProducerAccumulator {
         if needsEpochBump && !bumpEpoch() { blocked = true }
         if needsProducerID { blocked = true; out.needProducerID = true }
         var byBroker: [BrokerID: [Batch]] = [:]
-        for tp in queues.keys.sorted() {
-            var q = queues.removeValue(forKey: tp)!
+        for i in queueList.indices {
+            let tp = queueList[i].tp
+            var q = queueList[i]
+            queueList[i].ready = []  // q owns the batches while they change
+            queueList[i].open = nil
             if let open = q.open {
                 if flushing || now - open.createdMs >= config.lingerMs {
                     q.ready.append(open)
@@ -263,7 +297,7 @@ struct ProducerAccumulator {
                 q.inFlight += 1
                 byBroker[leader, default: []].append(b)
             }
-            queues[tp] = q
+            queueList[i] = q
         }
         for broker in byBroker.keys.sorted() {
             // One batch per partition per request: a partition's next batch goes in the next request.
@@ -283,11 +317,11 @@ struct ProducerAccumulator {
         var out = Outcome()
         var retry: [Batch] = []
         for (b, r) in zip(batches, results) {
-            queues[b.tp]?.inFlight -= 1
-            let retrying = queues[b.tp]?.retrying ?? false
+            queueList[slot(b.tp)].inFlight -= 1
+            let retrying = queueList[slot(b.tp)].retrying
             switch r.code {
             case .none, .duplicateSequenceNumber:
-                queues[b.tp]?.retrying = false
+                queueList[slot(b.tp)].retrying = false
                 // A duplicate was written before; its offset is not in this answer.
                 out.deliveries.append(deliver(b, .success((r.code == .none ? r.baseOffset : -1, r.appendTime))))
             case _ where r.code.isRetriable || (r.code == .outOfOrderSequenceNumber && retrying):
@@ -310,14 +344,14 @@ struct ProducerAccumulator {
     /// A request got no answer (the connection was lost or timed out): its batches go back to the
     /// front of their queues, and the broker may or may not have them (idempotence sorts that out).
     mutating func sendFailed(_ batches: [Batch], error: Error, now: Int64) -> Outcome {
-        for b in batches { queues[b.tp]?.inFlight -= 1 }
+        for b in batches { queueList[slot(b.tp)].inFlight -= 1 }
         return requeue(batches, lastError: "\(error)", now: now)
     }
 
     /// acks=0: the request was written; nothing more will be heard of it.
     mutating func sentWithoutAnswer(_ batches: [Batch]) -> [Delivery] {
         batches.map { b in
-            queues[b.tp]?.inFlight -= 1
+            queueList[slot(b.tp)].inFlight -= 1
             return deliver(b, .success((-1, -1)))
         }
     }
@@ -331,15 +365,15 @@ struct ProducerAccumulator {
                 out.deliveries.append(fail(b, KafkaClientError.deliveryTimedOut(b.tp, records: b.records, lastError: lastError)))
                 continue
             }
-            queues[b.tp]?.retrying = true
-            queues[b.tp]?.ready.append(b)
+            queueList[slot(b.tp)].retrying = true
+            queueList[slot(b.tp)].ready.append(b)
             out.needMetadata.insert(b.tp.topic)
         }
         // Back in creation order: a retried batch goes before the later ones (sequences may wrap,
         // so the order is the batch id's, not the sequence's).
         for tp in Set(batches.map(\.tp)) {
-            guard let q = queues[tp] else { continue }
-            queues[tp]!.ready = Deque(q.ready.sorted { $0.id < $1.id })
+            let i = slot(tp)
+            queueList[i].ready = Deque(queueList[i].ready.sorted { $0.id < $1.id })
         }
         return out
     }
@@ -349,7 +383,7 @@ struct ProducerAccumulator {
     /// Bumps the epoch once nothing is in flight; false while batches are still in flight. At the
     /// highest epoch a new producer id is needed instead.
     private mutating func bumpEpoch() -> Bool {
-        guard queues.values.allSatisfy({ $0.inFlight == 0 }) else { return false }
+        guard queueList.allSatisfy({ $0.inFlight == 0 }) else { return false }
         needsEpochBump = false
         guard producerEpoch < Int16.max else {
             producerID = -1
@@ -363,28 +397,30 @@ struct ProducerAccumulator {
     /// Numbers every built, unacknowledged batch again from 0 per partition, with the current
     /// producer id and epoch (rewriting the producer fields and CRC of the built bytes).
     private mutating func renumberUnacknowledged() {
-        for tp in Array(queues.keys) {
-            var q = queues.removeValue(forKey: tp)!
+        for i in queueList.indices {
+            var q = queueList[i]
+            queueList[i].ready = []
             q.nextSequence = 0
             q.retrying = false
-            for i in q.ready.indices where q.ready[i].built != nil {
-                q.ready[i].baseSequence = q.nextSequence
-                q.nextSequence = RecordBatch.incrementSequence(q.nextSequence, by: q.ready[i].records)
-                var built = q.ready[i].built!
-                try? RecordBatch.setProducer(id: producerID, epoch: producerEpoch, baseSequence: q.ready[i].baseSequence,
+            for j in q.ready.indices where q.ready[j].built != nil {
+                q.ready[j].baseSequence = q.nextSequence
+                q.nextSequence = RecordBatch.incrementSequence(q.nextSequence, by: q.ready[j].records)
+                var built = q.ready[j].built!
+                q.ready[j].built = nil
+                try? RecordBatch.setProducer(id: producerID, epoch: producerEpoch, baseSequence: q.ready[j].baseSequence,
                                              in: &built, at: built.readerIndex)
-                q.ready[i].built = built
+                q.ready[j].built = built
             }
-            queues[tp] = q
+            queueList[i] = q
         }
     }
 
     /// Sets the next sequence number of a partition (tests: sequence wrap-around).
     mutating func setNextSequence(_ s: Int32, for tp: TopicPartition) {
-        queues[tp, default: PartitionQueue()].nextSequence = s
+        queueList[slot(tp)].nextSequence = s
     }
 
-    func inFlight(_ tp: TopicPartition) -> Int { queues[tp]?.inFlight ?? 0 }
+    func inFlight(_ tp: TopicPartition) -> Int { queueIndex[tp].map { queueList[$0].inFlight } ?? 0 }
 
     // MARK: - Deliveries
 
