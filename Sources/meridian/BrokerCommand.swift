@@ -259,9 +259,17 @@ struct BrokerCommand: AsyncParsableCommand {
         let offsetPartitions = try offsetsTopicPartitions ?? props.number("offsets.topic.num.partitions") ?? 50
         guard offsetPartitions >= 1 else { throw ValidationError("--offsets-topic-partitions must be at least 1") }
         config.groups.offsetsTopicPartitions = offsetPartitions
-        config.groups.offsetsRetentionMs = (try offsetsRetentionMinutes ?? props.number("offsets.retention.minutes") ?? 10080) * 60_000
+        let retentionMinutes: Int64 = try offsetsRetentionMinutes ?? props.number("offsets.retention.minutes") ?? 10080
+        config.groups.offsetsRetentionMs = try Self.milliseconds(retentionMinutes, 60_000, "offsets.retention.minutes")
         config.groups.offsetsRetentionCheckIntervalMs = try offsetsRetentionCheckIntervalMs ?? props.number("offsets.retention.check.interval.ms") ?? 600_000
         return (config, props.ignored)
+    }
+
+    /// `value × unit` as milliseconds; a file's value too large for that is an error, not a trap.
+    static func milliseconds(_ value: Int64, _ unit: Int64, _ name: String) throws -> Int64 {
+        let (ms, overflow) = value.multipliedReportingOverflow(by: unit)
+        guard !overflow else { throw ValidationError("\(name)=\(value) is too large") }
+        return ms
     }
 
     /// Broker-wide topic defaults from Kafka's `log.*` properties (the topic configs they stand for).
@@ -272,16 +280,16 @@ struct BrokerCommand: AsyncParsableCommand {
             out["retention.ms"] = ms
             props.markUsed("log.retention.minutes", "log.retention.hours")
         } else if let m: Int64 = try props.number("log.retention.minutes") {
-            out["retention.ms"] = String(m * 60_000)
+            out["retention.ms"] = String(try milliseconds(m, 60_000, "log.retention.minutes"))
             props.markUsed("log.retention.hours")
         } else if let h: Int64 = try props.number("log.retention.hours") {
-            out["retention.ms"] = String(h * 3_600_000)
+            out["retention.ms"] = String(try milliseconds(h, 3_600_000, "log.retention.hours"))
         }
         if let ms = props.string("log.roll.ms") {
             out["segment.ms"] = ms
             props.markUsed("log.roll.hours")
         } else if let h: Int64 = try props.number("log.roll.hours") {
-            out["segment.ms"] = String(h * 3_600_000)
+            out["segment.ms"] = String(try milliseconds(h, 3_600_000, "log.roll.hours"))
         }
         let direct = [("log.retention.bytes", "retention.bytes"), ("log.segment.bytes", "segment.bytes"),
                       ("log.cleanup.policy", "cleanup.policy"), ("message.max.bytes", "max.message.bytes"),

@@ -175,7 +175,11 @@ extension ProducerConfig {
         if let ms: Int64 = try props.number("delivery.timeout.ms", "message.timeout.ms") { deliveryTimeoutMs = ms }
         if let ms: Int64 = try props.number("retry.backoff.ms") { retryBackoffMs = ms }
         if let n: Int = try props.number("buffer.memory") { bufferMemory = n }
-        if let kb: Int = try props.number("queue.buffering.max.kbytes") { bufferMemory = kb * 1024 }
+        if let kb: Int = try props.number("queue.buffering.max.kbytes") {
+            let (bytes, overflow) = kb.multipliedReportingOverflow(by: 1024)
+            guard !overflow, kb > 0 else { throw ValidationError("queue.buffering.max.kbytes=\(kb) is out of range") }
+            bufferMemory = bytes
+        }
         if let n: Int = try props.number("max.in.flight.requests.per.connection", "max.in.flight") { maxInFlight = n }
         if let ms: Int32 = try props.number("request.timeout.ms") { requestTimeoutMs = ms }
     }

@@ -121,6 +121,12 @@ struct ClientTests {
         #expect(try await runProcess(m, ["produce", "secure"] + mtls, input: Data("a\nb\n".utf8)).status == 0)
         let c = try await runProcess(m, ["consume", "secure", "--from", "earliest", "--exit-at-end"] + mtls)
         #expect(c.stdout == "a\nb\n", "\(c.stderr)")
+        // The same with librdkafka's property names, as a kcat user writes them.
+        let viaProperties = try await runProcess(m, ["consume", "-b", broker.bootstrap, "-t", "secure", "-o", "beginning", "-e",
+                                                     "-X", "security.protocol=SSL", "-X", "ssl.ca.location=\(certs)/ca.pem",
+                                                     "-X", "ssl.certificate.location=\(certs)/client.pem",
+                                                     "-X", "ssl.key.location=\(certs)/client.key"])
+        #expect(viaProperties.stdout == "a\nb\n", "\(viaProperties.stderr)")
         // Hostname verification is on: the certificate names 127.0.0.1 and localhost, not 127.0.0.2.
         let wrongHost = try await runProcess(m, ["topics", "list", "--bootstrap", broker.bootstrap.replacingOccurrences(of: "127.0.0.1", with: "localhost"),
                                            "--tls-ca", "\(certs)/ca.pem", "--tls-cert", "\(certs)/client.pem", "--tls-key", "\(certs)/client.key"])

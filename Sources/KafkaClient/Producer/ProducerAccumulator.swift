@@ -31,8 +31,6 @@ struct ProducerAccumulator {
         var bytes = 0
         var createdMs: Int64
         var baseSequence: Int32 = -1
-        /// Times this batch was handed out in a request.
-        var attempts = 0
 
         mutating func add(key: ByteBuffer?, value: ByteBuffer?, headers: [RecordHeader], timestamp: Int64,
                           completion: Completion?, size: Int) {
@@ -145,8 +143,6 @@ struct ProducerAccumulator {
 
     var needsProducerID: Bool { config.enableIdempotence && producerID < 0 }
 
-    func knowsTopic(_ name: TopicName) -> Bool { topics[name] != nil }
-
     /// Whether a record of `size` bytes fits in `buffer.memory` (one always fits in an empty buffer).
     func hasRoom(for size: Int) -> Bool { bufferedBytes == 0 || bufferedBytes + size <= config.bufferMemory }
 
@@ -193,6 +189,8 @@ struct ProducerAccumulator {
                          size knownSize: Int? = nil) throws -> AppendResult {
         if needsProducerID { return .needProducerID }
         guard var t = topics[topic] else { return .needTopic }
+        // The partition count comes from a broker's metadata: never divide by it unchecked.
+        guard t.partitions > 0 else { throw KafkaClientError.broker(.leaderNotAvailable, "topic \(topic) has no partitions in the metadata") }
         let size = knownSize ?? Self.size(key: key, value: value, headers: headers)
         guard hasRoom(for: size) else { return .needMemory }
         let p: Int32
@@ -293,7 +291,6 @@ struct ProducerAccumulator {
                     }
                     b.builder = nil
                 }
-                b.attempts += 1
                 q.inFlight += 1
                 byBroker[leader, default: []].append(b)
             }
