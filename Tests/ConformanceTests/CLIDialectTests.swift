@@ -31,12 +31,14 @@ struct CLIDialectTests {
         fetch.topics = [.init(topic: "orders", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)])]
         let resp = try await conn.send(fetch, version: 11)
         await conn.close()
-        guard case .bytes(let bytes)? = resp.responses.first?.partitions.first?.records,
-              let header = RecordBatch.batches(in: bytes).first?.header else {
+        guard case .bytes(let bytes)? = resp.responses.first?.partitions.first?.records else {
             Issue.record("no batch fetched: \(resp)")
             return
         }
-        #expect(header.compression == .gzip && header.producerID >= 0 && header.recordsCount == 3)
+        // How the three lines are batched depends on how fast they arrive; every batch is gzip and idempotent.
+        let headers = RecordBatch.batches(in: bytes).map(\.header)
+        #expect(!headers.isEmpty && headers.allSatisfy { $0.compression == .gzip && $0.producerID >= 0 })
+        #expect(headers.reduce(0) { $0 + $1.recordsCount } == 3)
 
         // kcat's consumer flags.
         let all = try await runProcess(m, ["consume", "-b", b, "-t", "orders", "-o", "beginning", "-e"])
