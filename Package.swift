@@ -99,13 +99,24 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // The mirror: flows, selection and naming, batch passthrough, offset mapping, group sync.
+        .target(
+            name: "Mirror",
+            dependencies: [
+                "KafkaClient", "KafkaProtocol", "KafkaWire", "Topology",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Generator of Sources/KafkaProtocol/Generated from the Kafka JSON schemas.
         .target(name: "ProtocolCodegen"),
         .executableTarget(name: "protocol-codegen", dependencies: ["ProtocolCodegen"]),
         .executableTarget(
             name: "meridian",
             dependencies: [
-                "Broker", "KafkaClient", "MeridianBench", "Topology", "KafkaProtocol", "KafkaWire", "LogStorage",
+                "Broker", "KafkaClient", "MeridianBench", "Mirror", "Topology", "KafkaProtocol", "KafkaWire", "LogStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -144,6 +155,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The mirror: pure parts without sockets, flows between in-process brokers.
+        .testTarget(
+            name: "MirrorTests",
+            dependencies: [
+                "Mirror", "KafkaClient", "KafkaProtocol", "KafkaWire", "Topology", "TestSupport", "Broker",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,7 +1,7 @@
 import Foundation
 
-/// The model of `topology.json`: the regions, their brokers and (in later versions) topics, mirror
-/// flows and SLOs.
+/// The model of `topology.json`: the regions, their brokers (or, for clusters Meridian does not run,
+/// their bootstrap addresses) and the mirror flows between them.
 ///
 /// Unknown keys are ignored when decoding so that a newer file still loads in an older build;
 /// ``validate()`` reports what cannot work (duplicate names or ids, port clashes, missing TLS files).
@@ -9,25 +9,49 @@ public struct Topology: Codable, Sendable, Equatable {
     /// Schema version of the file; this build reads version 1.
     public var version: Int
     public var regions: [Region]
+    /// Mirror flows between regions; empty when nothing is mirrored.
+    public var flows: [Flow]
 
-    public init(version: Int = 1, regions: [Region]) {
+    public init(version: Int = 1, regions: [Region], flows: [Flow] = []) {
         self.version = version
         self.regions = regions
+        self.flows = flows
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decode(Int.self, forKey: .version)
+        regions = try c.decode([Region].self, forKey: .regions)
+        flows = try c.decodeIfPresent([Flow].self, forKey: .flows) ?? []
     }
 
     public struct Region: Codable, Sendable, Equatable {
         public var name: String
+        /// The brokers Meridian runs for this region; empty for a region given by `bootstrap`.
         public var brokers: [Broker]
+        /// `host:port` addresses of a Kafka-protocol cluster Meridian does not run (Apache Kafka, a
+        /// managed service, another Meridian); used instead of `brokers`.
+        public var bootstrap: [String]?
         /// TLS material shared by the region's brokers (CA, client-auth policy); brokers add their own cert/key.
         public var tls: TLS?
         /// Settings applied to every broker of the region.
         public var defaults: BrokerDefaults?
 
-        public init(name: String, brokers: [Broker], tls: TLS? = nil, defaults: BrokerDefaults? = nil) {
+        public init(name: String, brokers: [Broker], bootstrap: [String]? = nil, tls: TLS? = nil, defaults: BrokerDefaults? = nil) {
             self.name = name
             self.brokers = brokers
+            self.bootstrap = bootstrap
             self.tls = tls
             self.defaults = defaults
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            brokers = try c.decodeIfPresent([Broker].self, forKey: .brokers) ?? []
+            bootstrap = try c.decodeIfPresent([String].self, forKey: .bootstrap)
+            tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
+            defaults = try c.decodeIfPresent(BrokerDefaults.self, forKey: .defaults)
         }
     }
 
@@ -135,7 +159,16 @@ extension Topology {
                 problems.append("region name '\(r.name)' must be non-empty and use only letters, digits, '-' and '_'")
             }
             if !regionNames.insert(r.name).inserted { problems.append("region '\(r.name)' is defined twice") }
-            if r.brokers.isEmpty { problems.append("region '\(r.name)' has no brokers") }
+            if let bootstrap = r.bootstrap {
+                if !r.brokers.isEmpty { problems.append("region '\(r.name)' gives both brokers and bootstrap; use brokers for a cluster Meridian runs, bootstrap for one it does not") }
+                if bootstrap.isEmpty { problems.append("region '\(r.name)': bootstrap is empty; list at least one host:port") }
+                for a in bootstrap {
+                    if let colon = a.lastIndex(of: ":"), colon != a.startIndex, let port = Int(a[a.index(after: colon)...]), (1...65535).contains(port) { continue }
+                    problems.append("region '\(r.name)': bootstrap entry '\(a)' is not host:port")
+                }
+            } else if r.brokers.isEmpty {
+                problems.append("region '\(r.name)' has no brokers; add brokers, or bootstrap addresses for a cluster Meridian does not run")
+            }
             var ids = Set<Int32>()
             for b in r.brokers {
                 let who = "region '\(r.name)' broker \(b.id)"
@@ -177,6 +210,7 @@ extension Topology {
                 }
             }
         }
+        problems += validateFlows()
         return problems
     }
 }

@@ -1,0 +1,162 @@
+import KafkaProtocol
+import NIOCore
+
+/// Turns the record batches a source partition fetch returned into batches the target accepts from
+/// an ordinary producer, and says which source offsets each output record came from. No I/O.
+///
+/// A batch whose offsets are contiguous (`lastOffsetDelta + 1 == recordsCount`) is copied as bytes:
+/// only the producer-owned header fields (producer id, epoch, base sequence) are cleared, the
+/// transactional bit of a committed transaction's batch dropped, and the CRC recomputed — no
+/// decompression. Everything else is re-batched record by record with contiguous offsets: batches
+/// with gaps (compaction), batches that start before the position (a resume inside a batch),
+/// LogAppendTime batches (the stamped time becomes the record's CreateTime, so consumers see the
+/// time they saw in the source) and, with identity naming, every batch (it gains a provenance
+/// header). Control batches and aborted transactions' batches are dropped.
+public struct BatchConverter: Sendable {
+    /// Header that lists the regions a record was written in, oldest first, comma-separated.
+    public static let provenanceHeader = "meridian.origin"
+
+    /// With identity naming: the source region (appended to the provenance header) and the target
+    /// region (records that were already there are dropped).
+    public var provenance: (source: String, target: String)?
+
+    public init(provenance: (source: String, target: String)? = nil) {
+        self.provenance = provenance
+    }
+
+    /// One batch to produce and the source offsets of its records, in order.
+    public struct Output: Sendable {
+        public var batch: ByteBuffer
+        public var recordCount: Int
+        /// Source offsets of the records, as runs of consecutive offsets (`first`, `count`).
+        public var sourceRuns: [(first: Int64, count: Int64)]
+    }
+
+    public struct Result: Sendable {
+        public var outputs: [Output]
+        /// The source offset to fetch next: past every whole batch seen.
+        public var nextPosition: Int64
+        /// Records dropped because they came from the target region (identity naming).
+        public var droppedAsLoop: Int
+    }
+
+    /// An aborted transaction the fetch response listed: records of `producerID` from `firstOffset`
+    /// until its abort marker are not copied.
+    public struct AbortedTransaction: Sendable, Equatable {
+        public var producerID: Int64
+        public var firstOffset: Int64
+        public init(producerID: Int64, firstOffset: Int64) {
+            self.producerID = producerID
+            self.firstOffset = firstOffset
+        }
+    }
+
+    /// Converts the whole batches of `records` at or after `position`.
+    public func convert(_ records: ByteBuffer, from position: Int64, aborted: [AbortedTransaction] = []) throws -> Result {
+        var outputs: [Output] = []
+        var next = position
+        var dropped = 0
+        var pendingAborts = aborted.sorted { $0.firstOffset < $1.firstOffset }[...]
+        var abortedProducers = Set<Int64>()
+        for (h, index) in RecordBatch.batches(in: records) {
+            // Offsets come from another cluster: checked before any arithmetic on them.
+            guard h.baseOffset >= 0, h.lastOffsetDelta >= 0, h.baseOffset < Int64.max - Int64(Int32.max) else {
+                throw MirrorError.unsupportedSource("batch with base offset \(h.baseOffset) and last offset delta \(h.lastOffsetDelta) cannot be right")
+            }
+            let batchNext = h.nextOffset
+            guard batchNext > next else { continue }
+            while let a = pendingAborts.first, a.firstOffset <= h.lastOffset {
+                abortedProducers.insert(a.producerID)
+                pendingAborts = pendingAborts.dropFirst()
+            }
+            guard h.magic == 2 else {
+                throw MirrorError.unsupportedSource("batch at offset \(h.baseOffset) uses message format v\(h.magic); only v2 batches (Kafka 0.11 and later) can be mirrored")
+            }
+            _ = try RecordBatch.validate(records, at: index)
+            if h.isControl {
+                abortedProducers.remove(h.producerID)
+                next = batchNext
+                continue
+            }
+            if h.isTransactional && abortedProducers.contains(h.producerID) {
+                next = batchNext
+                continue
+            }
+            let contiguous = h.recordsCount > 0 && Int64(h.lastOffsetDelta) + 1 == Int64(h.recordsCount)
+            if contiguous && h.baseOffset >= next && !h.isLogAppendTime && provenance == nil {
+                var out = records.getSlice(at: index, length: h.totalSize)!
+                if h.isTransactional {
+                    out.setInteger(h.attributes & ~0x10, at: out.readerIndex + RecordBatchHeader.attributesOffset, endianness: .big)
+                }
+                try RecordBatch.setProducer(id: -1, epoch: -1, baseSequence: -1, in: &out, at: out.readerIndex)
+                outputs.append(Output(batch: out, recordCount: Int(h.recordsCount), sourceRuns: [(h.baseOffset, Int64(h.recordsCount))]))
+            } else if let o = try rebatch(records, h, at: index, from: next, dropped: &dropped) {
+                outputs.append(o)
+            }
+            next = batchNext
+        }
+        return Result(outputs: outputs, nextPosition: next, droppedAsLoop: dropped)
+    }
+
+    /// The records of the batch at `index` from `position` on, as one batch with contiguous offsets.
+    private func rebatch(_ records: ByteBuffer, _ h: RecordBatchHeader, at index: Int, from position: Int64,
+                         dropped: inout Int) throws -> Output? {
+        guard h.compression == .none || h.compression.isSupportedLocally else {
+            throw MirrorError.unsupportedSource("batch at offset \(h.baseOffset) needs re-batching (it has offset gaps or LogAppendTime) but is compressed with \(h.compression), which this build cannot decompress")
+        }
+        var kept: [Record] = []
+        var runs: [(first: Int64, count: Int64)] = []
+        try RecordBatch.forEachRecord(in: records, at: index) { r in
+            guard r.offset >= position else { return }
+            var r = r
+            if let p = provenance {
+                let existing = r.headers.lastIndex { $0.key == Self.provenanceHeader }
+                let chain = existing.flatMap { r.headers[$0].value }.map { String(buffer: $0) } ?? ""
+                let regions = chain.split(separator: ",").map(String.init)
+                if regions.contains(p.target) {
+                    dropped += 1
+                    return
+                }
+                let value = ByteBuffer(string: (regions.isEmpty ? [p.source] : regions + (regions.last == p.source ? [] : [p.source])).joined(separator: ","))
+                if let existing { r.headers[existing].value = value } else { r.headers.append(RecordHeader(key: Self.provenanceHeader, value: value)) }
+            }
+            if let last = runs.last, last.first + last.count == r.offset {
+                runs[runs.count - 1].count += 1
+            } else {
+                runs.append((r.offset, 1))
+            }
+            kept.append(r)
+        }
+        guard let first = kept.first else { return nil }
+        var header = h
+        header.baseOffset = 0
+        header.lastOffsetDelta = Int32(kept.count - 1)
+        header.baseTimestamp = h.isLogAppendTime ? h.maxTimestamp : first.timestamp
+        header.attributes = h.attributes & 0x7
+        header.producerID = -1
+        header.producerEpoch = -1
+        header.baseSequence = -1
+        header.partitionLeaderEpoch = -1
+        for i in kept.indices {
+            kept[i].offset = Int64(i)
+            if h.isLogAppendTime { kept[i].timestamp = h.maxTimestamp }
+        }
+        let batch = try RecordBatch.rebuild(header, keeping: kept)
+        return Output(batch: batch, recordCount: kept.count, sourceRuns: runs)
+    }
+}
+
+/// Why a mirror cannot copy something, phrased for the operator.
+public enum MirrorError: Error, CustomStringConvertible, Equatable {
+    case unsupportedSource(String)
+    case targetNotEmpty(String)
+    case configuration(String)
+
+    public var description: String {
+        switch self {
+        case .unsupportedSource(let m): return m
+        case .targetNotEmpty(let m): return m
+        case .configuration(let m): return m
+        }
+    }
+}

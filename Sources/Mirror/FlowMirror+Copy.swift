@@ -1,0 +1,268 @@
+import KafkaClient
+import KafkaProtocol
+import KafkaWire
+import NIOCore
+
+extension FlowMirror {
+    // MARK: Fetching from the source
+
+    /// Fetches every partition that has room in its lane, one request per source leader, all
+    /// leaders at once; converts what comes back and hands it to the partitions' writers.
+    func fetchLoop() async {
+        while !Task.isCancelled {
+            let all = lock.withLock { Array(lanes.values) }
+            var budget = settings.bufferBytes - all.reduce(0) { $0 + $1.queuedBytes }
+            var slots: [(PartitionLane, Int64, Int)] = []
+            for lane in all where budget > 0 {
+                guard let s = lane.fetchSlot(maxQueued: settings.partitionBufferBytes) else { continue }
+                slots.append((lane, s.position, s.generation))
+                budget -= Int(settings.partitionFetchBytes)
+            }
+            if slots.isEmpty {
+                // Nothing may be fetched now (writers reconciling or behind): look again shortly.
+                try? await Task.sleep(for: .milliseconds(10))
+                continue
+            }
+            var byLeader: [BrokerID: [(PartitionLane, Int64, Int)]] = [:]
+            for slot in slots {
+                guard let info = try? await source.topic(slot.0.source.topic),
+                      let p = info.partitions.first(where: { $0.partition == slot.0.source.partition }), p.leader.rawValue >= 0
+                else { continue }
+                byLeader[p.leader, default: []].append(slot)
+            }
+            if byLeader.isEmpty {
+                try? await Task.sleep(for: settings.backoff)
+                continue
+            }
+            await withDiscardingTaskGroup { group in
+                for (leader, slots) in byLeader {
+                    group.addTask { await self.fetch(from: leader, slots) }
+                }
+            }
+        }
+    }
+
+    private func fetch(from leader: BrokerID, _ slots: [(PartitionLane, Int64, Int)]) async {
+        let resp: FetchResponse
+        do {
+            let conn = try await source.connection(to: leader, for: .fetch)
+            var req = FetchRequest()
+            req.replicaID = -1
+            req.maxWaitMs = settings.fetchMaxWaitMs
+            req.minBytes = 1
+            req.maxBytes = settings.fetchMaxBytes
+            req.isolationLevel = 1
+            var byTopic: [TopicName: [FetchRequest.FetchPartition]] = [:]
+            for (lane, position, _) in slots {
+                byTopic[lane.source.topic, default: []].append(.init(partition: lane.source.partition, fetchOffset: position,
+                                                                      partitionMaxBytes: settings.partitionFetchBytes))
+            }
+            req.topics = byTopic.map { .init(topic: $0.key, partitions: $0.value) }
+            resp = try await conn.send(req, version: try conn.version(for: FetchRequest.self, max: 12),
+                                       timeout: .milliseconds(Int64(settings.fetchMaxWaitMs) + 30_000))
+            guard resp.errorCode == .none else { throw KafkaClientError.broker(resp.errorCode, "Fetch") }
+        } catch {
+            if Task.isCancelled { return }
+            logger.warning("fetch from the source failed; reconnecting", metadata: ["broker": "\(leader)", "error": "\(error)"])
+            for (lane, _, _) in slots { source.invalidate(lane.source.topic) }
+            try? await Task.sleep(for: settings.backoff)
+            return
+        }
+        var bySlot: [TopicPartition: (PartitionLane, Int64, Int)] = [:]
+        for s in slots { bySlot[s.0.source] = s }
+        for t in resp.responses {
+            for p in t.partitions {
+                guard let (lane, position, generation) = bySlot[TopicPartition(t.topic, p.partitionIndex)] else { continue }
+                switch p.errorCode {
+                case .none:
+                    break
+                case .offsetOutOfRange:
+                    await outOfRange(lane, position)
+                    continue
+                default:
+                    source.invalidate(t.topic)
+                    continue
+                }
+                var records = ByteBuffer()
+                if case .bytes(let b)? = p.records { records = b }
+                do {
+                    let aborted = (p.abortedTransactions ?? []).map { BatchConverter.AbortedTransaction(producerID: $0.producerID.rawValue, firstOffset: $0.firstOffset) }
+                    let r = try converter.convert(records, from: position, aborted: aborted)
+                    var chunk: PartitionLane.Chunk?
+                    if !r.outputs.isEmpty {
+                        let epoch = (try? await source.topic(t.topic))?.partitions.first { $0.partition == p.partitionIndex }?.leaderEpoch ?? -1
+                        chunk = .init(generation: generation, outputs: r.outputs, bytes: r.outputs.reduce(0) { $0 + $1.batch.readableBytes }, epoch: epoch)
+                    }
+                    lane.offer(chunk, generation: generation, fetchedAt: position, next: r.nextPosition, highWatermark: p.highWatermark)
+                } catch {
+                    logger.error("cannot copy this partition; it is stopped until the mirror restarts",
+                                 metadata: ["partition": "\(lane.source)", "offset": "\(position)", "error": "\(error)"])
+                    lane.stop("\(error)")
+                }
+            }
+        }
+    }
+
+    /// The source no longer has `position`: retention removed records before they were copied
+    /// (carry on from the earliest, saying how many were lost), or the source log is shorter than
+    /// what was copied (a different history: stop).
+    private func outOfRange(_ lane: PartitionLane, _ position: Int64) async {
+        let admin = KafkaAdmin(cluster: source)
+        guard let earliest = try? await admin.listOffsets([lane.source], .earliest)[lane.source],
+              let latest = try? await admin.listOffsets([lane.source], .latest)[lane.source] else { return }
+        if position < earliest {
+            logger.warning("records were deleted in the source before they were mirrored; continuing from the earliest",
+                           metadata: ["partition": "\(lane.source)", "lost": "\(position)..<\(earliest)"])
+            lane.move(from: position, to: earliest)
+        } else if position > latest {
+            let why = "the source log ends at \(latest) but offsets up to \(position) were already copied: the source lost records (unclean leader election or a recreated topic); copying a different history under the same offsets would break translation"
+            logger.error("partition stopped", metadata: ["partition": "\(lane.source)", "reason": "\(why)"])
+            lane.stop(why)
+        }
+    }
+
+    // MARK: Writing to the target
+
+    /// The writer of one partition: reconcile, then for each fetched chunk declare its runs,
+    /// produce it and confirm. Any failure leads back to reconciling after a pause.
+    func writeLoop(_ lane: PartitionLane) async {
+        var backoff = settings.backoff
+        var declared = lock.withLock { loaded[lane.key]?.map } ?? PartitionOffsetMap()
+        while !lane.isClosed && !Task.isCancelled {
+            do {
+                let (map, targetEnd) = try await reconcile(lane, declared)
+                declared = map
+                var landed = map
+                var next = targetEnd
+                var resume: Int64 = 0
+                if let end = map.sourceEnd {
+                    resume = end
+                } else {
+                    resume = try await KafkaAdmin(cluster: source).listOffsets([lane.source], .earliest)[lane.source] ?? 0
+                }
+                let generation = lane.restart(at: resume, map: map, targetEnd: targetEnd)
+                logger.info("copying partition", metadata: ["partition": "\(lane.source)", "remote": "\(lane.target)",
+                                                            "from source offset": "\(resume)", "target offset": "\(targetEnd)"])
+                while let chunk = await lane.take() {
+                    guard chunk.generation == generation else { continue }
+                    let records = chunk.outputs.reduce(0) { $0 + $1.recordCount }
+                    func plan(from base: Int64) throws -> (PartitionOffsetMap, [OffsetRun], Int64) {
+                        var plan = declared
+                        var changed: [Int64: OffsetRun] = [:]
+                        var t = base
+                        for o in chunk.outputs {
+                            for run in o.sourceRuns {
+                                let r = try plan.append(src: run.first, tgt: t, count: run.count, epoch: chunk.epoch)
+                                changed[r.src] = r
+                                t += run.count
+                            }
+                        }
+                        return (plan, changed.values.sorted { $0.src < $1.src }, t)
+                    }
+                    let planned: PartitionOffsetMap
+                    let t: Int64
+                    if flow.naming == .prefix {
+                        // The intent: stored before the records exist, so a crash after the
+                        // produce still finds them explained.
+                        let (p, runs, end) = try plan(from: next)
+                        try await store.write(lane.key, targetTopic: lane.target.topic, runs: runs)
+                        declared = p
+                        let base = try await produce(lane.target, chunk.outputs)
+                        guard base == next else {
+                            throw MirrorError.targetNotEmpty("the target appended at offset \(base) where the mirror expected \(next): something else writes to \(lane.target)")
+                        }
+                        planned = p
+                        t = end
+                    } else {
+                        // Identity naming shares the topic with the target's own producers, so
+                        // where the records land is known only from the answer.
+                        let base = try await produce(lane.target, chunk.outputs)
+                        let (p, runs, end) = try plan(from: base)
+                        try await store.write(lane.key, targetTopic: lane.target.topic, runs: runs)
+                        declared = p
+                        planned = p
+                        t = end
+                    }
+                    landed = planned
+                    next = t
+                    lane.written(map: landed, targetEnd: next, records: records)
+                    backoff = settings.backoff
+                }
+                return
+            } catch let e as MirrorError {
+                logger.error("partition stopped", metadata: ["partition": "\(lane.source)", "remote": "\(lane.target)", "reason": "\(e)"])
+                lane.stop("\(e)")
+                return
+            } catch {
+                if Task.isCancelled || lane.isClosed { return }
+                lane.pause()
+                logger.warning("writing to the target failed; reconciling with its log end", metadata: [
+                    "partition": "\(lane.source)", "remote": "\(lane.target)", "error": "\(error)", "retry in": "\(backoff)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, settings.maxBackoff)
+            }
+        }
+    }
+
+    /// What of `declared` the target really holds: runs past the target's log end are shortened
+    /// or dropped (and the store corrected). A target holding records the mapping cannot explain
+    /// is an error: something else writes there.
+    func reconcile(_ lane: PartitionLane, _ declared: PartitionOffsetMap) async throws -> (PartitionOffsetMap, Int64) {
+        target.invalidate(lane.target.topic)
+        let end = try await targetEnd(lane.target)
+        if flow.naming == .identity {
+            // Other producers write the same topic: its end says nothing about the mirror's writes.
+            return (declared, end)
+        }
+        var map = declared
+        let (shortened, removed) = map.truncate(targetEnd: end)
+        let explained = map.targetEnd ?? 0
+        if end > explained {
+            let start = try await KafkaAdmin(cluster: target).listOffsets([lane.target], .earliest)[lane.target] ?? 0
+            if map.runs.isEmpty && start == end {
+                // Empty log whose earlier records were deleted (a retention-trimmed target): start there.
+                return (map, end)
+            }
+            throw MirrorError.targetNotEmpty("\(lane.target) holds records up to offset \(end) but this flow's mapping explains only \(explained): it was written by something else. Mirror into an empty or new topic (delete \(lane.target) in \(flow.target), or choose prefix naming)")
+        }
+        if !shortened.isEmpty || !removed.isEmpty {
+            logger.info("intents that did not land were withdrawn", metadata: ["partition": "\(lane.source)", "target end": "\(end)",
+                                                                             "shortened": "\(shortened.count)", "removed": "\(removed.count)"])
+            try await store.write(lane.key, targetTopic: lane.target.topic, runs: shortened, removed: removed)
+        }
+        return (map, end)
+    }
+
+    /// The target partition's log end, read twice until it holds still, so a write the broker
+    /// was still applying from a connection that just failed is counted.
+    func targetEnd(_ tp: TopicPartition) async throws -> Int64 {
+        let admin = KafkaAdmin(cluster: target)
+        var last = try await admin.listOffsets([tp], .latest)[tp] ?? 0
+        while true {
+            try await Task.sleep(for: .milliseconds(50))
+            let now = try await admin.listOffsets([tp], .latest)[tp] ?? 0
+            if now == last { return now }
+            last = now
+        }
+    }
+
+    /// Produces the batches to `tp` in one request (acks=all) and returns the base offset.
+    func produce(_ tp: TopicPartition, _ outputs: [BatchConverter.Output]) async throws -> Int64 {
+        let conn = try await target.leader(tp.topic, tp.partition, for: .produce)
+        var records = ByteBufferAllocator().buffer(capacity: outputs.reduce(0) { $0 + $1.batch.readableBytes })
+        for o in outputs { records.writeImmutableBuffer(o.batch) }
+        var req = ProduceRequest()
+        req.acks = -1
+        req.timeoutMs = 30_000
+        req.topicData = [.init(name: tp.topic, partitionData: [.init(index: tp.partition, records: .bytes(records))])]
+        let resp = try await conn.send(req, version: try conn.version(for: ProduceRequest.self, max: 9))
+        guard let p = resp.responses.first(where: { $0.name == tp.topic })?.partitionResponses.first(where: { $0.index == tp.partition }) else {
+            throw KafkaClientError.broker(.unknownServerError, "Produce \(tp) (no answer for the partition)")
+        }
+        guard p.errorCode == .none else {
+            target.invalidate(tp.topic)
+            throw KafkaClientError.broker(p.errorCode, "Produce \(tp)\(p.errorMessage.map { ": \($0)" } ?? "")")
+        }
+        return p.baseOffset
+    }
+}

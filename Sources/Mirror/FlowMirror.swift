@@ -1,0 +1,113 @@
+import Foundation
+import KafkaClient
+import KafkaProtocol
+import Logging
+import NIOConcurrencyHelpers
+import Topology
+
+/// One running flow: copies the selected topics of the source cluster into the target cluster,
+/// keeps the exact offset mapping in the target, and syncs consumer-group offsets.
+///
+/// Tasks: a discovery loop (topics, partitions, configs), one fetch loop (a fetch per source
+/// leader per round, partitions whose writers fall behind left out), one writer per partition
+/// (declare the runs, produce, confirm), and the group-offset sync. The writer of a partition is
+/// its target partition's only writer; it reconciles with the target's log end whenever it
+/// starts or a write fails, so a crash or a dropped connection neither duplicates nor skips.
+/// Lanes are reached under a lock; no lock is held across a network wait.
+public final class FlowMirror: @unchecked Sendable {
+    public let flow: Topology.Flow
+    let naming: RemoteNaming
+    let topicFilter: NameFilter
+    let groupFilter: NameFilter
+    let source: KafkaCluster
+    let target: KafkaCluster
+    let store: OffsetMapStore
+    let settings: MirrorSettings
+    let logger: Logger
+    let converter: BatchConverter
+
+    let lock = NIOLock()
+    var lanes: [TopicPartition: PartitionLane] = [:]
+    var loaded: [OffsetMapStore.PartitionKey: OffsetMapStore.Loaded] = [:]
+    /// Remote topics known to exist in the target, with their partition counts.
+    var remoteTopics: [TopicName: Int] = [:]
+
+    public init(flow: Topology.Flow, regions: Set<String>, source: KafkaCluster, target: KafkaCluster,
+                settings: MirrorSettings = MirrorSettings(), logger: Logger) throws {
+        self.flow = flow
+        naming = RemoteNaming(naming: flow.naming, sourceRegion: flow.source, targetRegion: flow.target, regions: regions)
+        topicFilter = try NameFilter(flow.topics)
+        groupFilter = try NameFilter(flow.groups)
+        self.source = source
+        self.target = target
+        self.settings = settings
+        var logger = logger
+        logger[metadataKey: "flow"] = "\(flow.name)"
+        self.logger = logger
+        store = OffsetMapStore(target: target, logger: logger)
+        converter = BatchConverter(provenance: flow.naming == .identity ? (flow.source, flow.target) : nil)
+    }
+
+    /// Runs until cancelled, then stops cleanly: writers finish the write in progress.
+    public func run() async throws {
+        try await retryingForever("preparing the offset mapping topic in the target") {
+            try await self.store.ensureTopic()
+            let loaded = try await self.store.load(flow: self.flow.name)
+            self.lock.withLock { self.loaded = loaded }
+        }
+        logger.info("flow started", metadata: ["source": "\(flow.source)", "target": "\(flow.target)", "naming": "\(flow.naming.rawValue)",
+                                               "mapped partitions": "\(lock.withLock { loaded.count })"])
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.fetchLoop() }
+            group.addTask { await self.groupSyncLoop() }
+            var round = 0
+            while !Task.isCancelled {
+                for lane in await discover(round: round) {
+                    group.addTask { await self.writeLoop(lane) }
+                }
+                round += 1
+                try? await Task.sleep(for: settings.discoveryInterval)
+            }
+            for lane in lock.withLock({ Array(lanes.values) }) { lane.close() }
+        }
+        await store.close()
+        logger.info("flow stopped")
+    }
+
+    /// Per source partition: records copied, and what is known of both ends.
+    public struct PartitionStatus: Sendable, Equatable {
+        public var source: TopicPartition
+        public var target: TopicPartition
+        public var sourceHighWatermark: Int64
+        public var copiedUpTo: Int64?
+        public var targetEnd: Int64
+        public var copiedRecords: Int
+        public var stopped: String?
+    }
+
+    public var status: [PartitionStatus] {
+        lock.withLock { Array(lanes.values) }.map { l in
+            PartitionStatus(source: l.source, target: l.target, sourceHighWatermark: l.sourceHighWatermark,
+                            copiedUpTo: l.map.sourceEnd, targetEnd: l.targetEnd, copiedRecords: l.copiedRecords, stopped: l.stopped)
+        }.sorted { ($0.source.topic, $0.source.partition) < ($1.source.topic, $1.source.partition) }
+    }
+
+    /// The mapping of a mirrored source partition as far as it has landed in the target.
+    public func offsetMap(_ tp: TopicPartition) -> PartitionOffsetMap? {
+        lock.withLock { lanes[tp] }?.map
+    }
+
+    func retryingForever(_ what: String, _ body: () async throws -> Void) async throws {
+        var backoff = settings.backoff
+        while true {
+            do {
+                return try await body()
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                logger.warning("\(what) failed; retrying", metadata: ["error": "\(error)", "retry in": "\(backoff)"])
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, settings.maxBackoff)
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+/// Tunables of a running flow. Defaults suit a WAN link; tests shorten the intervals.
+public struct MirrorSettings: Sendable {
+    /// How often the source's topic list, partition counts and configs are compared with the target.
+    public var discoveryInterval: Duration = .seconds(2)
+    /// Topic configs are compared every this many discovery rounds (new topics get them at once).
+    public var configSyncEvery = 5
+    /// How often committed group offsets are translated into the target.
+    public var groupSyncInterval: Duration = .seconds(5)
+    /// Long-poll wait of a source fetch.
+    public var fetchMaxWaitMs: Int32 = 500
+    /// Bytes a source fetch may return per partition; over a WAN link one round trip carries this much.
+    public var partitionFetchBytes: Int32 = 4 << 20
+    /// Bytes a source fetch may return in all.
+    public var fetchMaxBytes: Int32 = 64 << 20
+    /// Fetched but not yet written bytes the flow may hold in memory; partitions over their share
+    /// are not fetched until their writer catches up (backpressure from target to source).
+    public var bufferBytes = 128 << 20
+    /// Fetched bytes queued per partition before that partition pauses.
+    public var partitionBufferBytes = 16 << 20
+    /// Pause after a failure before reconnecting, doubled per failure up to `maxBackoff`.
+    public var backoff: Duration = .milliseconds(100)
+    public var maxBackoff: Duration = .seconds(5)
+
+    public init() {}
+}

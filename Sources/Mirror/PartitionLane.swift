@@ -1,0 +1,147 @@
+import DequeModule
+import KafkaProtocol
+import NIOConcurrencyHelpers
+
+/// The hand-over point between the flow's fetch loop and one partition's writer.
+///
+/// The fetch loop reads `fetchPosition`, fetches, converts and ``offer(_:)``s the result; the
+/// writer ``take()``s chunks in order. A reconcile (start, or after a failed write) bumps the
+/// generation and sets a new position, so chunks fetched for the old position are dropped.
+/// Guarded by a lock; neither side holds it across a wait.
+final class PartitionLane: @unchecked Sendable {
+    let source: TopicPartition
+    let target: TopicPartition
+    let key: OffsetMapStore.PartitionKey
+
+    struct Chunk {
+        var generation: Int
+        var outputs: [BatchConverter.Output]
+        var bytes: Int
+        var epoch: Int32
+    }
+
+    private let lock = NIOLock()
+    private var generation = 0
+    /// Next source offset to fetch; nil until the writer has reconciled.
+    private var position: Int64?
+    private var queue = Deque<Chunk>()
+    private var queued = 0
+    private var waiter: CheckedContinuation<Chunk?, Never>?
+    private var closed = false
+    private var _stopped: String?
+    private var _map = PartitionOffsetMap()
+    private var _targetEnd: Int64 = 0
+    private var _sourceEnd: Int64 = -1
+    private var _copied = 0
+
+    init(source: TopicPartition, target: TopicPartition, flow: String) {
+        self.source = source
+        self.target = target
+        key = OffsetMapStore.PartitionKey(flow: flow, topic: source.topic, partition: source.partition)
+    }
+
+    /// Where to fetch next and for which generation; nil while paused, stopped or reconciling.
+    func fetchSlot(maxQueued: Int) -> (position: Int64, generation: Int)? {
+        lock.withLock {
+            guard !closed, _stopped == nil, let position, queued < maxQueued else { return nil }
+            return (position, generation)
+        }
+    }
+
+    var queuedBytes: Int { lock.withLock { queued } }
+
+    /// Queues converted batches fetched at `position` for `generation` and moves the fetch
+    /// position to `next`; a stale fetch (position moved since) is dropped.
+    func offer(_ chunk: Chunk?, generation fetched: Int, fetchedAt position: Int64, next: Int64, highWatermark: Int64) {
+        let wake: (CheckedContinuation<Chunk?, Never>, Chunk)? = lock.withLock {
+            guard fetched == generation, self.position == position else { return nil }
+            self.position = next
+            _sourceEnd = max(_sourceEnd, highWatermark)
+            guard let chunk else { return nil }
+            if let w = waiter {
+                waiter = nil
+                return (w, chunk)
+            }
+            queue.append(chunk)
+            queued += chunk.bytes
+            return nil
+        }
+        if let (w, c) = wake { w.resume(returning: c) }
+    }
+
+    /// Jumps the fetch position (the source no longer has the old one) without a new generation.
+    func move(from position: Int64, to newPosition: Int64) {
+        lock.withLock { if self.position == position { self.position = newPosition } }
+    }
+
+    /// The next chunk for the writer, waiting for one; nil once closed.
+    func take() async -> Chunk? {
+        await withCheckedContinuation { (c: CheckedContinuation<Chunk?, Never>) in
+            let ready: Chunk?? = lock.withLock {
+                if let first = queue.popFirst() {
+                    queued -= first.bytes
+                    return .some(first)
+                }
+                if closed { return .some(nil) }
+                waiter = c
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+
+    /// Starts a new generation fetching from `position`: queued chunks are dropped.
+    func restart(at position: Int64, map: PartitionOffsetMap, targetEnd: Int64) -> Int {
+        lock.withLock {
+            generation += 1
+            self.position = position
+            queue.removeAll()
+            queued = 0
+            _map = map
+            _targetEnd = targetEnd
+            return generation
+        }
+    }
+
+    /// Stops fetching until the writer reconciles again.
+    func pause() {
+        lock.withLock { position = nil }
+    }
+
+    func written(map: PartitionOffsetMap, targetEnd: Int64, records: Int) {
+        lock.withLock {
+            _map = map
+            _targetEnd = targetEnd
+            _copied += records
+        }
+    }
+
+    func stop(_ why: String) {
+        let w: CheckedContinuation<Chunk?, Never>? = lock.withLock {
+            _stopped = why
+            position = nil
+            closed = true
+            defer { waiter = nil }
+            return waiter
+        }
+        w?.resume(returning: nil)
+    }
+
+    func close() {
+        let w: CheckedContinuation<Chunk?, Never>? = lock.withLock {
+            closed = true
+            defer { waiter = nil }
+            return waiter
+        }
+        w?.resume(returning: nil)
+    }
+
+    var isClosed: Bool { lock.withLock { closed } }
+    var stopped: String? { lock.withLock { _stopped } }
+    /// The mapping of everything known to have landed in the target.
+    var map: PartitionOffsetMap { lock.withLock { _map } }
+    var targetEnd: Int64 { lock.withLock { _targetEnd } }
+    /// The source high watermark last seen.
+    var sourceHighWatermark: Int64 { lock.withLock { _sourceEnd } }
+    var copiedRecords: Int { lock.withLock { _copied } }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import KafkaClient
+import KafkaWire
+import Topology
+
+/// How to reach a region of topology.json as a client: its bootstrap addresses and TLS settings.
+public struct RegionEndpoint: Sendable, Equatable {
+    public var addresses: [BootstrapAddress]
+    public var tls: TLSSettings?
+
+    /// The region's listeners (SSL ones when `tls`), or its `bootstrap` list for a cluster Meridian
+    /// does not run. With TLS the region's CA verifies the brokers and, when given, `clientCert` /
+    /// `clientKey` are presented for mTLS. Relative paths are resolved against `base`.
+    public static func resolve(_ topology: Topology, region name: String, tls: Bool, clientCert: String? = nil,
+                               clientKey: String? = nil, base: String) throws -> RegionEndpoint {
+        guard let r = topology.region(name) else {
+            throw MirrorError.configuration("region '\(name)' is not in the topology; it has \(topology.regions.map(\.name).joined(separator: ", "))")
+        }
+        var addresses: [BootstrapAddress] = []
+        if let list = r.bootstrap {
+            addresses = try BootstrapAddress.parseList(list.joined(separator: ","))
+        } else {
+            for b in r.brokers {
+                let listeners = try b.listeners.map { try ListenerAddress(parsing: $0) }
+                if let l = listeners.first(where: { $0.isTLS == tls }) {
+                    addresses.append(BootstrapAddress(host: l.host, port: l.port))
+                }
+            }
+        }
+        guard !addresses.isEmpty else {
+            throw MirrorError.configuration("region '\(name)' has no \(tls ? "SSL" : "PLAINTEXT") listener to connect to; add one or change the flow's \"tls\"")
+        }
+        guard tls else { return RegionEndpoint(addresses: addresses, tls: nil) }
+        let ca = r.tls?.ca.map { Topology.resolve($0, relativeTo: base) }
+        var settings = TLSSettings(certificatePath: clientCert.map { Topology.resolve($0, relativeTo: base) },
+                                   keyPath: clientKey.map { Topology.resolve($0, relativeTo: base) }, caPath: ca)
+        for path in [settings.caPath, settings.certificatePath, settings.keyPath].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: path) {
+            throw MirrorError.configuration("TLS file \(path) for region '\(name)' does not exist; run deploy/make-certs.sh or fix the path in the topology")
+        }
+        settings.verifyHostname = true
+        return RegionEndpoint(addresses: addresses, tls: settings)
+    }
+
+    /// The mirror's client certificate for `flow`: the flow's own, else `mirror-<target>.pem` /
+    /// `.key` next to the source region's CA when both files exist.
+    public static func mirrorCertificate(for flow: Topology.Flow, in topology: Topology, base: String) -> (cert: String, key: String)? {
+        if let c = flow.clientCert, let k = flow.clientKey { return (c, k) }
+        guard let ca = topology.region(flow.source)?.tls?.ca else { return nil }
+        let dir = (Topology.resolve(ca, relativeTo: base) as NSString).deletingLastPathComponent
+        let cert = "\(dir)/mirror-\(flow.target).pem", key = "\(dir)/mirror-\(flow.target).key"
+        guard FileManager.default.fileExists(atPath: cert), FileManager.default.fileExists(atPath: key) else { return nil }
+        return (cert, key)
+    }
+}
