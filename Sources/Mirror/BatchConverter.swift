@@ -4,10 +4,10 @@ import NIOCore
 /// Turns the record batches a source partition fetch returned into batches the target accepts from
 /// an ordinary producer, and says which source offsets each output record came from. No I/O.
 ///
-/// A batch whose offsets are contiguous (`lastOffsetDelta + 1 == recordsCount`) is copied as bytes:
-/// only the producer-owned header fields (producer id, epoch, base sequence) are cleared, the
-/// transactional bit of a committed transaction's batch dropped, and the CRC recomputed — no
-/// decompression. Everything else is re-batched record by record with contiguous offsets: batches
+/// A batch whose offsets are contiguous (`lastOffsetDelta + 1 == recordsCount`) is copied as bytes
+/// (a committed transaction's batch loses its transactional bit) — no decompression. The writer
+/// then stamps the producer-owned fields (producer id, epoch, base sequence) with ``stamp(_:producerID:epoch:sequence:)``,
+/// which also recomputes the CRC: outputs are not valid batches before that. Everything else is re-batched record by record with contiguous offsets: batches
 /// with gaps (compaction), batches that start before the position (a resume inside a batch),
 /// LogAppendTime batches (the stamped time becomes the record's CreateTime, so consumers see the
 /// time they saw in the source) and, with identity naming, every batch (it gains a provenance
@@ -51,6 +51,11 @@ public struct BatchConverter: Sendable {
         }
     }
 
+    /// Sets the producer fields of an output batch and recomputes its CRC, once, just before it is produced.
+    public static func stamp(_ batch: inout ByteBuffer, producerID: Int64, epoch: Int16, sequence: Int32) throws {
+        try RecordBatch.setProducer(id: producerID, epoch: epoch, baseSequence: sequence, in: &batch, at: batch.readerIndex)
+    }
+
     /// Converts the whole batches of `records` at or after `position`.
     public func convert(_ records: ByteBuffer, from position: Int64, aborted: [AbortedTransaction] = []) throws -> Result {
         var outputs: [Output] = []
@@ -88,7 +93,6 @@ public struct BatchConverter: Sendable {
                 if h.isTransactional {
                     out.setInteger(h.attributes & ~0x10, at: out.readerIndex + RecordBatchHeader.attributesOffset, endianness: .big)
                 }
-                try RecordBatch.setProducer(id: -1, epoch: -1, baseSequence: -1, in: &out, at: out.readerIndex)
                 outputs.append(Output(batch: out, recordCount: Int(h.recordsCount), sourceRuns: [(h.baseOffset, Int64(h.recordsCount))]))
             } else if let o = try rebatch(records, h, at: index, from: next, dropped: &dropped) {
                 outputs.append(o)

@@ -123,85 +123,69 @@ extension FlowMirror {
 
     // MARK: Writing to the target
 
-    /// The writer of one partition: reconcile, then for each fetched chunk declare its runs,
-    /// produce it and confirm. Any failure leads back to reconciling after a pause.
+    /// The writer of one partition: reconcile, then for each fetched chunk declare its runs and
+    /// produce its batches, several in flight. Any failure leads back to reconciling after a pause.
     func writeLoop(_ lane: PartitionLane) async {
         var backoff = settings.backoff
         var declared = lock.withLock { loaded[lane.key]?.map } ?? PartitionOffsetMap()
         while !lane.isClosed && !Task.isCancelled {
+            var writer: PartitionWriter?
             do {
                 let (map, targetEnd) = try await reconcile(lane, declared)
                 declared = map
-                var landed = map
-                var next = targetEnd
                 var resume: Int64 = 0
                 if let end = map.sourceEnd {
                     resume = end
                 } else {
                     resume = try await KafkaAdmin(cluster: source).listOffsets([lane.source], .earliest)[lane.source] ?? 0
                 }
+                let producer = try await initProducerID()
+                let conn = try await target.leader(lane.target.topic, lane.target.partition, for: .produce)
+                let w = PartitionWriter(lane: lane, connection: conn, producer: producer, declared: map, targetEnd: targetEnd,
+                                        identity: flow.naming == .identity, store: store, maxInFlight: settings.producesInFlight)
+                writer = w
                 let generation = lane.restart(at: resume, map: map, targetEnd: targetEnd)
                 logger.info("copying partition", metadata: ["partition": "\(lane.source)", "remote": "\(lane.target)",
                                                             "from source offset": "\(resume)", "target offset": "\(targetEnd)"])
-                while let chunk = await lane.take() {
+                while true {
+                    if !lane.hasQueued { try await w.drain() }
+                    guard let chunk = await lane.take() else { break }
                     guard chunk.generation == generation else { continue }
-                    let records = chunk.outputs.reduce(0) { $0 + $1.recordCount }
-                    func plan(from base: Int64) throws -> (PartitionOffsetMap, [OffsetRun], Int64) {
-                        var plan = declared
-                        var changed: [Int64: OffsetRun] = [:]
-                        var t = base
-                        for o in chunk.outputs {
-                            for run in o.sourceRuns {
-                                let r = try plan.append(src: run.first, tgt: t, count: run.count, epoch: chunk.epoch)
-                                changed[r.src] = r
-                                t += run.count
-                            }
-                        }
-                        return (plan, changed.values.sorted { $0.src < $1.src }, t)
-                    }
-                    let planned: PartitionOffsetMap
-                    let t: Int64
-                    if flow.naming == .prefix {
-                        // The intent: stored before the records exist, so a crash after the
-                        // produce still finds them explained.
-                        let (p, runs, end) = try plan(from: next)
-                        try await store.write(lane.key, targetTopic: lane.target.topic, runs: runs)
-                        declared = p
-                        let base = try await produce(lane.target, chunk.outputs)
-                        guard base == next else {
-                            throw MirrorError.targetNotEmpty("the target appended at offset \(base) where the mirror expected \(next): something else writes to \(lane.target)")
-                        }
-                        planned = p
-                        t = end
-                    } else {
-                        // Identity naming shares the topic with the target's own producers, so
-                        // where the records land is known only from the answer.
-                        let base = try await produce(lane.target, chunk.outputs)
-                        let (p, runs, end) = try plan(from: base)
-                        try await store.write(lane.key, targetTopic: lane.target.topic, runs: runs)
-                        declared = p
-                        planned = p
-                        t = end
-                    }
-                    landed = planned
-                    next = t
-                    lane.written(map: landed, targetEnd: next, records: records)
+                    try await w.write(chunk)
                     backoff = settings.backoff
                 }
+                try await w.drain()
                 return
             } catch let e as MirrorError {
                 logger.error("partition stopped", metadata: ["partition": "\(lane.source)", "remote": "\(lane.target)", "reason": "\(e)"])
                 lane.stop("\(e)")
                 return
             } catch {
+                if let writer {
+                    await writer.abandon()
+                    declared = writer.declared
+                }
                 if Task.isCancelled || lane.isClosed { return }
                 lane.pause()
+                target.invalidate(lane.target.topic)
                 logger.warning("writing to the target failed; reconciling with its log end", metadata: [
                     "partition": "\(lane.source)", "remote": "\(lane.target)", "error": "\(error)", "retry in": "\(backoff)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, settings.maxBackoff)
             }
         }
+    }
+
+    /// A fresh idempotent producer id for a writer session: the target then refuses a batch whose
+    /// predecessor failed, so what lands is always a prefix of what was sent.
+    func initProducerID() async throws -> (id: Int64, epoch: Int16) {
+        let conn = try await target.anyConnection()
+        var req = InitProducerIDRequest()
+        req.transactionalID = nil
+        req.transactionTimeoutMs = 60_000
+        let resp = try await conn.send(req, version: try conn.version(for: InitProducerIDRequest.self, max: 4))
+        guard resp.errorCode == .none else { throw KafkaClientError.broker(resp.errorCode, "InitProducerId") }
+        return (resp.producerID.rawValue, resp.producerEpoch)
     }
 
     /// What of `declared` the target really holds: runs past the target's log end are shortened
@@ -244,25 +228,5 @@ extension FlowMirror {
             if now == last { return now }
             last = now
         }
-    }
-
-    /// Produces the batches to `tp` in one request (acks=all) and returns the base offset.
-    func produce(_ tp: TopicPartition, _ outputs: [BatchConverter.Output]) async throws -> Int64 {
-        let conn = try await target.leader(tp.topic, tp.partition, for: .produce)
-        var records = ByteBufferAllocator().buffer(capacity: outputs.reduce(0) { $0 + $1.batch.readableBytes })
-        for o in outputs { records.writeImmutableBuffer(o.batch) }
-        var req = ProduceRequest()
-        req.acks = -1
-        req.timeoutMs = 30_000
-        req.topicData = [.init(name: tp.topic, partitionData: [.init(index: tp.partition, records: .bytes(records))])]
-        let resp = try await conn.send(req, version: try conn.version(for: ProduceRequest.self, max: 9))
-        guard let p = resp.responses.first(where: { $0.name == tp.topic })?.partitionResponses.first(where: { $0.index == tp.partition }) else {
-            throw KafkaClientError.broker(.unknownServerError, "Produce \(tp) (no answer for the partition)")
-        }
-        guard p.errorCode == .none else {
-            target.invalidate(tp.topic)
-            throw KafkaClientError.broker(p.errorCode, "Produce \(tp)\(p.errorMessage.map { ": \($0)" } ?? "")")
-        }
-        return p.baseOffset
     }
 }

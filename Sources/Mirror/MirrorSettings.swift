@@ -17,6 +17,9 @@ public struct MirrorSettings: Sendable {
     public var bufferBytes = 128 << 20
     /// Fetched bytes queued per partition before that partition pauses.
     public var partitionBufferBytes = 16 << 20
+    /// Produce requests in flight per partition (each carries one batch; at most 5, the window
+    /// an idempotent producer may have open in Kafka).
+    public var producesInFlight = 5
     /// Pause after a failure before reconnecting, doubled per failure up to `maxBackoff`.
     public var backoff: Duration = .milliseconds(100)
     public var maxBackoff: Duration = .seconds(5)

@@ -49,6 +49,7 @@ final class PartitionLane: @unchecked Sendable {
     }
 
     var queuedBytes: Int { lock.withLock { queued } }
+    var hasQueued: Bool { lock.withLock { !queue.isEmpty } }
 
     /// Queues converted batches fetched at `position` for `generation` and moves the fetch
     /// position to `next`; a stale fetch (position moved since) is dropped.

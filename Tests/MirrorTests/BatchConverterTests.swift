@@ -20,8 +20,16 @@ func sourceBatch(base: Int64, _ values: [String], keys: [String?]? = nil, header
     return out
 }
 
+/// An output as the writer sends it: stamped without a producer id.
+func stamped(_ o: BatchConverter.Output) throws -> ByteBuffer {
+    var b = o.batch
+    try BatchConverter.stamp(&b, producerID: -1, epoch: -1, sequence: -1)
+    return b
+}
+
 func records(of output: BatchConverter.Output) throws -> [Record] {
-    try RecordBatch.records(in: output.batch, at: output.batch.readerIndex)
+    let b = try stamped(output)
+    return try RecordBatch.records(in: b, at: b.readerIndex)
 }
 
 @Suite("Batch conversion", .timeLimit(.minutes(1)))
@@ -34,7 +42,7 @@ struct BatchConverterTests {
         let r = try BatchConverter().convert(fetched, from: 40)
         #expect(r.nextPosition == 44)
         #expect(r.outputs.count == 2)
-        let out = r.outputs[0].batch
+        let out = try stamped(r.outputs[0])
         let h = try RecordBatch.validate(out, at: out.readerIndex)
         #expect(h.producerID == -1 && h.producerEpoch == -1 && h.baseSequence == -1)
         #expect(h.compression == .gzip, "still compressed: not re-encoded")
@@ -59,7 +67,7 @@ struct BatchConverterTests {
         let r = try BatchConverter().convert(compacted, from: 0)
         #expect(r.nextPosition == 17)
         let out = try #require(r.outputs.first)
-        let oh = try RecordBatch.validate(out.batch, at: out.batch.readerIndex)
+        let oh = try RecordBatch.validate(try stamped(out), at: 0)
         try RecordBatch.validateForProduce(oh)
         #expect(oh.lastOffsetDelta == 3 && oh.recordsCount == 4)
         #expect(try records(of: out).map { String(buffer: $0.value!) } == ["a", "b", "c", "d"])
@@ -88,10 +96,9 @@ struct BatchConverterTests {
         let r = try BatchConverter().convert(fetched, from: 0, aborted: [.init(producerID: 6, firstOffset: 3)])
         #expect(r.nextPosition == 6)
         #expect(r.outputs.map { $0.sourceRuns.map(\.first) } == [[0], [5]])
-        let h = try RecordBatchHeader(r.outputs[0].batch, at: r.outputs[0].batch.readerIndex)
+        let h = try RecordBatch.validate(try stamped(r.outputs[0]), at: 0)
         #expect(!h.isTransactional, "a committed transaction's records are produced as ordinary records")
         try RecordBatch.validateForProduce(h)
-        _ = try RecordBatch.validate(r.outputs[0].batch, at: r.outputs[0].batch.readerIndex)
     }
 
     @Test func logAppendTimeBecomesTheRecordsCreateTime() throws {
@@ -99,7 +106,7 @@ struct BatchConverterTests {
         try RecordBatch.setLogAppendTime(1_800_000_000_000, in: &b, at: b.readerIndex)
         let r = try BatchConverter().convert(b, from: 0)
         let out = try #require(r.outputs.first)
-        let h = try RecordBatch.validate(out.batch, at: out.batch.readerIndex)
+        let h = try RecordBatch.validate(try stamped(out), at: 0)
         try RecordBatch.validateForProduce(h)
         #expect(try records(of: out).map(\.timestamp) == [1_800_000_000_000, 1_800_000_000_000])
     }

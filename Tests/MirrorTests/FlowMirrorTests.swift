@@ -1,0 +1,141 @@
+import Foundation
+import KafkaClient
+import KafkaProtocol
+import Mirror
+import NIOCore
+import Testing
+import TestSupport
+import Topology
+
+/// Flows between two in-process brokers standing for two regions.
+@Suite("Mirror flows", .timeLimit(.minutes(3)))
+struct FlowMirrorTests {
+    let usToEu = Topology.Flow(name: "us-to-eu", source: "us-east", target: "eu-west",
+                               topics: .init(include: ["orders.*"], exclude: [".*\\.internal"]))
+
+    /// Waits until every partition of `remote` in the target ends where `topic` ends in the source.
+    func caughtUp(_ s: InProcessBroker, _ t: InProcessBroker, _ topic: TopicName, _ remote: TopicName, seconds: Double = 60) async -> Bool {
+        await eventually(seconds) {
+            let src = await endOffsets(s, topic)
+            let dst = await endOffsets(t, remote)
+            return !src.isEmpty && src == dst
+        }
+    }
+
+    @Test func recordsAreCopiedExactlyAndOffsetsTranslate() async throws {
+        let b = try await InProcessBroker.several(2)
+        let (us, eu) = (b[0], b[1])
+        let admin = KafkaAdmin(cluster: cluster(us))
+        try await admin.createTopic("orders", partitions: 3, configs: ["retention.ms": "86400000", "max.message.bytes": "2000000"])
+        try await produce(us, "orders", count: 3_000)
+        try await produce(us, "orders", count: 1_000, from: 3_000, compression: .gzip)
+        try await admin.createTopic("other", partitions: 1)
+        try await produce(us, "other", count: 10)
+        let m = try RunningMirror(usToEu, from: us, to: eu)
+
+        #expect(await caughtUp(us, eu, "orders", "us-east.orders"))
+        for p: Int32 in 0..<3 {
+            let src = try await readPartition(us, TopicPartition("orders", p))
+            let dst = try await readPartition(eu, TopicPartition("us-east.orders", p))
+            #expect(difference(src, dst) == nil, "partition \(p): key, value, headers and timestamp equal, in order")
+            #expect(src.map(\.offset) == dst.map(\.offset), "no gaps in the source: offsets line up one to one")
+        }
+        #expect(await endOffsets(eu, "us-east.other").isEmpty, "topics outside the selection are not copied")
+        let remoteConfigs = try await KafkaAdmin(cluster: cluster(eu)).describeTopicConfigs("us-east.orders")
+        #expect(remoteConfigs.first { $0.name == "retention.ms" }?.value == "86400000", "the source's topic configs come along")
+        #expect(remoteConfigs.first { $0.name == "max.message.bytes" }?.value == "2000000")
+
+        // A group that consumed part of the source gets the exact target offsets.
+        try await admin.alterGroupOffsets("billing", [TopicPartition("orders", 0): 17, TopicPartition("orders", 1): 0])
+        let synced = try await m.mirror.syncGroupsOnce()
+        #expect(synced["billing"]?[TopicPartition("us-east.orders", 0)] == 17)
+        let there = try await KafkaAdmin(cluster: cluster(eu)).groupOffsets("billing")
+        #expect(there[TopicPartition("us-east.orders", 0)] == 17 && there[TopicPartition("us-east.orders", 1)] == 0)
+        // Only forwards: an older source commit does not move the target group back.
+        try await admin.alterGroupOffsets("billing", [TopicPartition("orders", 0): 5])
+        try await m.mirror.syncGroupsOnce()
+        #expect(try await KafkaAdmin(cluster: cluster(eu)).groupOffsets("billing")[TopicPartition("us-east.orders", 0)] == 17)
+        await m.stop()
+        for x in b { await x.stop() }
+    }
+
+    @Test func newTopicsAndPartitionsAppearAndConfigChangesFollow() async throws {
+        let b = try await InProcessBroker.several(2)
+        let (us, eu) = (b[0], b[1])
+        let admin = KafkaAdmin(cluster: cluster(us))
+        try await admin.createTopic("orders", partitions: 1)
+        let m = try RunningMirror(usToEu, from: us, to: eu)
+        try await admin.createTopic("orders.late", partitions: 2, configs: ["cleanup.policy": "compact"])
+        try await produce(us, "orders.late", count: 200)
+        #expect(await caughtUp(us, eu, "orders.late", "us-east.orders.late"), "a topic created after the mirror started is copied")
+        try await admin.createPartitions("orders.late", count: 4)
+        try await produce(us, "orders.late", count: 400, from: 200)
+        #expect(await caughtUp(us, eu, "orders.late", "us-east.orders.late"))
+        #expect(await endOffsets(eu, "us-east.orders.late").count == 4, "added partitions are added in the target")
+        try await admin.alterTopicConfigs("orders.late", ["retention.ms": "123456789"])
+        let followed = await eventually(20) {
+            let c = try? await KafkaAdmin(cluster: cluster(eu)).describeTopicConfigs("us-east.orders.late")
+            return c?.first { $0.name == "retention.ms" }?.value == "123456789" && c?.first { $0.name == "cleanup.policy" }?.value == "compact"
+        }
+        #expect(followed, "config changes in the source follow to the remote topic")
+        await m.stop()
+        for x in b { await x.stop() }
+    }
+
+    @Test func aRestartedMirrorNeitherDuplicatesNorSkips() async throws {
+        let b = try await InProcessBroker.several(2)
+        let (us, eu) = (b[0], b[1])
+        let admin = KafkaAdmin(cluster: cluster(us))
+        try await admin.createTopic("orders", partitions: 2)
+        var settings = quickSettings()
+        settings.partitionFetchBytes = 4_096
+        try await produce(us, "orders", count: 2_000)
+        // Stopped and started again five times while the source keeps receiving records.
+        let producing = Task { try await produce(us, "orders", count: 6_000, from: 2_000) }
+        for round in 0..<5 {
+            let m = try RunningMirror(usToEu, from: us, to: eu, settings: settings)
+            let before = await endOffsets(eu, "us-east.orders").values.reduce(0, +)
+            _ = await eventually(10) { await endOffsets(eu, "us-east.orders").values.reduce(0, +) > before + Int64(100 * round) }
+            await m.stop()
+        }
+        try await producing.value
+        let m = try RunningMirror(usToEu, from: us, to: eu, settings: settings)
+        #expect(await caughtUp(us, eu, "orders", "us-east.orders"))
+        for p: Int32 in 0..<2 {
+            let src = try await readPartition(us, TopicPartition("orders", p))
+            let dst = try await readPartition(eu, TopicPartition("us-east.orders", p))
+            #expect(difference(src, dst) == nil, "partition \(p): every record once, in order")
+        }
+        // The mapping survived the restarts: translation is exact everywhere.
+        let map = try #require(m.mirror.offsetMap(TopicPartition("orders", 0)))
+        #expect(map.translate(1_234) == 1_234)
+        await m.stop()
+        for x in b { await x.stop() }
+    }
+
+    @Test func identityNamingActiveActiveDoesNotLoop() async throws {
+        let b = try await InProcessBroker.several(2)
+        let (us, eu) = (b[0], b[1])
+        for x in b { try await KafkaAdmin(cluster: cluster(x)).createTopic("orders", partitions: 1) }
+        let there = Topology.Flow(name: "us-eu", source: "us-east", target: "eu-west", naming: .identity)
+        let back = Topology.Flow(name: "eu-us", source: "eu-west", target: "us-east", naming: .identity)
+        let m1 = try RunningMirror(there, from: us, to: eu)
+        let m2 = try RunningMirror(back, from: eu, to: us)
+        try await produce(us, "orders", count: 300, tag: "us")
+        try await produce(eu, "orders", count: 200, tag: "eu")
+        let converged = await eventually(60) {
+            let a = await endOffsets(us, "orders")[0], b = await endOffsets(eu, "orders")[0]
+            return a == 500 && b == 500
+        }
+        #expect(converged, "each region holds its own and the other's records")
+        // Give a loop time to show itself: nothing more may arrive.
+        try await Task.sleep(for: .seconds(1))
+        let usEnd = await endOffsets(us, "orders")[0], euEnd = await endOffsets(eu, "orders")[0]
+        #expect(usEnd == 500 && euEnd == 500, "nothing is copied back")
+        let inEU = try await readPartition(eu, TopicPartition("orders", 0))
+        #expect(Set(inEU.compactMap { $0.value.map { String(buffer: $0) } }).count == 500, "no record twice")
+        await m1.stop()
+        await m2.stop()
+        for x in b { await x.stop() }
+    }
+}
