@@ -1,0 +1,159 @@
+import ArgumentParser
+import Foundation
+import KafkaClient
+import KafkaProtocol
+import Logging
+import Mirror
+import NIOPosix
+import ServiceLifecycle
+import Topology
+
+struct MirrorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mirror",
+        abstract: "Copy topics from other regions into this one, with exact offset translation.",
+        discussion: """
+            Runs every flow of topology.json whose target is --region (or only --flow): selected
+            topics of the source region are copied into this region's cluster (remote topics are
+            created with the source's partitions and configs), the exact source → target offset
+            mapping is kept in the topic meridian.offset-map.internal of this region, and committed
+            group offsets are translated into this region every few seconds for groups with no
+            active members here. Safe to kill at any moment: a restart neither duplicates nor skips.
+            Stops cleanly on SIGTERM or Ctrl-C (exit status 0).
+
+            Examples:
+              meridian mirror --topology topology.json --region eu-west
+              meridian mirror --topology topology.json --region eu-west --flow us-to-eu --log-level debug
+            """
+    )
+
+    @Option(help: "Path of the topology file.")
+    var topology: String = "topology.json"
+
+    @Option(help: "This mirror's region: flows whose target it is are run.")
+    var region: String
+
+    @Option(help: "Run only this flow.")
+    var flow: String?
+
+    @OptionGroup var log: LogOptions
+
+    func run() async throws {
+        let topo = try Topology.load(path: topology)
+        let base = (topology as NSString).deletingLastPathComponent
+        let logger = log.bootstrap(label: "meridian.mirror")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let daemon: MirrorDaemon
+        do {
+            daemon = try MirrorDaemon(topology: topo, base: base, region: region, flowName: flow, group: group, logger: logger)
+        } catch let e as MirrorError {
+            try? await group.shutdownGracefully()
+            throw ValidationError(e.description)
+        }
+        say("mirror \(region): running \(daemon.flows.map { "\($0.flow.name) (\($0.flow.source) → \($0.flow.target))" }.joined(separator: ", "))")
+        let services = ServiceGroup(configuration: .init(
+            services: [.init(service: MirrorService(daemon: daemon), successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await services.run()
+        try? await group.shutdownGracefully()
+        say("mirror \(region): stopped")
+    }
+}
+
+/// The mirror daemon as a service: cancelled on graceful shutdown, after which flows finish the
+/// writes in progress and close their connections.
+struct MirrorService: Service {
+    let daemon: MirrorDaemon
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await daemon.run() }
+    }
+}
+
+struct OffsetsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "offsets",
+        abstract: "Offsets across regions.",
+        subcommands: [Translate.self]
+    )
+
+    struct Translate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Translate a group's committed source offsets into the target of a flow.",
+            discussion: """
+                Prints, per partition, the group's committed offset in the flow's source region and the
+                exact offset of the same position in the target region — where the group would resume
+                if it failed over now — read from the mapping the mirror keeps in the target.
+
+                Examples:
+                  meridian offsets translate --topology topology.json --flow us-to-eu --group billing
+                  meridian offsets translate --topology topology.json --flow us-to-eu --group billing --topic orders --format json
+                """
+        )
+
+        @Option(help: "Path of the topology file.")
+        var topology: String = "topology.json"
+
+        @Option(help: "The flow whose source and target are translated between.")
+        var flow: String
+
+        @Option(help: "Consumer group (its offsets in the flow's source region).")
+        var group: String
+
+        @Option(help: "Only this source topic.")
+        var topic: String?
+
+        @OptionGroup var output: OutputFormat
+
+        func run() async throws {
+            let topo = try Topology.load(path: topology)
+            let base = (topology as NSString).deletingLastPathComponent
+            guard let f = topo.flow(flow) else {
+                throw ValidationError("no flow named '\(flow)' in \(topology); flows: \(topo.flows.map(\.name).joined(separator: ", "))")
+            }
+            let elg = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let cert = f.tls ? RegionEndpoint.mirrorCertificate(for: f, in: topo, base: base) : nil
+            let rows: [OffsetTranslator.Row]
+            do {
+                let s = try RegionEndpoint.resolve(topo, region: f.source, tls: f.tls, clientCert: cert?.cert, clientKey: cert?.key, base: base)
+                let t = try RegionEndpoint.resolve(topo, region: f.target, tls: false, base: base)
+                var so = KafkaCluster.Options(), to = KafkaCluster.Options()
+                so.tls = s.tls
+                to.tls = t.tls
+                so.retryTimeout = .seconds(10)
+                to.retryTimeout = .seconds(10)
+                let source = KafkaCluster(bootstrap: s.addresses, options: so, group: elg)
+                let target = KafkaCluster(bootstrap: t.addresses, options: to, group: elg)
+                let result: Result<[OffsetTranslator.Row], Error>
+                do {
+                    result = .success(try await OffsetTranslator.translate(
+                        group: GroupID(group), flow: f.name, topic: topic.map { TopicName($0) },
+                        source: source, target: target, logger: Logger(label: "meridian.offsets")))
+                } catch {
+                    result = .failure(error)
+                }
+                await source.close()
+                await target.close()
+                try? await elg.shutdownGracefully()
+                rows = try result.get()
+            } catch let e as MirrorError {
+                throw ValidationError(e.description)
+            }
+            if output.isJSON {
+                for r in rows {
+                    var o: [String: Any] = ["topic": r.source.topic.rawValue, "partition": Int(r.source.partition), "sourceOffset": Int(r.committed)]
+                    if let t = r.target { o["targetTopic"] = t.topic.rawValue }
+                    if let x = r.translated { o["targetOffset"] = Int(x) }
+                    if let n = r.notYetCopied { o["notYetCopied"] = Int(n) }
+                    try printJSON(o)
+                }
+                return
+            }
+            if rows.isEmpty { say("group \(group) has no committed offsets\(topic.map { " for \($0)" } ?? "") in \(f.source)"); return }
+            say(formatTable([["TOPIC", "PARTITION", "SOURCE-OFFSET", "TARGET-TOPIC", "TARGET-OFFSET", "NOT-YET-COPIED"]] + rows.map { r in
+                [r.source.topic.rawValue, "\(r.source.partition)", "\(r.committed)", r.target?.topic.rawValue ?? "-",
+                 r.translated.map(String.init) ?? "- (not mirrored)", r.notYetCopied.map(String.init) ?? "-"]
+            }))
+        }
+    }
+}
