@@ -1,0 +1,132 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `meridian mirror` as operators run it: two broker processes (the source requiring mTLS), the
+/// mirror process killed with SIGKILL while the source keeps receiving records, real clients on
+/// both sides.
+@Suite("meridian mirror", .timeLimit(.minutes(6)))
+struct MirrorProcessTests {
+    func kcat(_ args: [String], input: String? = nil, timeout: Double = 120) async throws -> ProcessResult {
+        try await runProcess(try ExternalTools.require(ExternalTools.kcat, "kcat"), args, input: input.map { Data($0.utf8) }, timeout: timeout)
+    }
+
+    /// Every record of a topic as `partition offset key value headers timestamp` lines, sorted.
+    func dump(_ bootstrap: String, _ topic: String) async throws -> [String] {
+        let r = try await kcat(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p %o %k %s %h %T\\n"])
+        return r.stdout.split(separator: "\n").map(String.init).sorted()
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
+    func aMirrorKilledFiveTimesCopiesEveryRecordOnceAndAGroupFailsOverExactly() async throws {
+        let certs = try await makeTestCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certs) }
+        let us = try BrokerProcess(
+            listeners: ["PLAINTEXT://127.0.0.1:0", "SSL://127.0.0.1:0"],
+            arguments: ["--tls-cert", "\(certs)/broker.pem", "--tls-key", "\(certs)/broker.key", "--tls-ca", "\(certs)/ca.pem",
+                        "--tls-client-auth", "required"])
+        defer { us.terminate(); us.removeData() }
+        let eu = try BrokerProcess()
+        defer { eu.terminate(); eu.removeData() }
+        let dir = NSTemporaryDirectory() + "meridian-mirror-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let topology = """
+            {"version": 1,
+             "regions": [
+              {"name": "us-east", "tls": {"ca": "\(certs)/ca.pem", "cert": "\(certs)/broker.pem", "key": "\(certs)/broker.key", "clientAuth": "required"},
+               "brokers": [{"id": 1, "listeners": ["PLAINTEXT://\(us.bootstrap)", "SSL://\(us.address(of: "SSL")!)"], "dataDir": "us"}]},
+              {"name": "eu-west", "brokers": [{"id": 1, "listeners": ["PLAINTEXT://\(eu.bootstrap)"], "dataDir": "eu"}]}],
+             "flows": [{"name": "us-to-eu", "source": "us-east", "target": "eu-west", "topics": {"include": ["orders"]},
+                        "tls": true, "clientCert": "\(certs)/client.pem", "clientKey": "\(certs)/client.key", "groupSyncIntervalMs": 500}]}
+            """
+        try topology.write(toFile: dir + "/topology.json", atomically: true, encoding: .utf8)
+        let check = try await runProcess(BrokerProcess.binary, ["topology", "check", "--topology", dir + "/topology.json"])
+        try #require(check.status == 0, "\(check.stdout)\(check.stderr)")
+        #expect(try await runProcess(BrokerProcess.binary, ["topics", "create", "orders", "--partitions", "3", "-b", us.bootstrap]).status == 0)
+
+        // 200,000 keyed records with headers, half of them gzip batches, produced while the
+        // mirror is killed again and again.
+        let total = 200_000
+        let producing = Task {
+            for chunk in 0..<4 {
+                let lines = (chunk * 50_000..<(chunk + 1) * 50_000).map { "key-\($0 % 1013)\tvalue-\($0)" }.joined(separator: "\n") + "\n"
+                let r = try await kcat(["-P", "-b", us.bootstrap, "-t", "orders", "-K", "\t", "-H", "chunk=\(chunk)", "-H", "src=us",
+                                        "-z", chunk % 2 == 0 ? "gzip" : "none"], input: lines)
+                guard r.status == 0 else { throw BrokerFailed(message: "kcat produce failed: \(r.stderr)") }
+            }
+        }
+        let mirrorArgs = ["mirror", "--topology", dir + "/topology.json", "--region", "eu-west"]
+        let log = dir + "/mirror.log"
+        for _ in 0..<5 {
+            let m = try SpawnedProcess(BrokerProcess.binary, mirrorArgs, stdoutPath: dir + "/mirror.out", stderrPath: log)
+            try await Task.sleep(for: .milliseconds(Int.random(in: 300...1_500)))
+            m.stop(SIGKILL)
+        }
+        try await producing.value
+        let mirror = try SpawnedProcess(BrokerProcess.binary, mirrorArgs, stdoutPath: dir + "/mirror.out", stderrPath: log)
+        var target: [String] = []
+        let deadline = ContinuousClock.now + .seconds(120)
+        while target.count < total && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .seconds(1))
+            target = try await dump(eu.bootstrap, "us-east.orders")
+        }
+        let source = try await dump(us.bootstrap, "orders")
+        let mirrorLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(source.count == total)
+        #expect(target.count == total, "target has \(target.count) of \(total); mirror log tail:\n\(mirrorLog.suffix(3_000))")
+        let firstDifference = zip(source, target).first { $0 != $1 }.map { "source \($0.0) vs target \($0.1)" }
+        #expect(firstDifference == nil, "every record once, same partition, offset, key, value, headers and timestamp")
+        #expect(Set(target.map { $0.split(separator: " ").dropFirst(2).first ?? "" }).count == 1_013)
+
+        // A group consumes part of the source, then fails over: it reads exactly the rest.
+        let consumed = try await kcat(["-b", us.bootstrap, "-G", "billing", "-X", "auto.offset.reset=earliest", "-c", "30000", "-q",
+                                       "-f", "%p %o\\n", "orders"], timeout: 120)
+        #expect(consumed.status == 0, "\(consumed.stderr)")
+        var committed: [String: Int] = [:]
+        var translated: [String: Int] = [:]
+        let synced = await eventually(30) {
+            guard let r = try? await runProcess(BrokerProcess.binary, ["offsets", "translate", "--topology", dir + "/topology.json",
+                                                                        "--flow", "us-to-eu", "--group", "billing", "--format", "json"]) else { return false }
+            committed = [:]
+            translated = [:]
+            for line in r.stdout.split(separator: "\n") {
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let p = o["partition"] as? Int, let s = o["sourceOffset"] as? Int, let t = o["targetOffset"] as? Int else { continue }
+                committed["\(p)"] = s
+                translated["\(p)"] = t
+            }
+            // The target group holds the translated offsets (synced only forwards, so once equal it stays).
+            var inTarget: [String: Int] = [:]
+            let d = try? await runProcess(BrokerProcess.binary, ["groups", "describe", "billing", "-b", eu.bootstrap, "--format", "json"])
+            for line in d?.stdout.split(separator: "\n") ?? [] {
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      o["topic"] as? String == "us-east.orders", let p = o["partition"] as? Int, let c = o["currentOffset"] as? Int else { continue }
+                inTarget["\(p)"] = c
+            }
+            return committed.values.reduce(0, +) == 30_000 && inTarget == translated
+        }
+        #expect(synced, "committed \(committed), translated \(translated)")
+        #expect(committed == translated, "no gaps in the source: the exact target offsets equal the source offsets")
+        // Same consumer settings as in the source: partitions the group never committed start at the beginning.
+        let rest = try await kcat(["-b", eu.bootstrap, "-G", "billing", "-X", "auto.offset.reset=earliest", "-c", "\(total - 30_000)", "-q", "-f", "%p %o\\n", "us-east.orders"], timeout: 120)
+        let resumed = rest.stdout.split(separator: "\n").map(String.init)
+        let reRead = Set(resumed).intersection(consumed.stdout.split(separator: "\n").map(String.init))
+        #expect(resumed.count == total - 30_000 && reRead.isEmpty,
+                "failover re-read \(reRead.count), read \(resumed.count) of \(total - 30_000) (kcat status \(rest.status): \(rest.stderr.suffix(500)))")
+
+        let status = mirror.stop(SIGTERM)
+        #expect(status == 0, "the mirror exits 0 on SIGTERM (wait status \(status))")
+    }
+}
+
+/// Waits until `condition` holds (checked every 200 ms) or `seconds` pass.
+func eventually(_ seconds: Double, _ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while true {
+        let last = ContinuousClock.now >= deadline
+        if await condition() { return true }
+        if last { return false }
+        try? await Task.sleep(for: .milliseconds(200))
+    }
+}
