@@ -145,3 +145,60 @@ struct FlowMirrorTests {
         for x in b { await x.stop() }
     }
 }
+
+/// A compacted source: batches with offset gaps are re-batched and the mapping stays exact.
+@Suite("Mirror flows: compacted sources", .timeLimit(.minutes(3)))
+struct CompactedSourceMirrorTests {
+    @Test func aCompactedTopicIsCopiedRecordForRecordAndGapsTranslateToTheNextRecord() async throws {
+        let b = try await InProcessBroker.several(2) { _, c in
+            c.logCleanerBackoffMs = 100
+            c.retentionCheckIntervalMs = 100
+        }
+        let (us, eu) = (b[0], b[1])
+        let admin = KafkaAdmin(cluster: cluster(us))
+        try await admin.createTopic("orders.latest", partitions: 1, configs: ["cleanup.policy": "compact", "segment.bytes": "2048"])
+        // Batches of ten keys; a later round overwrites only the even keys, so compaction leaves
+        // batches with holes in them; filler pushes everything into closed segments.
+        var config = ProducerConfig()
+        config.lingerMs = 0
+        let c = cluster(us)
+        let p = KafkaProducer(cluster: c, config: config)
+        func batch(_ keys: [Int], _ tag: String) async throws {
+            for key in keys {
+                try await p.enqueue(topic: "orders.latest", key: ByteBuffer(string: "k\(key)"), value: ByteBuffer(string: "\(tag)-k\(key)"), partition: 0)
+            }
+            try await p.flush()
+        }
+        try await batch(Array(0..<10), "first")
+        try await batch(Array(10..<20), "first")
+        try await batch(Array(stride(from: 0, to: 20, by: 2)), "second")
+        for f in 0..<10 { try await batch(Array((100 + f * 10)..<(110 + f * 10)), "filler") }
+        await p.close()
+        await c.close()
+        let tp = TopicPartition("orders.latest", 0)
+        let compacted = await eventually(60) { ((try? await readPartition(us, tp).count) ?? 130) < 130 }
+        try #require(compacted, "the source's cleaner compacted the closed segments")
+        let src = try await readPartition(us, tp)
+
+        let m = try RunningMirror(Topology.Flow(name: "us-to-eu", source: "us-east", target: "eu-west"), from: us, to: eu)
+        let copied = await eventually(60) {
+            let status = m.mirror.status.first { $0.source == tp }
+            return status?.copiedUpTo == src.last.map { $0.offset + 1 }
+        }
+        #expect(copied)
+        let dst = try await readPartition(eu, TopicPartition("us-east.orders.latest", 0))
+        #expect(difference(src, dst) == nil, "same records, same order")
+        #expect(dst.map(\.offset) == Array(0..<Int64(dst.count)), "contiguous in the target")
+        let map = try #require(m.mirror.offsetMap(tp))
+        for (s, d) in zip(src, dst) { #expect(map.translate(s.offset) == d.offset) }
+        // An offset compaction removed translates to the record that followed it.
+        var previous: Int64 = -1
+        for (s, d) in zip(src, dst) {
+            if s.offset > previous + 1 { #expect(map.translate(previous + 1) == d.offset, "gap \(previous + 1)..<\(s.offset)") }
+            previous = s.offset
+        }
+        #expect(map.runs.count > 1, "gaps give several runs")
+        await m.stop()
+        for x in b { await x.stop() }
+    }
+}
