@@ -89,11 +89,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A TCP proxy that adds latency and cuts connections: the WAN stand-in of tests and benchmarks.
+        .target(
+            name: "LinkSimulator",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         // `meridian bench`: load generators, the loopback yardstick, process figures.
         .target(
             name: "MeridianBench",
             dependencies: [
-                "KafkaClient", "KafkaProtocol", "KafkaWire",
+                "KafkaClient", "KafkaProtocol", "KafkaWire", "LinkSimulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -124,11 +133,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Helpers shared by the test targets: in-process brokers, broker processes, external tools, a TCP proxy.
+        // Helpers shared by the test targets: in-process brokers, broker processes, external tools (and the TCP proxy, re-exported).
         .target(
             name: "TestSupport",
             dependencies: [
-                "FileLayer", "Broker", "KafkaProtocol", "KafkaWire",
+                "FileLayer", "Broker", "KafkaProtocol", "KafkaWire", "LinkSimulator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

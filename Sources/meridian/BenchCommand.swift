@@ -15,8 +15,9 @@ struct BenchCommand: AsyncParsableCommand {
               meridian bench all --bootstrap 127.0.0.1:9092
               meridian bench produce --bootstrap 127.0.0.1:9092 --record-size 100 --acks -1 --partitions 8
               meridian bench fetch --bootstrap 127.0.0.1:9092 --partitions 1 --seconds 20
+              meridian bench mirror --data-dir /var/tmp --seconds 10
             """,
-        subcommands: [Produce.self, Fetch.self, Group.self, Commits.self, Idle.self, All.self]
+        subcommands: [Produce.self, Fetch.self, Group.self, Commits.self, Idle.self, All.self, Mirror.self]
     )
 
     struct Common: ParsableArguments {
@@ -128,6 +129,29 @@ struct BenchCommand: AsyncParsableCommand {
             let bench = try await BenchRunner(c.settings, output: say)
             try await bench.idlePartitionsMemory(count: partitions)
             await bench.close()
+        }
+    }
+
+    struct Mirror: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Mirror throughput against broker produce throughput, with and without WAN latency (starts its own brokers).",
+            discussion: """
+                Starts three broker processes (a target, a source, and a source reached through a proxy
+                that adds latency), fills each source for --seconds, and times `meridian mirror` copying
+                it into the target. Prints the target broker's own produce rate (acks=all), the mirror's
+                rate without and with the round trip, and the mirror's peak RSS against its budget.
+                Give --data-dir on a real disk (not tmpfs); the data is removed afterwards.
+                """)
+        @Option(help: "Seconds each source is filled (and the broker produce measured).") var seconds: Double = 10
+        @Option(help: "Partitions of the mirrored topics.") var partitions: Int32 = 4
+        @Option(help: "Bytes per record value.") var recordSize: Int = 1024
+        @Option(help: "Round trip added between the mirror and the second source, ms.") var latencyMs: Int = 50
+        @Option(help: "Where the brokers keep their data (a real disk).") var dataDir: String = "."
+        @Flag(help: "Keep the brokers' data and logs.") var keepData = false
+
+        func run() async throws {
+            try await MirrorBench(seconds: seconds, partitions: partitions, recordSize: recordSize, roundTripMs: latencyMs,
+                                  dataDir: dataDir, keepData: keepData).run(output: say)
         }
     }
 

@@ -3,7 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// A TCP proxy for fault injection: forwards every connection to a target, can add latency, and
+/// A TCP proxy standing in for a WAN link: forwards every connection to a target, can add latency, and
 /// can cut every open connection at once (as a flaky WAN link would).
 public final class TCPProxy: @unchecked Sendable {
     public let port: Int

@@ -1,0 +1,210 @@
+import Foundation
+import KafkaClient
+import KafkaProtocol
+import KafkaWire
+import LinkSimulator
+import NIOCore
+import NIOPosix
+
+/// `meridian bench mirror`: how fast a mirror copies compared with how fast a broker takes produce
+/// requests, on this machine, and what a WAN round trip costs it.
+///
+/// Starts broker processes of this executable (a target, a source, and a second source reached
+/// only through a latency-adding proxy), fills each source for `seconds` as fast as it accepts
+/// 1 KiB records, then runs `meridian mirror` processes and times the copy until the target's log
+/// ends equal the source's. Prints the broker's own produce rate (acks=all, as the mirror writes),
+/// the mirror's rate with and without latency, and the mirror's peak RSS against its budget.
+public struct MirrorBench: Sendable {
+    public var seconds: Double
+    public var partitions: Int32
+    public var recordSize: Int
+    public var roundTripMs: Int
+    /// Parent of the brokers' data directories: a real disk, not tmpfs.
+    public var dataDir: String
+    public var keepData: Bool
+
+    public init(seconds: Double, partitions: Int32, recordSize: Int, roundTripMs: Int, dataDir: String, keepData: Bool) {
+        self.seconds = seconds
+        self.partitions = partitions
+        self.recordSize = recordSize
+        self.roundTripMs = roundTripMs
+        self.dataDir = dataDir
+        self.keepData = keepData
+    }
+
+    /// The mirror's stated memory budget: its fetch buffer (128 MiB) plus one fetch response in
+    /// flight (64 MiB) plus the process itself.
+    public static let rssBudget: Int64 = 256 << 20
+
+    public func run(output: @escaping @Sendable (String) -> Void) async throws {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let root = (dataDir as NSString).appendingPathComponent("mirror-bench-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let fsType = StorageProbe.fileSystemType(root)
+        output("meridian bench mirror: \(recordSize)-byte records, \(partitions) partitions, \(System.coreCount) cores, data in \(root) (\(fsType))")
+        if fsType == "tmpfs" { output("warning: \(root) is on tmpfs; give --data-dir on a real disk for figures that mean something") }
+        var children: [Child] = []
+        let proxyLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            try await measure(exe: exe, root: root, proxyLoop: proxyLoop, group: group, children: &children, output: output)
+        } catch {
+            output("bench mirror failed: \(error) (logs in \(root))")
+        }
+        for c in children.reversed() { c.stop() }
+        try? await proxyLoop.shutdownGracefully()
+        try? await group.shutdownGracefully()
+        if !keepData { try? FileManager.default.removeItem(atPath: root) }
+    }
+
+    private func measure(exe: String, root: String, proxyLoop: EventLoopGroup, group: EventLoopGroup, children: inout [Child],
+                         output: @escaping @Sendable (String) -> Void) async throws {
+        let targetPort = try Self.freePort(), sourcePort = try Self.freePort(), wanPort = try Self.freePort()
+        let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: wanPort, group: proxyLoop)
+        defer { proxy.close() }
+        func broker(_ name: String, _ port: Int, advertised: Int? = nil) throws -> Child {
+            var args = ["broker", "--data-dir", "\(root)/\(name)", "--listener", "PLAINTEXT://127.0.0.1:\(port)"]
+            if let advertised { args += ["--advertised-listener", "PLAINTEXT://127.0.0.1:\(advertised)"] }
+            let c = try Child(exe, args, log: "\(root)/\(name).log")
+            children.append(c)
+            return c
+        }
+        let target = try broker("target", targetPort)
+        _ = try broker("source", sourcePort)
+        _ = try broker("wan-source", wanPort, advertised: proxy.port)
+        for c in children { try await c.waitForOutput("ready", seconds: 30) }
+        _ = target
+        // 1. What the target broker takes from a producer, acks=all.
+        let produced = try await fill(port: targetPort, topic: "bench-produce", acks: -1, group: group)
+        output(String(format: "broker produce, acks=all:            %7.1f MB/s  (%@ in %.1f s)", produced.mbPerSecond,
+                      formatBytes(Double(produced.bytes)), produced.seconds))
+
+        // 2. The mirror over loopback.
+        let filled = try await fill(port: sourcePort, topic: "bench-mirror", acks: 1, group: group)
+        output("  (source filled with \(formatBytes(Double(filled.bytes))))")
+        let direct = try await mirror(exe: exe, root: root, name: "direct", sourcePort: sourcePort, targetPort: targetPort,
+                                      topic: "bench-mirror", bytes: filled.bytes, group: group, children: &children)
+        output(String(format: "mirror, no added latency:            %7.1f MB/s  (%.0f%% of broker produce; %.1f s; peak RSS %@)",
+                      direct.mbPerSecond, direct.mbPerSecond / produced.mbPerSecond * 100, direct.seconds, formatBytes(Double(direct.peakRSS))))
+
+        // 3. The mirror with a round trip of latency to its source.
+        let wanFilled = try await fill(port: proxy.port, topic: "bench-mirror-wan", acks: 1, group: group)
+        output("  (WAN source filled with \(formatBytes(Double(wanFilled.bytes))); now \(roundTripMs) ms round trip through the proxy)")
+        proxy.setDelay(.milliseconds(Int64(roundTripMs / 2)))
+        let wan = try await mirror(exe: exe, root: root, name: "wan", sourcePort: proxy.port, targetPort: targetPort,
+                                   topic: "bench-mirror-wan", bytes: wanFilled.bytes, group: group, children: &children)
+        output(String(format: "mirror, %d ms round trip:            %7.1f MB/s  (%.0f%% of the no-latency figure; %.1f s; peak RSS %@)",
+                      roundTripMs, wan.mbPerSecond, wan.mbPerSecond / direct.mbPerSecond * 100, wan.seconds, formatBytes(Double(wan.peakRSS))))
+        let peak = max(direct.peakRSS, wan.peakRSS)
+        output("mirror memory: peak RSS \(formatBytes(Double(peak))), budget \(formatBytes(Double(Self.rssBudget))) — \(peak <= Self.rssBudget ? "within" : "OVER") budget")
+    }
+
+    struct Copy {
+        var bytes: Int64
+        var seconds: Double
+        var peakRSS: Int64
+        var mbPerSecond: Double { Double(bytes) / seconds / 1_000_000 }
+    }
+
+    private func fill(port: Int, topic: TopicName, acks: Int16, group: EventLoopGroup) async throws -> ProduceLoad.Result {
+        let conn = try await KafkaConnection.connect(host: "127.0.0.1", port: port, group: group, clientID: "meridian-bench")
+        var req = CreateTopicsRequest()
+        req.timeoutMs = 30_000
+        req.topics = [.init(name: topic, numPartitions: partitions, replicationFactor: 1)]
+        _ = try await conn.send(req)
+        let r = try await ProduceLoad(connection: conn, topic: topic, partitions: partitions, recordSize: recordSize, acks: acks,
+                                      bytesPerRequest: 1 << 20, inFlight: 8, duration: seconds).run().get()
+        await conn.close()
+        guard r.errors.isEmpty else { throw BenchError("filling \(topic) failed: \(r.errors)") }
+        return r
+    }
+
+    private func mirror(exe: String, root: String, name: String, sourcePort: Int, targetPort: Int, topic: TopicName, bytes: Int64,
+                        group: EventLoopGroup, children: inout [Child]) async throws -> Copy {
+        let topology = """
+            {"version": 1, "regions": [
+              {"name": "src-\(name)", "bootstrap": ["127.0.0.1:\(sourcePort)"]},
+              {"name": "dst", "bootstrap": ["127.0.0.1:\(targetPort)"]}],
+             "flows": [{"name": "bench-\(name)", "source": "src-\(name)", "target": "dst", "topics": {"include": ["\(topic)"]}}]}
+            """
+        let path = "\(root)/topology-\(name).json"
+        try topology.write(toFile: path, atomically: true, encoding: .utf8)
+        let source = KafkaCluster(bootstrap: [BootstrapAddress(host: "127.0.0.1", port: sourcePort)], group: group)
+        let target = KafkaCluster(bootstrap: [BootstrapAddress(host: "127.0.0.1", port: targetPort)], group: group)
+        let tps = (0..<partitions).map { TopicPartition(topic, $0) }
+        let want = try await KafkaAdmin(cluster: source).listOffsets(tps, .latest)
+        await source.close()
+        let remote = tps.map { TopicPartition(TopicName("src-\(name).\(topic)"), $0.partition) }
+        let started = ContinuousClock.now
+        let m = try Child(exe, ["mirror", "--topology", path, "--region", "dst", "--log-level", "warning"], log: "\(root)/mirror-\(name).log")
+        children.append(m)
+        var peak: Int64 = 0
+        while true {
+            if let rss = ProcessStats.rss(pid: m.pid) { peak = max(peak, rss.peak) }
+            if let have = try? await KafkaAdmin(cluster: target).listOffsets(remote, .latest),
+               zip(tps, remote).allSatisfy({ have[$0.1] == want[$0.0] }) { break }
+            guard m.isRunning else { await target.close(); throw BenchError("the mirror exited; see \(root)/mirror-\(name).log") }
+            guard ContinuousClock.now - started < .seconds(600) else { await target.close(); throw BenchError("the mirror did not finish in 10 minutes") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let elapsed = ContinuousClock.now - started
+        await target.close()
+        if let rss = ProcessStats.rss(pid: m.pid) { peak = max(peak, rss.peak) }
+        m.stop()
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return Copy(bytes: bytes, seconds: seconds, peakRSS: peak)
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw BenchError("socket() failed") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// A child process of this executable, its standard output in `<log>.out`, standard error in `log`.
+    final class Child: @unchecked Sendable {
+        let process = Process()
+        let out: String
+
+        init(_ exe: String, _ args: [String], log: String) throws {
+            out = log + ".out"
+            _ = FileManager.default.createFile(atPath: out, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            process.executableURL = URL(fileURLWithPath: exe)
+            process.arguments = args
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            try process.run()
+        }
+
+        var pid: Int32 { process.processIdentifier }
+        var isRunning: Bool { process.isRunning }
+
+        func waitForOutput(_ text: String, seconds: Double) async throws {
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while ContinuousClock.now < deadline {
+                if let s = try? String(contentsOfFile: out, encoding: .utf8), s.contains(text) { return }
+                guard process.isRunning else { throw BenchError("\(process.arguments?.first ?? "child") exited early; see \(out)") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            throw BenchError("no '\(text)' from \(process.arguments?.first ?? "child") within \(Int(seconds)) s")
+        }
+
+        /// SIGTERM, then SIGKILL after 20 s.
+        func stop() {
+            guard process.isRunning else { return }
+            kill(process.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(20)
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+    }
+}

@@ -1,0 +1,2 @@
+// Tests reach the WAN stand-in through TestSupport, as before it moved into the product.
+@_exported import LinkSimulator
