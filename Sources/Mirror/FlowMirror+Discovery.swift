@@ -22,7 +22,8 @@ extension FlowMirror {
         }
         var created: [PartitionLane] = []
         for t in topics.sorted(by: { $0.name < $1.name }) where !t.isInternal && t.error == .none && !t.partitions.isEmpty {
-            guard topicFilter.matches(t.name.rawValue), let remote = naming.remoteName(for: t.name) else { continue }
+            guard topicFilter.matches(t.name.rawValue) || t.name == MM2Records.heartbeatsTopic,
+                  let remote = naming.remoteName(for: t.name) else { continue }
             do {
                 let partitions = t.partitions.count
                 let known = lock.withLock { remoteTopics[remote] }

@@ -1,3 +1,4 @@
+import Foundation
 import KafkaClient
 import KafkaProtocol
 
@@ -25,8 +26,11 @@ extension FlowMirror {
         var done: [GroupID: [TopicPartition: Int64]] = [:]
         for g in try await sourceAdmin.listGroups() where !g.groupID.rawValue.isEmpty && groupFilter.matches(g.groupID.rawValue) {
             let committed = try await sourceAdmin.groupOffsets(g.groupID)
-            let translated = translate(committed)
-            guard !translated.isEmpty else { continue }
+            let pairs = translatePairs(committed)
+            guard !pairs.isEmpty else { continue }
+            try await writeCheckpoints(g.groupID, pairs)
+            var translated: [TopicPartition: Int64] = [:]
+            for p in pairs { translated[p.target] = p.downstream }
             let there = try await targetAdmin.describeGroup(g.groupID)
             guard there.members.isEmpty else { continue }
             let current = try await targetAdmin.groupOffsets(g.groupID, partitions: Array(translated.keys))
@@ -42,10 +46,81 @@ extension FlowMirror {
     /// Source offsets → target offsets of the mirrored partitions (others are left out).
     public func translate(_ committed: [TopicPartition: Int64]) -> [TopicPartition: Int64] {
         var out: [TopicPartition: Int64] = [:]
+        for p in translatePairs(committed) { out[p.target] = p.downstream }
+        return out
+    }
+
+    struct Translated {
+        var target: TopicPartition
+        var upstream: Int64
+        var downstream: Int64
+    }
+
+    func translatePairs(_ committed: [TopicPartition: Int64]) -> [Translated] {
+        var out: [Translated] = []
         for (tp, offset) in committed {
             guard let lane = lock.withLock({ lanes[tp] }), let t = lane.map.translate(offset) else { continue }
-            out[lane.target] = t
+            out.append(Translated(target: lane.target, upstream: offset, downstream: t))
         }
         return out
+    }
+
+    /// Writes MirrorMaker 2 checkpoints for what changed since the last round, so tools built on
+    /// `RemoteClusterUtils.translateOffsets` find the same translation.
+    func writeCheckpoints(_ group: GroupID, _ pairs: [Translated]) async throws {
+        let topic = MM2Records.checkpointsTopic(source: flow.source)
+        if !lock.withLock({ checkpointsTopicReady }) {
+            do {
+                try await KafkaAdmin(cluster: target).createTopic(topic, partitions: 1, configs: ["cleanup.policy": "compact"])
+            } catch let KafkaClientError.broker(code, _) where code == .topicAlreadyExists {
+            }
+            lock.withLock { checkpointsTopicReady = true }
+        }
+        let last = lock.withLock { checkpointed[group.rawValue] ?? [:] }
+        let changed = pairs.filter { last[$0.target] != $0.upstream }
+        guard !changed.isEmpty else { return }
+        var sends: [Task<RecordMetadata, Error>] = []
+        for p in changed {
+            let r = MM2Records.checkpoint(group: group.rawValue, target: p.target, upstreamOffset: p.upstream, downstreamOffset: p.downstream)
+            let producer = store.producer
+            sends.append(Task { try await producer.send(topic: topic, key: r.key, value: r.value, partition: 0) })
+        }
+        for s in sends { _ = try await s.value }
+        lock.withLock { for p in changed { checkpointed[group.rawValue, default: [:]][p.target] = p.upstream } }
+    }
+
+    /// Writes a heartbeat into the source's `heartbeats` topic every `heartbeatInterval`; the flow
+    /// copies it to `<source>.heartbeats` in the target, so the link's delay shows even when every
+    /// mirrored topic is idle.
+    func heartbeatLoop() async {
+        guard settings.heartbeatInterval > .zero else { return }
+        var config = ProducerConfig()
+        config.lingerMs = 0
+        config.deliveryTimeoutMs = 10_000
+        let producer = KafkaProducer(cluster: source, config: config)
+        var ready = false
+        var failing = false
+        while !Task.isCancelled {
+            do {
+                if !ready {
+                    do {
+                        try await KafkaAdmin(cluster: source).createTopic(MM2Records.heartbeatsTopic, partitions: 1, configs: ["cleanup.policy": "compact"])
+                    } catch let KafkaClientError.broker(code, _) where code == .topicAlreadyExists {
+                    }
+                    ready = true
+                }
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                let r = MM2Records.heartbeat(source: flow.source, target: flow.target, timestamp: now)
+                _ = try await producer.send(topic: MM2Records.heartbeatsTopic, key: r.key, value: r.value, partition: 0)
+                if failing { logger.info("heartbeats written again") }
+                failing = false
+            } catch {
+                if Task.isCancelled { break }
+                if !failing { logger.warning("cannot write a heartbeat into the source; retrying", metadata: ["error": "\(error)"]) }
+                failing = true
+            }
+            try? await Task.sleep(for: settings.heartbeatInterval)
+        }
+        await producer.close()
     }
 }

@@ -31,6 +31,9 @@ public final class FlowMirror: @unchecked Sendable {
     var loaded: [OffsetMapStore.PartitionKey: OffsetMapStore.Loaded] = [:]
     /// Remote topics known to exist in the target, with their partition counts.
     var remoteTopics: [TopicName: Int] = [:]
+    /// Checkpoints last written, per group and remote partition (to write only changes).
+    var checkpointed: [String: [TopicPartition: Int64]] = [:]
+    var checkpointsTopicReady = false
 
     public init(flow: Topology.Flow, regions: Set<String>, source: KafkaCluster, target: KafkaCluster,
                 settings: MirrorSettings = MirrorSettings(), logger: Logger) throws {
@@ -60,6 +63,7 @@ public final class FlowMirror: @unchecked Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.fetchLoop() }
             group.addTask { await self.groupSyncLoop() }
+            group.addTask { await self.heartbeatLoop() }
             var round = 0
             while !Task.isCancelled {
                 for lane in await discover(round: round) {

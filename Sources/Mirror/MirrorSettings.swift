@@ -6,6 +6,8 @@ public struct MirrorSettings: Sendable {
     public var configSyncEvery = 5
     /// How often committed group offsets are translated into the target.
     public var groupSyncInterval: Duration = .seconds(5)
+    /// How often a heartbeat is written into the source's `heartbeats` topic (0 turns them off).
+    public var heartbeatInterval: Duration = .seconds(1)
     /// Long-poll wait of a source fetch.
     public var fetchMaxWaitMs: Int32 = 500
     /// Bytes a source fetch may return per partition; over a WAN link one round trip carries this much.

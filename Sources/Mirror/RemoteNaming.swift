@@ -23,10 +23,11 @@ public struct RemoteNaming: Sendable, Equatable {
     }
 
     /// Topics no flow copies: Kafka's and Meridian's own (`__consumer_offsets`, `*.internal`,
-    /// MirrorMaker 2's `mm2-*` and heartbeats) — their contents describe one cluster only.
+    /// MirrorMaker 2's `mm2-*`, heartbeats that already crossed a flow) — their contents describe
+    /// one cluster or one link only.
     public static func isInternal(_ topic: String) -> Bool {
         topic.hasPrefix("__") || topic.hasSuffix(".internal") || topic.hasSuffix("-internal") || topic.hasPrefix("mm2-")
-            || topic == "heartbeats" || topic.hasSuffix(".heartbeats")
+            || topic.hasSuffix(".heartbeats")
     }
 
     /// The regions a topic's name says its records passed through, outermost first
@@ -45,6 +46,9 @@ public struct RemoteNaming: Sendable, Equatable {
     /// (internal, or it came from the target region).
     public func remoteName(for topic: TopicName) -> TopicName? {
         if Self.isInternal(topic.rawValue) { return nil }
+        // The source's heartbeats always arrive as `<source>.heartbeats`, whatever the naming, so
+        // each link's heartbeats stay apart in the target.
+        if topic == MM2Records.heartbeatsTopic { return TopicName("\(sourceRegion).heartbeats") }
         switch naming {
         case .prefix:
             if prefixChain(of: topic.rawValue).contains(targetRegion) { return nil }

@@ -55,6 +55,21 @@ struct FlowMirrorTests {
         try await admin.alterGroupOffsets("billing", [TopicPartition("orders", 0): 5])
         try await m.mirror.syncGroupsOnce()
         #expect(try await KafkaAdmin(cluster: cluster(eu)).groupOffsets("billing")[TopicPartition("us-east.orders", 0)] == 17)
+
+        // The same translation as MirrorMaker 2 checkpoints, where RemoteClusterUtils looks.
+        let checkpoints = try await readPartition(eu, TopicPartition("us-east.checkpoints.internal", 0))
+        let decoded = checkpoints.compactMap { r in r.key.flatMap { k in r.value.flatMap { MM2Records.decodeCheckpoint(key: k, value: $0) } } }
+        let latest = decoded.last { $0.group == "billing" && $0.target == TopicPartition("us-east.orders", 0) }
+        #expect(latest?.upstream == 5 && latest?.downstream == 5, "checkpoints record every translation, \(decoded)")
+        #expect(decoded.contains { $0.group == "billing" && $0.target == TopicPartition("us-east.orders", 0) && $0.upstream == 17 && $0.downstream == 17 })
+
+        // Heartbeats cross the link every second even with nothing else to copy.
+        let beat = await eventually(20) {
+            let beats = (try? await readPartition(eu, TopicPartition("us-east.heartbeats", 0))) ?? []
+            guard let last = beats.last, let k = last.key, let v = last.value, let h = MM2Records.decodeHeartbeat(key: k, value: v) else { return false }
+            return h.source == "us-east" && h.target == "eu-west" && abs(h.timestamp - Int64(Date().timeIntervalSince1970 * 1000)) < 30_000
+        }
+        #expect(beat, "the source's heartbeats arrive as us-east.heartbeats")
         await m.stop()
         for x in b { await x.stop() }
     }

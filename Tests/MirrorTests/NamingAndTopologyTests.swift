@@ -15,11 +15,14 @@ struct NamingAndTopologyTests {
         #expect(n.remoteName(for: "ap-south.eu-west.orders") == nil, "passed through the target")
         #expect(n.remoteName(for: "ap-south.orders") == "us-east.ap-south.orders")
         #expect(n.remoteName(for: "unknown.orders") == "us-east.unknown.orders", "a dot alone is not a region")
-        for name in ["__consumer_offsets", "meridian.offset-map.internal", "mm2-offset-syncs.eu-west.internal", "heartbeats"] {
+        #expect(n.remoteName(for: "heartbeats") == "us-east.heartbeats")
+        for name in ["__consumer_offsets", "meridian.offset-map.internal", "mm2-offset-syncs.eu-west.internal", "ap-south.heartbeats",
+                     "us-east.checkpoints.internal"] {
             #expect(n.remoteName(for: TopicName(name)) == nil, "\(name) is internal")
         }
         let id = RemoteNaming(naming: .identity, sourceRegion: "us-east", targetRegion: "eu-west", regions: regions)
         #expect(id.remoteName(for: "orders") == "orders")
+        #expect(id.remoteName(for: "heartbeats") == "us-east.heartbeats", "heartbeats keep their link apart with identity naming too")
     }
 
     @Test func filtersMatchWholeNames() throws {
