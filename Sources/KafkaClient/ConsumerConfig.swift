@@ -24,6 +24,9 @@ public struct ConsumerConfig: Sendable {
     public var maxPartitionFetchBytes: Int32 = 1 << 20
     /// Skip batches the client cannot check instead of failing (other codecs than none/gzip).
     public var checkCRCs = true
+    /// False for a member that only takes part in its group — its assignment drives work done
+    /// elsewhere, as a mirror process's does — so `poll` keeps the membership alive and never fetches.
+    public var fetchRecords = true
 
     public init(groupID: GroupID? = nil) {
         self.groupID = groupID

@@ -138,6 +138,11 @@ public final class KafkaConsumer: @unchecked Sendable {
             let records: [ConsumerRecord]
             do {
                 try await runGroup()
+                if !config.fetchRecords {
+                    if ContinuousClock.now >= deadline { return [] }
+                    try await Task.sleep(for: min(.milliseconds(100), deadline - ContinuousClock.now))
+                    continue
+                }
                 try await resolveSeeks()
                 try await maybeAutoCommit()
                 let wait = min(config.fetchMaxWaitMs, Int32(max(0, (deadline - ContinuousClock.now).milliseconds)))

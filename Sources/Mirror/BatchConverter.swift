@@ -155,12 +155,15 @@ public enum MirrorError: Error, CustomStringConvertible, Equatable {
     case unsupportedSource(String)
     case targetNotEmpty(String)
     case configuration(String)
+    /// A write landed elsewhere than planned (another writer was still finishing): reconcile again.
+    case targetMoved(String)
 
     public var description: String {
         switch self {
         case .unsupportedSource(let m): return m
         case .targetNotEmpty(let m): return m
         case .configuration(let m): return m
+        case .targetMoved(let m): return m
         }
     }
 }

@@ -128,9 +128,18 @@ extension FlowMirror {
     func writeLoop(_ lane: PartitionLane) async {
         var backoff = settings.backoff
         var declared = lock.withLock { loaded[lane.key]?.map } ?? PartitionOffsetMap()
+        // Shared flows: another process may have written this partition since the flow started.
+        var reload = settings.groupInstanceID != nil
+        if reload {
+            try? await Task.sleep(for: settings.takeoverGrace)
+        }
         while !lane.isClosed && !Task.isCancelled {
             var writer: PartitionWriter?
             do {
+                if reload {
+                    declared = try await store.load(flow: flow.name)[lane.key]?.map ?? PartitionOffsetMap()
+                    reload = false
+                }
                 let (map, targetEnd) = try await reconcile(lane, declared)
                 declared = map
                 var resume: Int64 = 0
@@ -156,6 +165,16 @@ extension FlowMirror {
                 }
                 try await w.drain()
                 return
+            } catch MirrorError.targetMoved(let why) {
+                // Another writer of this partition (the previous owner) was still finishing: its
+                // intents are in the store by now.
+                if let writer { await writer.abandon() }
+                if Task.isCancelled || lane.isClosed { return }
+                lane.pause()
+                reload = true
+                logger.warning("the target moved under this writer; reconciling", metadata: ["partition": "\(lane.source)", "reason": "\(why)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, settings.maxBackoff)
             } catch let e as MirrorError {
                 logger.error("partition stopped", metadata: ["partition": "\(lane.source)", "remote": "\(lane.target)", "reason": "\(e)"])
                 lane.stop("\(e)")

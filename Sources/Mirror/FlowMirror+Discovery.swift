@@ -21,9 +21,12 @@ extension FlowMirror {
             return []
         }
         var created: [PartitionLane] = []
+        var selected: [TopicName] = []
+        defer { lock.withLock { selectedTopics = selected } }
         for t in topics.sorted(by: { $0.name < $1.name }) where !t.isInternal && t.error == .none && !t.partitions.isEmpty {
             guard topicFilter.matches(t.name.rawValue) || t.name == MM2Records.heartbeatsTopic,
                   let remote = naming.remoteName(for: t.name) else { continue }
+            selected.append(t.name)
             do {
                 let partitions = t.partitions.count
                 let known = lock.withLock { remoteTopics[remote] }
@@ -35,7 +38,7 @@ extension FlowMirror {
                 for p in t.partitions.map(\.partition).sorted() {
                     let tp = TopicPartition(t.name, p)
                     let lane: PartitionLane? = lock.withLock {
-                        guard lanes[tp] == nil else { return nil }
+                        guard lanes[tp] == nil, owned?.contains(tp) ?? true else { return nil }
                         let lane = PartitionLane(source: tp, target: TopicPartition(remote, p), flow: flow.name)
                         lanes[tp] = lane
                         return lane

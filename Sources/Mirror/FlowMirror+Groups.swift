@@ -24,7 +24,8 @@ extension FlowMirror {
         let sourceAdmin = KafkaAdmin(cluster: source)
         let targetAdmin = KafkaAdmin(cluster: target)
         var done: [GroupID: [TopicPartition: Int64]] = [:]
-        for g in try await sourceAdmin.listGroups() where !g.groupID.rawValue.isEmpty && groupFilter.matches(g.groupID.rawValue) {
+        for g in try await sourceAdmin.listGroups() where !g.groupID.rawValue.isEmpty && groupFilter.matches(g.groupID.rawValue)
+            && !g.groupID.rawValue.hasPrefix(Self.memberGroupPrefix) {
             let committed = try await sourceAdmin.groupOffsets(g.groupID)
             let pairs = translatePairs(committed)
             guard !pairs.isEmpty else { continue }

@@ -34,6 +34,11 @@ public final class FlowMirror: @unchecked Sendable {
     /// Checkpoints last written, per group and remote partition (to write only changes).
     var checkpointed: [String: [TopicPartition: Int64]] = [:]
     var checkpointsTopicReady = false
+    /// Partitions the source-side group assigned to this process; nil when it copies them all.
+    var owned: Set<TopicPartition>?
+    /// Topics the flow selects now (what the group membership subscribes to).
+    var selectedTopics: [TopicName] = []
+    static let memberGroupPrefix = "meridian-mirror."
 
     public init(flow: Topology.Flow, regions: Set<String>, source: KafkaCluster, target: KafkaCluster,
                 settings: MirrorSettings = MirrorSettings(), logger: Logger) throws {
@@ -44,6 +49,7 @@ public final class FlowMirror: @unchecked Sendable {
         self.source = source
         self.target = target
         self.settings = settings
+        if settings.groupInstanceID != nil { owned = [] }
         var logger = logger
         logger[metadataKey: "flow"] = "\(flow.name)"
         self.logger = logger
@@ -64,6 +70,7 @@ public final class FlowMirror: @unchecked Sendable {
             group.addTask { await self.fetchLoop() }
             group.addTask { await self.groupSyncLoop() }
             group.addTask { await self.heartbeatLoop() }
+            if settings.groupInstanceID != nil { group.addTask { await self.membershipLoop() } }
             var round = 0
             while !Task.isCancelled {
                 for lane in await discover(round: round) {

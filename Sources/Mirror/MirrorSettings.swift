@@ -26,5 +26,16 @@ public struct MirrorSettings: Sendable {
     public var backoff: Duration = .milliseconds(100)
     public var maxBackoff: Duration = .seconds(5)
 
+    /// Set to share the flow among several mirror processes: each joins the source-side group
+    /// `meridian-mirror.<flow>` with this static member id and copies only the partitions the group
+    /// assigns it. Nil: this process copies every partition.
+    public var groupInstanceID: String?
+    /// Session timeout of that membership: how long a dead process keeps its partitions.
+    public var memberSessionTimeoutMs: Int32 = 10_000
+    /// How long a process waits before writing a partition the group just gave it, so the previous
+    /// owner — which learns of the change at the same moment and stops sending at once — has its
+    /// last requests answered first.
+    public var takeoverGrace: Duration = .seconds(2)
+
     public init() {}
 }

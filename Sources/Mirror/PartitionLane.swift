@@ -79,6 +79,7 @@ final class PartitionLane: @unchecked Sendable {
     func take() async -> Chunk? {
         await withCheckedContinuation { (c: CheckedContinuation<Chunk?, Never>) in
             let ready: Chunk?? = lock.withLock {
+                if closed { return .some(nil) }
                 if let first = queue.popFirst() {
                     queued -= first.bytes
                     return .some(first)
@@ -128,9 +129,13 @@ final class PartitionLane: @unchecked Sendable {
         w?.resume(returning: nil)
     }
 
+    /// Stops the lane: chunks not yet taken are dropped (a partition handed to another process
+    /// must not be written by this one any more) and a waiting writer gets nil.
     func close() {
         let w: CheckedContinuation<Chunk?, Never>? = lock.withLock {
             closed = true
+            queue.removeAll()
+            queued = 0
             defer { waiter = nil }
             return waiter
         }

@@ -78,6 +78,8 @@ final class PartitionWriter: @unchecked Sendable {
 
     private func send(_ o: BatchConverter.Output, epoch: Int32, plan: PartitionOffsetMap?) async throws {
         while inFlight.count >= maxInFlight { try await completeOldest() }
+        // Given to another process (or stopping): not one more request.
+        if lane.isClosed { throw CancellationError() }
         var batch = o.batch
         try BatchConverter.stamp(&batch, producerID: producer.id, epoch: producer.epoch, sequence: sequence)
         sequence = RecordBatch.incrementSequence(sequence, by: Int32(o.recordCount))
@@ -123,7 +125,7 @@ final class PartitionWriter: @unchecked Sendable {
             landedEnd = t
         } else {
             guard p.baseOffset == f.base else {
-                throw MirrorError.targetNotEmpty("the target appended at offset \(p.baseOffset) where the mirror expected \(f.base): something else writes to \(tp)")
+                throw MirrorError.targetMoved("the target appended at offset \(p.baseOffset) where the mirror expected \(f.base) in \(tp)")
             }
             landed = f.map
             landedEnd = f.end

@@ -24,6 +24,7 @@ struct MirrorCommand: AsyncParsableCommand {
             Examples:
               meridian mirror --topology topology.json --region eu-west
               meridian mirror --topology topology.json --region eu-west --flow us-to-eu --log-level debug
+              meridian mirror --topology topology.json --region eu-west --instance-id eu-mirror-1   (and -2 on another host)
             """
     )
 
@@ -36,6 +37,17 @@ struct MirrorCommand: AsyncParsableCommand {
     @Option(help: "Run only this flow.")
     var flow: String?
 
+    @Option(help: ArgumentHelp("""
+        Share the flows with other mirror processes: each joins the source-side group \
+        meridian-mirror.<flow> under this id (a static member, so a restart gets its partitions back) \
+        and copies the partitions the group assigns it; a process that dies loses its partitions to \
+        the others after the session timeout. Give every process of a flow its own id.
+        """, valueName: "id"))
+    var instanceID: String?
+
+    @Option(help: .hidden)
+    var memberSessionTimeoutMs: Int32 = 10_000
+
     @OptionGroup var log: LogOptions
 
     func run() async throws {
@@ -45,7 +57,10 @@ struct MirrorCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let daemon: MirrorDaemon
         do {
-            daemon = try MirrorDaemon(topology: topo, base: base, region: region, flowName: flow, group: group, logger: logger)
+            var settings = MirrorSettings()
+            settings.groupInstanceID = instanceID
+            settings.memberSessionTimeoutMs = memberSessionTimeoutMs
+            daemon = try MirrorDaemon(topology: topo, base: base, region: region, flowName: flow, settings: settings, group: group, logger: logger)
         } catch let e as MirrorError {
             try? await group.shutdownGracefully()
             throw ValidationError(e.description)

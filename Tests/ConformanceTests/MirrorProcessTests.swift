@@ -120,6 +120,65 @@ struct MirrorProcessTests {
     }
 }
 
+extension MirrorProcessTests {
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
+    func twoMirrorProcessesSplitAFlowAndTheSurvivorTakesOverWithoutDuplicates() async throws {
+        let us = try BrokerProcess(arguments: ["--group-initial-rebalance-delay-ms", "500", "--group-min-session-timeout-ms", "1000"])
+        defer { us.terminate(); us.removeData() }
+        let eu = try BrokerProcess()
+        defer { eu.terminate(); eu.removeData() }
+        let dir = NSTemporaryDirectory() + "meridian-mirror2-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { if ProcessInfo.processInfo.environment["MERIDIAN_KEEP_TEST_DIRS"] == nil { try? FileManager.default.removeItem(atPath: dir) } }
+        try """
+            {"version": 1,
+             "regions": [{"name": "us-east", "bootstrap": ["\(us.bootstrap)"]}, {"name": "eu-west", "bootstrap": ["\(eu.bootstrap)"]}],
+             "flows": [{"name": "us-to-eu", "source": "us-east", "target": "eu-west", "topics": {"include": ["orders"]}}]}
+            """.write(toFile: dir + "/topology.json", atomically: true, encoding: .utf8)
+        #expect(try await runProcess(BrokerProcess.binary, ["topics", "create", "orders", "--partitions", "6", "-b", us.bootstrap]).status == 0)
+        let total = 120_000
+        let producing = Task {
+            for chunk in 0..<4 {
+                let lines = (chunk * 30_000..<(chunk + 1) * 30_000).map { "k\($0 % 500)\tv\($0)" }.joined(separator: "\n") + "\n"
+                let r = try await kcat(["-P", "-b", us.bootstrap, "-t", "orders", "-K", "\t"], input: lines)
+                guard r.status == 0 else { throw BrokerFailed(message: "kcat produce failed: \(r.stderr)") }
+            }
+        }
+        func start(_ id: String) throws -> SpawnedProcess {
+            try SpawnedProcess(BrokerProcess.binary, ["mirror", "--topology", dir + "/topology.json", "--region", "eu-west",
+                                                      "--instance-id", id, "--member-session-timeout-ms", "2000"],
+                               stdoutPath: dir + "/\(id).out", stderrPath: dir + "/\(id).log")
+        }
+        let a = try start("a")
+        let b = try start("b")
+        func log(_ id: String) -> String { (try? String(contentsOfFile: dir + "/\(id).log", encoding: .utf8)) ?? "" }
+        func owned(_ id: String) -> Int {
+            // The last "owned=N" the process logged.
+            guard let r = log(id).range(of: "owned=", options: .backwards) else { return 0 }
+            return Int(log(id)[r.upperBound...].prefix { $0.isNumber }) ?? 0
+        }
+        // Six partitions of orders and the source's heartbeats partition.
+        let split = await eventually(60) { owned("a") > 0 && owned("b") > 0 && owned("a") + owned("b") == 7 }
+        #expect(split, "the two processes split the seven partitions (a: \(owned("a")), b: \(owned("b")))\n\(log("a").suffix(1_500))")
+        // Let both copy for a moment, then one dies mid-stream.
+        _ = await eventually(10) { (try? await dump(eu.bootstrap, "us-east.orders").count) ?? 0 > 5_000 }
+        a.stop(SIGKILL)
+        let takenOver = await eventually(60) { owned("b") == 7 }
+        #expect(takenOver, "the survivor takes every partition\n\(log("b").suffix(1_500))")
+        try await producing.value
+        var target: [String] = []
+        let deadline = ContinuousClock.now + .seconds(90)
+        while target.count < total && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .seconds(1))
+            target = try await dump(eu.bootstrap, "us-east.orders")
+        }
+        let source = try await dump(us.bootstrap, "orders")
+        #expect(source.count == total && target.count == total, "target has \(target.count) of \(total); logs in \(dir)")
+        #expect(zip(source, target).first { $0 != $1 } == nil, "every record once, in order, in its partition")
+        #expect(b.stop(SIGTERM) == 0)
+    }
+}
+
 /// Waits until `condition` holds (checked every 200 ms) or `seconds` pass.
 func eventually(_ seconds: Double, _ condition: () async -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + .seconds(seconds)
