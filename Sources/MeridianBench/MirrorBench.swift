@@ -22,6 +22,8 @@ public struct MirrorBench: Sendable {
     /// Parent of the brokers' data directories: a real disk, not tmpfs.
     public var dataDir: String
     public var keepData: Bool
+    /// Extra arguments for the `meridian mirror` processes (tuning experiments).
+    public var mirrorArguments: [String] = []
 
     public init(seconds: Double, partitions: Int32, recordSize: Int, roundTripMs: Int, dataDir: String, keepData: Bool) {
         self.seconds = seconds
@@ -70,10 +72,9 @@ public struct MirrorBench: Sendable {
             return c
         }
         let target = try broker("target", targetPort)
-        _ = try broker("source", sourcePort)
-        _ = try broker("wan-source", wanPort, advertised: proxy.port)
+        let source = try broker("source", sourcePort)
+        let wanSource = try broker("wan-source", wanPort, advertised: proxy.port)
         for c in children { try await c.waitForOutput("ready", seconds: 30) }
-        _ = target
         // 1. What the target broker takes from a producer, acks=all.
         let produced = try await fill(port: targetPort, topic: "bench-produce", acks: -1, group: group)
         output(String(format: "broker produce, acks=all:            %7.1f MB/s  (%@ in %.1f s)", produced.mbPerSecond,
@@ -83,18 +84,22 @@ public struct MirrorBench: Sendable {
         let filled = try await fill(port: sourcePort, topic: "bench-mirror", acks: 1, group: group)
         output("  (source filled with \(formatBytes(Double(filled.bytes))))")
         let direct = try await mirror(exe: exe, root: root, name: "direct", sourcePort: sourcePort, targetPort: targetPort,
-                                      topic: "bench-mirror", bytes: filled.bytes, group: group, children: &children)
+                                      topic: "bench-mirror", bytes: filled.bytes, group: group, children: &children,
+                                      brokers: [source.pid, target.pid])
         output(String(format: "mirror, no added latency:            %7.1f MB/s  (%.0f%% of broker produce; %.1f s; peak RSS %@)",
                       direct.mbPerSecond, direct.mbPerSecond / produced.mbPerSecond * 100, direct.seconds, formatBytes(Double(direct.peakRSS))))
+        output("  CPU during the copy: \(direct.cpu)")
 
         // 3. The mirror with a round trip of latency to its source.
         let wanFilled = try await fill(port: proxy.port, topic: "bench-mirror-wan", acks: 1, group: group)
         output("  (WAN source filled with \(formatBytes(Double(wanFilled.bytes))); now \(roundTripMs) ms round trip through the proxy)")
         proxy.setDelay(.milliseconds(Int64(roundTripMs / 2)))
         let wan = try await mirror(exe: exe, root: root, name: "wan", sourcePort: proxy.port, targetPort: targetPort,
-                                   topic: "bench-mirror-wan", bytes: wanFilled.bytes, group: group, children: &children)
+                                   topic: "bench-mirror-wan", bytes: wanFilled.bytes, group: group, children: &children,
+                                   brokers: [wanSource.pid, target.pid])
         output(String(format: "mirror, %d ms round trip:            %7.1f MB/s  (%.0f%% of the no-latency figure; %.1f s; peak RSS %@)",
                       roundTripMs, wan.mbPerSecond, wan.mbPerSecond / direct.mbPerSecond * 100, wan.seconds, formatBytes(Double(wan.peakRSS))))
+        output("  CPU during the copy: \(wan.cpu)")
         let peak = max(direct.peakRSS, wan.peakRSS)
         output("mirror memory: peak RSS \(formatBytes(Double(peak))), budget \(formatBytes(Double(Self.rssBudget))) — \(peak <= Self.rssBudget ? "within" : "OVER") budget")
     }
@@ -103,6 +108,7 @@ public struct MirrorBench: Sendable {
         var bytes: Int64
         var seconds: Double
         var peakRSS: Int64
+        var cpu: String
         var mbPerSecond: Double { Double(bytes) / seconds / 1_000_000 }
     }
 
@@ -120,7 +126,8 @@ public struct MirrorBench: Sendable {
     }
 
     private func mirror(exe: String, root: String, name: String, sourcePort: Int, targetPort: Int, topic: TopicName, bytes: Int64,
-                        group: EventLoopGroup, children: inout [Child]) async throws -> Copy {
+                        group: EventLoopGroup, children: inout [Child], brokers: [Int32]) async throws -> Copy {
+        let brokerCPU0 = brokers.map { ProcessStats.cpuSeconds(pid: $0) ?? 0 }
         let topology = """
             {"version": 1, "regions": [
               {"name": "src-\(name)", "bootstrap": ["127.0.0.1:\(sourcePort)"]},
@@ -136,7 +143,7 @@ public struct MirrorBench: Sendable {
         await source.close()
         let remote = tps.map { TopicPartition(TopicName("src-\(name).\(topic)"), $0.partition) }
         let started = ContinuousClock.now
-        let m = try Child(exe, ["mirror", "--topology", path, "--region", "dst", "--log-level", "warning"], log: "\(root)/mirror-\(name).log")
+        let m = try Child(exe, ["mirror", "--topology", path, "--region", "dst", "--log-level", "warning"] + mirrorArguments, log: "\(root)/mirror-\(name).log")
         children.append(m)
         var peak: Int64 = 0
         while true {
@@ -145,14 +152,18 @@ public struct MirrorBench: Sendable {
                zip(tps, remote).allSatisfy({ have[$0.1] == want[$0.0] }) { break }
             guard m.isRunning else { await target.close(); throw BenchError("the mirror exited; see \(root)/mirror-\(name).log") }
             guard ContinuousClock.now - started < .seconds(600) else { await target.close(); throw BenchError("the mirror did not finish in 10 minutes") }
-            try await Task.sleep(for: .milliseconds(20))
+            try await Task.sleep(for: .milliseconds(100))
         }
         let elapsed = ContinuousClock.now - started
         await target.close()
         if let rss = ProcessStats.rss(pid: m.pid) { peak = max(peak, rss.peak) }
-        m.stop()
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return Copy(bytes: bytes, seconds: seconds, peakRSS: peak)
+        let mirrorCPU = ProcessStats.cpuSeconds(pid: m.pid) ?? 0
+        let brokerCPU = zip(brokers, brokerCPU0).map { (ProcessStats.cpuSeconds(pid: $0.0) ?? 0) - $0.1 }
+        let cpu = String(format: "mirror %.1f s, source broker %.1f s, target broker %.1f s, over %.1f s", mirrorCPU,
+                         brokerCPU.first ?? 0, brokerCPU.last ?? 0, seconds)
+        m.stop()
+        return Copy(bytes: bytes, seconds: seconds, peakRSS: peak, cpu: cpu)
     }
 
     static func freePort() throws -> Int {

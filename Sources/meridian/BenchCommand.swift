@@ -148,10 +148,13 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Round trip added between the mirror and the second source, ms.") var latencyMs: Int = 50
         @Option(help: "Where the brokers keep their data (a real disk).") var dataDir: String = "."
         @Flag(help: "Keep the brokers' data and logs.") var keepData = false
+        @Option(help: .hidden) var mirrorArgument: [String] = []
 
         func run() async throws {
-            try await MirrorBench(seconds: seconds, partitions: partitions, recordSize: recordSize, roundTripMs: latencyMs,
-                                  dataDir: dataDir, keepData: keepData).run(output: say)
+            var b = MirrorBench(seconds: seconds, partitions: partitions, recordSize: recordSize, roundTripMs: latencyMs,
+                                dataDir: dataDir, keepData: keepData)
+            b.mirrorArguments = mirrorArgument
+            try await b.run(output: say)
         }
     }
 

@@ -48,6 +48,12 @@ struct MirrorCommand: AsyncParsableCommand {
     @Option(help: .hidden)
     var memberSessionTimeoutMs: Int32 = 10_000
 
+    @Option(help: .hidden)
+    var producesInFlight: Int = MirrorSettings().producesInFlight
+
+    @Option(help: .hidden)
+    var partitionFetchBytes: Int32 = MirrorSettings().partitionFetchBytes
+
     @OptionGroup var log: LogOptions
 
     func run() async throws {
@@ -60,6 +66,8 @@ struct MirrorCommand: AsyncParsableCommand {
             var settings = MirrorSettings()
             settings.groupInstanceID = instanceID
             settings.memberSessionTimeoutMs = memberSessionTimeoutMs
+            settings.producesInFlight = producesInFlight
+            settings.partitionFetchBytes = partitionFetchBytes
             daemon = try MirrorDaemon(topology: topo, base: base, region: region, flowName: flow, settings: settings, group: group, logger: logger)
         } catch let e as MirrorError {
             try? await group.shutdownGracefully()
