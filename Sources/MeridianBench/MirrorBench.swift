@@ -76,9 +76,11 @@ public struct MirrorBench: Sendable {
         let wanSource = try broker("wan-source", wanPort, advertised: proxy.port)
         for c in children { try await c.waitForOutput("ready", seconds: 30) }
         // 1. What the target broker takes from a producer, acks=all.
+        let cpu0 = ProcessStats.cpuSeconds(pid: target.pid) ?? 0
         let produced = try await fill(port: targetPort, topic: "bench-produce", acks: -1, group: group)
-        output(String(format: "broker produce, acks=all:            %7.1f MB/s  (%@ in %.1f s)", produced.mbPerSecond,
-                      formatBytes(Double(produced.bytes)), produced.seconds))
+        let produceCPU = (ProcessStats.cpuSeconds(pid: target.pid) ?? 0) - cpu0
+        output(String(format: "broker produce, acks=all:            %7.1f MB/s  (%@ in %.1f s; broker CPU %.1f s)", produced.mbPerSecond,
+                      formatBytes(Double(produced.bytes)), produced.seconds, produceCPU))
 
         // 2. The mirror over loopback.
         let filled = try await fill(port: sourcePort, topic: "bench-mirror", acks: 1, group: group)

@@ -148,6 +148,11 @@ extension FlowMirror {
                 } else {
                     resume = try await KafkaAdmin(cluster: source).listOffsets([lane.source], .earliest)[lane.source] ?? 0
                 }
+                if flow.naming == .identity && map.runs.isEmpty && lock.withLock({ loaded[lane.key]?.start }) == nil {
+                    // Where a crash before the first mapped batch would have to look.
+                    try await store.writeStart(lane.key, targetTopic: lane.target.topic, src: resume, tgt: targetEnd)
+                    lock.withLock { loaded[lane.key, default: .init(targetTopic: lane.target.topic, map: map)].start = (resume, targetEnd) }
+                }
                 let producer = try await initProducerID()
                 let conn = try await target.leader(lane.target.topic, lane.target.partition, for: .produce)
                 let w = PartitionWriter(lane: lane, connection: conn, producer: producer, declared: map, targetEnd: targetEnd,
@@ -214,8 +219,9 @@ extension FlowMirror {
         target.invalidate(lane.target.topic)
         let end = try await targetEnd(lane.target)
         if flow.naming == .identity {
-            // Other producers write the same topic: its end says nothing about the mirror's writes.
-            return (declared, end)
+            // Other producers write the same topic: its end says nothing about the mirror's
+            // writes, but the provenance header marks them.
+            return (try await recoverIdentity(lane, declared, end), end)
         }
         var map = declared
         let (shortened, removed) = map.truncate(targetEnd: end)

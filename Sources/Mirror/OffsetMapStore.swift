@@ -40,6 +40,9 @@ public final class OffsetMapStore: Sendable {
     public struct Loaded: Sendable {
         public var targetTopic: TopicName
         public var map: PartitionOffsetMap
+        /// Identity naming: where the flow's first write session started (source position, target
+        /// log end then), so records it wrote but could not map yet can be found after a crash.
+        public var start: (src: Int64, tgt: Int64)? = nil
     }
 
     let cluster: KafkaCluster
@@ -72,6 +75,15 @@ public final class OffsetMapStore: Sendable {
     }
 
     static func key(_ k: PartitionKey, src: Int64) -> String { "\(k.flow)/\(k.topic)/\(k.partition)/\(src)" }
+    static func startKey(_ k: PartitionKey) -> String { "\(k.flow)/\(k.topic)/\(k.partition)/start" }
+
+    /// Records where an identity-named partition's first write session starts, before it writes.
+    public func writeStart(_ k: PartitionKey, targetTopic: TopicName, src: Int64, tgt: Int64) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let value = try encoder.encode(Entry(targetTopic: targetTopic.rawValue, src: src, tgt: tgt, count: 0, epoch: -1))
+        _ = try await producer.send(topic: Self.topic, key: ByteBuffer(string: Self.startKey(k)), value: ByteBuffer(bytes: value), partition: 0)
+    }
 
     /// Writes (and waits for) the given runs of a partition, and tombstones for `removed`.
     public func write(_ k: PartitionKey, targetTopic: TopicName, runs: [OffsetRun], removed: [OffsetRun] = []) async throws {
@@ -110,11 +122,20 @@ public final class OffsetMapStore: Sendable {
             await consumer.close()
         }
         var out: [PartitionKey: (TopicName, [OffsetRun])] = [:]
-        for (pk, e) in latest.values {
+        var starts: [PartitionKey: (TopicName, Int64, Int64)] = [:]
+        for (key, (pk, e)) in latest {
             guard let e else { continue }
+            if key.hasSuffix("/start") {
+                starts[pk] = (TopicName(e.targetTopic), e.src, e.tgt)
+                continue
+            }
             out[pk, default: (TopicName(e.targetTopic), [])].1.append(OffsetRun(src: e.src, tgt: e.tgt, count: e.count, epoch: e.epoch))
         }
-        return out.mapValues { Loaded(targetTopic: $0.0, map: Self.consistent($0.1)) }
+        var loaded = out.mapValues { Loaded(targetTopic: $0.0, map: Self.consistent($0.1)) }
+        for (pk, s) in starts {
+            loaded[pk, default: Loaded(targetTopic: s.0, map: PartitionOffsetMap())].start = (s.1, s.2)
+        }
+        return loaded
     }
 
     private func read(_ consumer: KafkaConsumer, _ tp: TopicPartition, end: Int64, flow: String?,
@@ -131,7 +152,7 @@ public final class OffsetMapStore: Sendable {
                     guard let kb = r.key else { continue }
                     let key = String(buffer: kb)
                     let parts = key.split(separator: "/", omittingEmptySubsequences: false)
-                    guard parts.count == 4, let partition = Int32(parts[2]), Int64(parts[3]) != nil else {
+                    guard parts.count == 4, let partition = Int32(parts[2]), Int64(parts[3]) != nil || parts[3] == "start" else {
                         logger.warning("skipping an offset mapping record with an unreadable key", metadata: ["key": "\(key)", "offset": "\(r.offset)"])
                         continue
                     }
