@@ -23,7 +23,7 @@ struct FlowMirrorTests {
     }
 
     @Test func recordsAreCopiedExactlyAndOffsetsTranslate() async throws {
-        let b = try await InProcessBroker.several(2)
+        let b = try await regions(2)
         let (us, eu) = (b[0], b[1])
         let admin = KafkaAdmin(cluster: cluster(us))
         try await admin.createTopic("orders", partitions: 3, configs: ["retention.ms": "86400000", "max.message.bytes": "2000000"])
@@ -75,7 +75,7 @@ struct FlowMirrorTests {
     }
 
     @Test func newTopicsAndPartitionsAppearAndConfigChangesFollow() async throws {
-        let b = try await InProcessBroker.several(2)
+        let b = try await regions(2)
         let (us, eu) = (b[0], b[1])
         let admin = KafkaAdmin(cluster: cluster(us))
         try await admin.createTopic("orders", partitions: 1)
@@ -98,12 +98,12 @@ struct FlowMirrorTests {
     }
 
     @Test func aRestartedMirrorNeitherDuplicatesNorSkips() async throws {
-        let b = try await InProcessBroker.several(2)
+        let b = try await regions(2)
         let (us, eu) = (b[0], b[1])
         let admin = KafkaAdmin(cluster: cluster(us))
         try await admin.createTopic("orders", partitions: 2)
         var settings = quickSettings()
-        settings.partitionFetchBytes = 4_096
+        settings.partitionFetchBytes = 64 << 10
         try await produce(us, "orders", count: 2_000)
         // Stopped and started again five times while the source keeps receiving records.
         let producing = Task { try await produce(us, "orders", count: 6_000, from: 2_000) }
@@ -135,7 +135,7 @@ struct FlowMirrorTests {
     }
 
     @Test func identityNamingActiveActiveDoesNotLoop() async throws {
-        let b = try await InProcessBroker.several(2)
+        let b = try await regions(2)
         let (us, eu) = (b[0], b[1])
         for x in b { try await KafkaAdmin(cluster: cluster(x)).createTopic("orders", partitions: 1) }
         let there = Topology.Flow(name: "us-eu", source: "us-east", target: "eu-west", naming: .identity)
@@ -165,7 +165,7 @@ struct FlowMirrorTests {
 @Suite("Mirror flows: compacted sources", .timeLimit(.minutes(3)))
 struct CompactedSourceMirrorTests {
     @Test func aCompactedTopicIsCopiedRecordForRecordAndGapsTranslateToTheNextRecord() async throws {
-        let b = try await InProcessBroker.several(2) { _, c in
+        let b = try await regions(2) { _, c in
             c.logCleanerBackoffMs = 100
             c.retentionCheckIntervalMs = 100
         }
@@ -223,7 +223,7 @@ struct CompactedSourceMirrorTests {
 @Suite("Mirror flows: identity naming after a crash", .timeLimit(.minutes(3)))
 struct IdentityRecoveryTests {
     @Test func recordsWrittenButNotMappedBeforeACrashAreFoundNotCopiedAgain() async throws {
-        let b = try await InProcessBroker.several(2)
+        let b = try await regions(2)
         let (us, eu) = (b[0], b[1])
         for x in b { try await KafkaAdmin(cluster: cluster(x)).createTopic("orders", partitions: 1) }
         try await produce(eu, "orders", count: 10, tag: "eu-local")

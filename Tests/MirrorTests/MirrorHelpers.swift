@@ -1,3 +1,4 @@
+import Broker
 import Foundation
 import KafkaClient
 import KafkaProtocol
@@ -8,8 +9,17 @@ import NIOPosix
 import TestSupport
 import Topology
 
+/// The event loop the mirror tests' brokers and clients share: mirror traffic is heavy, and on the
+/// shared singleton group it would delay the timers of other suites' brokers.
+let mirrorTestLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+/// Brokers for the mirror tests, on their own event loop.
+func regions(_ count: Int, configure: (Int, inout BrokerConfig) -> Void = { _, _ in }) async throws -> [InProcessBroker] {
+    try await InProcessBroker.several(count, group: mirrorTestLoops, configure: configure)
+}
+
 func cluster(_ b: InProcessBroker) -> KafkaCluster {
-    KafkaCluster(bootstrap: [BootstrapAddress(host: "127.0.0.1", port: b.port)], group: MultiThreadedEventLoopGroup.singleton)
+    KafkaCluster(bootstrap: [BootstrapAddress(host: "127.0.0.1", port: b.port)], group: mirrorTestLoops)
 }
 
 /// Settings with short intervals, so tests see discovery and group sync within a second.

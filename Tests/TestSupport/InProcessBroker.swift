@@ -18,7 +18,9 @@ public final class InProcessBroker: @unchecked Sendable {
     /// "127.0.0.1:PORT", for a client's bootstrap list.
     public var bootstrap: String { "127.0.0.1:\(port)" }
 
-    public init(directory: String? = nil, fs: any FileSystem = PosixFileSystem(),
+    /// `group`: the event loops the broker serves on; tests that push heavy traffic give their own,
+    /// so the timers of other tests' brokers do not queue behind it.
+    public init(directory: String? = nil, fs: any FileSystem = PosixFileSystem(), group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 configure: (inout BrokerConfig) -> Void = { _ in }) async throws {
         dir = directory ?? (NSTemporaryDirectory() + "meridian-inproc-\(UUID().uuidString.prefix(8))")
         var config = BrokerConfig(dataDirectory: dir, listeners: [try ListenerAddress(parsing: "PLAINTEXT://127.0.0.1:0")])
@@ -28,17 +30,18 @@ public final class InProcessBroker: @unchecked Sendable {
         configure(&config)
         var logger = Logger(label: "test-broker")
         logger.logLevel = .error
-        group = MultiThreadedEventLoopGroup.singleton
+        self.group = group
         server = BrokerServer(broker: try Broker(config: config, logger: logger, eventLoopGroup: group, fs: fs), group: group)
         port = try await server.start()[0].port
     }
 
     /// Starts `count` independent brokers (each its own cluster, as regions are); `configure` gets
     /// each broker's index. If one fails to start, those already started are stopped.
-    public static func several(_ count: Int, configure: (Int, inout BrokerConfig) -> Void = { _, _ in }) async throws -> [InProcessBroker] {
+    public static func several(_ count: Int, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                               configure: (Int, inout BrokerConfig) -> Void = { _, _ in }) async throws -> [InProcessBroker] {
         var started: [InProcessBroker] = []
         do {
-            for i in 0..<count { started.append(try await InProcessBroker { configure(i, &$0) }) }
+            for i in 0..<count { started.append(try await InProcessBroker(group: group) { configure(i, &$0) }) }
         } catch {
             for b in started { await b.stop() }
             throw error
