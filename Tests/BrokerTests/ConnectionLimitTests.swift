@@ -3,6 +3,7 @@ import Foundation
 import KafkaProtocol
 import KafkaWire
 import NIOCore
+import NIOPosix
 import Testing
 import TestSupport
 
@@ -44,7 +45,10 @@ struct ConnectionLimitTests {
     @Test func idleConnectionsAreClosedAfterConnectionsMaxIdleMs() async throws {
         // The idle time is long enough that a loaded machine's gap between two requests of one
         // client never reaches it (at 1 s it did in CI), and short enough to keep the test quick.
-        let b = try await InProcessBroker { $0.connectionsMaxIdleMs = 3_000 }
+        // Its own event loop: the idle timer is what is under test, and on the loaded shared group
+        // it fired more than 12 s late twice in CI (cause not found yet, see the issue notes).
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let b = try await InProcessBroker(group: loop) { $0.connectionsMaxIdleMs = 3_000 }
         let fd = try #require(connectLoopback(port: b.port))
         defer { close(fd) }
         #expect(try await Self.closedByBroker(fd, within: 15))
@@ -66,6 +70,7 @@ struct ConnectionLimitTests {
         #expect(ContinuousClock.now - started >= .seconds(3), "the long poll outlasted the idle time")
         await conn.close()
         await b.stop()
+        try await loop.shutdownGracefully()
     }
 
     @Test func aTLSHandshakeThatNeverStartsIsCutOff() async throws {
