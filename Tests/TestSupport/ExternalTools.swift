@@ -126,6 +126,12 @@ public final class SpawnedProcess: @unchecked Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // Only 0–2 reach the child: tests run in parallel, and a socket another test holds open
+        // would otherwise live on in this child after that test closed it.
+        // (glibc ignores a close action whose descriptor was closed meanwhile.)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let fd = Int32(name), fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+        }
         if let stderrPath {
             posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         } else {
@@ -158,7 +164,9 @@ public final class SpawnedProcess: @unchecked Sendable {
 /// A blocking TCP socket connected to 127.0.0.1:`port` (non-blocking after connecting if asked),
 /// or nil when the connection is refused. The caller closes it.
 public func connectLoopback(port: Int, nonBlocking: Bool = false) -> Int32? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    // Close-on-exec: a child process another test starts meanwhile must not inherit the socket and
+    // keep the connection open after this test closes it.
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return nil }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
