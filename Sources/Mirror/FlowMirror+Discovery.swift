@@ -33,7 +33,7 @@ extension FlowMirror {
                 if known == nil || known! < partitions {
                     try await ensureRemoteTopic(t.name, remote, partitions: partitions)
                 } else if settings.configSyncEvery > 0 && round % settings.configSyncEvery == 0 {
-                    try await syncConfigs(t.name, remote, creating: false)
+                    try await syncConfigs(t.name, remote)
                 }
                 for p in t.partitions.map(\.partition).sorted() {
                     let tp = TopicPartition(t.name, p)
@@ -84,7 +84,7 @@ extension FlowMirror {
         guard info.partitions.count >= partitions else {
             throw MirrorError.configuration("remote topic \(remote) shows \(info.partitions.count) of \(partitions) partitions so far")
         }
-        if existing != nil { try await syncConfigs(name, remote, creating: false) }
+        if existing != nil { try await syncConfigs(name, remote) }
         lock.withLock { remoteTopics[remote] = info.partitions.count }
     }
 
@@ -100,7 +100,7 @@ extension FlowMirror {
 
     /// Makes the remote topic's mirrored configs equal the source's: changed values set, settings
     /// the source dropped removed.
-    func syncConfigs(_ name: TopicName, _ remote: TopicName, creating: Bool) async throws {
+    func syncConfigs(_ name: TopicName, _ remote: TopicName) async throws {
         let wanted = try await sourceConfigs(name)
         var have: [String: String] = [:]
         for c in try await KafkaAdmin(cluster: target).describeTopicConfigs(remote)

@@ -140,36 +140,36 @@ public final class OffsetMapStore: Sendable {
 
     private func read(_ consumer: KafkaConsumer, _ tp: TopicPartition, end: Int64, flow: String?,
                       into latest: inout [String: (PartitionKey, Entry?)]) async throws {
-        do {
-            consumer.assign([tp])
-            consumer.seek(tp, to: .earliest)
-            let decoder = JSONDecoder()
-            var position: Int64 = 0
-            while position < end {
-                let records = try await consumer.poll(timeout: .milliseconds(500))
-                for r in records {
-                    position = max(position, r.offset + 1)
-                    guard let kb = r.key else { continue }
-                    let key = String(buffer: kb)
-                    let parts = key.split(separator: "/", omittingEmptySubsequences: false)
-                    guard parts.count == 4, let partition = Int32(parts[2]), Int64(parts[3]) != nil || parts[3] == "start" else {
-                        logger.warning("skipping an offset mapping record with an unreadable key", metadata: ["key": "\(key)", "offset": "\(r.offset)"])
+        consumer.assign([tp])
+        consumer.seek(tp, to: .earliest)
+        let decoder = JSONDecoder()
+        var position: Int64 = 0
+        while position < end {
+            let records = try await consumer.poll(timeout: .milliseconds(500))
+            for r in records {
+                position = max(position, r.offset + 1)
+                guard let kb = r.key else { continue }
+                let key = String(buffer: kb)
+                let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+                guard parts.count == 4, let partition = Int32(parts[2]), Int64(parts[3]) != nil || parts[3] == "start" else {
+                    logger.warning("skipping an offset mapping record with an unreadable key", metadata: ["key": "\(key)", "offset": "\(r.offset)"])
+                    continue
+                }
+                let pk = PartitionKey(flow: String(parts[0]), topic: TopicName(String(parts[1])), partition: partition)
+                if let flow, pk.flow != flow { continue }
+                if let v = r.value {
+                    // The record comes from a cluster: offsets are checked before runs add them.
+                    guard let e = try? decoder.decode(Entry.self, from: Data(v.readableBytesView)),
+                          e.src >= 0, e.tgt >= 0, e.count >= 0, e.src <= Int64.max - e.count, e.tgt <= Int64.max - e.count else {
+                        logger.warning("skipping an unreadable offset mapping record", metadata: ["key": "\(key)", "offset": "\(r.offset)"])
                         continue
                     }
-                    let pk = PartitionKey(flow: String(parts[0]), topic: TopicName(String(parts[1])), partition: partition)
-                    if let flow, pk.flow != flow { continue }
-                    if let v = r.value {
-                        guard let e = try? decoder.decode(Entry.self, from: Data(v.readableBytesView)) else {
-                            logger.warning("skipping an unreadable offset mapping record", metadata: ["key": "\(key)", "offset": "\(r.offset)"])
-                            continue
-                        }
-                        latest[key] = (pk, e)
-                    } else {
-                        latest[key] = (pk, nil)
-                    }
+                    latest[key] = (pk, e)
+                } else {
+                    latest[key] = (pk, nil)
                 }
-                if let p = consumer.currentPositions[tp] { position = max(position, p) }
             }
+            if let p = consumer.currentPositions[tp] { position = max(position, p) }
         }
     }
 

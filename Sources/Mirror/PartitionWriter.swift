@@ -111,6 +111,9 @@ final class PartitionWriter: @unchecked Sendable {
             throw KafkaClientError.broker(p.errorCode, "Produce \(tp)\(p.errorMessage.map { ": \($0)" } ?? "")")
         }
         if identity {
+            guard p.baseOffset >= 0, p.baseOffset <= Int64.max - Int64(f.records) else {
+                throw MirrorError.targetMoved("the target answered base offset \(p.baseOffset) for \(tp)")
+            }
             var map = landed
             var t = p.baseOffset
             var changed: [Int64: OffsetRun] = [:]
