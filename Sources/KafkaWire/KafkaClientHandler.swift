@@ -67,13 +67,24 @@ final class KafkaClientHandler: ChannelDuplexHandler {
             promise?.fail(failure)
             return
         }
+        // The correlation id goes into the frame's first 12 bytes, split off as their own buffer:
+        // setting it in the whole frame would copy all of it (the caller still holds the frame).
+        var rest = req.frame
+        req.frame = ByteBuffer()
+        guard var head = rest.readSlice(length: 12) else {
+            let error = KafkaConnectionError.transport("a request frame shorter than its header")
+            req.promise?.fail(error)
+            promise?.fail(error)
+            return
+        }
         let id = nextCorrelationID
         nextCorrelationID = nextCorrelationID == Int32.max ? 1 : nextCorrelationID + 1
-        req.frame.setInteger(id, at: req.frame.readerIndex + 8, endianness: .big)
+        head.setInteger(id, at: head.readerIndex + 8, endianness: .big)
         if let p = req.promise {
             pending.append(Pending(correlationID: id, promise: p, deadline: req.deadline))
         }
-        context.write(wrapOutboundOut(req.frame), promise: promise)
+        context.write(wrapOutboundOut(head), promise: nil)
+        context.write(wrapOutboundOut(rest), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -136,7 +136,13 @@ public final class KafkaConnection: Sendable {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return sendFrame(frame, timeout: timeout).flatMapThrowing { payload in
+        return send(encoded: frame, R.self, version: v, timeout: timeout)
+    }
+
+    /// Sends a frame made by ``encodeFrame(_:version:clientID:)`` (and perhaps changed in place
+    /// since, without another copy) and decodes its response.
+    public func send<R: KafkaRequestMessage>(encoded frame: ByteBuffer, _: R.Type, version v: Int16, timeout: TimeAmount? = nil) -> EventLoopFuture<R.Response> {
+        sendFrame(frame, timeout: timeout).flatMapThrowing { payload in
             var p = payload
             if R.Response.responseHeaderVersion(v) >= 1 {
                 // Header v1: tagged fields follow the correlation id (already consumed).

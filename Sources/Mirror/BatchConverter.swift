@@ -56,6 +56,19 @@ public struct BatchConverter: Sendable {
         try RecordBatch.setProducer(id: producerID, epoch: epoch, baseSequence: sequence, in: &batch, at: batch.readerIndex)
     }
 
+    /// Stamps `batch` where it lies in `frame`, a Produce request of `version` for one partition
+    /// whose records are `batch`: the batch ends the partition's data, followed only by the
+    /// tagged-field counts of the partition, the topic and the request in flexible versions.
+    public static func stamp(_ batch: ByteBuffer, inFrame frame: inout ByteBuffer, version: Int16, producerID: Int64, epoch: Int16, sequence: Int32) throws {
+        let trailer = version >= (ProduceRequest.firstFlexibleVersion ?? Int16.max) ? 3 : 0
+        let at = frame.writerIndex - trailer - batch.readableBytes
+        guard at > frame.readerIndex,
+              frame.getInteger(at: at, as: Int64.self) == batch.getInteger(at: batch.readerIndex, as: Int64.self),
+              frame.getInteger(at: at + 8, as: Int32.self) == batch.getInteger(at: batch.readerIndex + 8, as: Int32.self)
+        else { throw MirrorError.unsupportedSource("the produce request's layout is not the expected one (version \(version))") }
+        try RecordBatch.setProducer(id: producerID, epoch: epoch, baseSequence: sequence, in: &frame, at: at)
+    }
+
     /// Converts the whole batches of `records` at or after `position`.
     public func convert(_ records: ByteBuffer, from position: Int64, aborted: [AbortedTransaction] = []) throws -> Result {
         var outputs: [Output] = []

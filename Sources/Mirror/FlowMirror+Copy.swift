@@ -6,49 +6,91 @@ import NIOCore
 extension FlowMirror {
     // MARK: Fetching from the source
 
-    /// Fetches every partition that has room in its lane, one request per source leader, all
-    /// leaders at once; converts what comes back and hands it to the partitions' writers.
+    /// Keeps one fetch in flight per source leader, each for that leader's partitions whose lanes
+    /// have room. A leader's fetch long-polls only when none of its partitions waits for room:
+    /// otherwise the connection would be held by a wait while a partition with records behind it
+    /// becomes free again. Leaders do not wait for each other. Rounds run when a fetch completes,
+    /// a lane gets room or a writer restarts, and every 100 ms (new lanes, leader changes).
     func fetchLoop() async {
-        while !Task.isCancelled {
-            let all = lock.withLock { Array(lanes.values) }
-            var budget = settings.bufferBytes - all.reduce(0) { $0 + $1.queuedBytes }
-            var slots: [(PartitionLane, Int64, Int)] = []
-            for lane in all where budget > 0 {
-                guard let s = lane.fetchSlot(maxQueued: settings.partitionBufferBytes) else { continue }
-                slots.append((lane, s.position, s.generation))
-                budget -= Int(settings.partitionFetchBytes)
-            }
-            if slots.isEmpty {
-                // Nothing may be fetched now (writers reconciling or behind): look again shortly.
-                try? await Task.sleep(for: .milliseconds(10))
-                continue
-            }
-            var byLeader: [BrokerID: [(PartitionLane, Int64, Int)]] = [:]
-            for slot in slots {
-                guard let info = try? await source.topic(slot.0.source.topic),
-                      let p = info.partitions.first(where: { $0.partition == slot.0.source.partition }), p.leader.rawValue >= 0
-                else { continue }
-                byLeader[p.leader, default: []].append(slot)
-            }
-            if byLeader.isEmpty {
-                try? await Task.sleep(for: settings.backoff)
-                continue
-            }
-            await withDiscardingTaskGroup { group in
-                for (leader, slots) in byLeader {
-                    group.addTask { await self.fetch(from: leader, slots) }
+        let wakeup = fetchWakeup
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    wakeup.signal()
                 }
+            }
+            while !Task.isCancelled {
+                for (leader, slots, maxWait) in await fetchRound() {
+                    group.addTask {
+                        await self.fetch(from: leader, slots, maxWaitMs: maxWait)
+                        self.lock.withLock {
+                            self.fetchingLeaders.remove(leader)
+                            for s in slots { self.fetchingLanes.remove(s.0.source) }
+                        }
+                        wakeup.signal()
+                    }
+                }
+                await wakeup.wait()
             }
         }
     }
 
-    private func fetch(from leader: BrokerID, _ slots: [(PartitionLane, Int64, Int)]) async {
+    /// The fetches to start now, marked as in flight: per idle leader, its lanes with room, and
+    /// the long-poll wait that leader's fetch may use.
+    private func fetchRound() async -> [(BrokerID, [(PartitionLane, Int64, Int)], Int32)] {
+        let (all, busyLeaders, busyLanes) = lock.withLock { (Array(lanes.values), fetchingLeaders, fetchingLanes) }
+        // Memory: what is queued plus what the fetches in flight may bring.
+        var budget = settings.bufferBytes - all.reduce(0) { $0 + $1.queuedBytes } - busyLanes.count * Int(settings.partitionFetchBytes)
+        var ready: [BrokerID: [(PartitionLane, Int64, Int)]] = [:]
+        var behind = Set<BrokerID>()  // leaders with records waiting that some lane has no room for
+        var moving = Set<BrokerID>()  // leaders with a ready lane that is not caught up
+        var limited = false
+        for lane in all where !busyLanes.contains(lane.source) {
+            let state = lane.fetchState
+            if case .idle = state { continue }
+            guard let info = try? await source.topic(lane.source.topic),
+                  let p = info.partitions.first(where: { $0.partition == lane.source.partition }), p.leader.rawValue >= 0
+            else { continue }
+            guard !busyLeaders.contains(p.leader) else { continue }
+            guard case .ready(let position, let generation, let caughtUp) = state, budget > 0 else {
+                behind.insert(p.leader)
+                if case .ready = state { limited = true }
+                continue
+            }
+            ready[p.leader, default: []].append((lane, position, generation))
+            if !caughtUp { moving.insert(p.leader) }
+            budget -= Int(settings.partitionFetchBytes)
+        }
+        var starts: [(BrokerID, [(PartitionLane, Int64, Int)], Int32)] = []
+        for (leader, slots) in ready {
+            // Every ready lane is caught up and another waits for room: fetching now would only
+            // poll; the round that room brings fetches them all.
+            if behind.contains(leader) && !moving.contains(leader) { continue }
+            starts.append((leader, slots, behind.contains(leader) ? 0 : settings.fetchMaxWaitMs))
+        }
+        lock.withLock {
+            fetchBudgetLimited = limited
+            for (leader, slots, _) in starts {
+                fetchingLeaders.insert(leader)
+                for s in slots { fetchingLanes.insert(s.0.source) }
+            }
+        }
+        return starts
+    }
+
+    /// A lane took a chunk or restarted: when that may let a fetch start, run a round.
+    func laneChanged(room: Bool) {
+        if room || lock.withLock({ fetchBudgetLimited }) { fetchWakeup.signal() }
+    }
+
+    private func fetch(from leader: BrokerID, _ slots: [(PartitionLane, Int64, Int)], maxWaitMs: Int32) async {
         let resp: FetchResponse
         do {
             let conn = try await source.connection(to: leader, for: .fetch)
             var req = FetchRequest()
             req.replicaID = -1
-            req.maxWaitMs = settings.fetchMaxWaitMs
+            req.maxWaitMs = maxWaitMs
             req.minBytes = 1
             req.maxBytes = settings.fetchMaxBytes
             req.isolationLevel = 1
@@ -162,10 +204,17 @@ extension FlowMirror {
                 logger.info("copying partition", metadata: ["partition": "\(lane.source)", "remote": "\(lane.target)",
                                                             "from source offset": "\(resume)", "target offset": "\(targetEnd)"])
                 while true {
-                    if !lane.hasQueued { try await w.drain() }
+                    // Nothing queued: confirm what is in flight, one answer at a time, so a chunk
+                    // that arrives meanwhile waits for one answer at most.
+                    if !lane.hasQueued && w.hasInFlight {
+                        try await w.completeOne()
+                        continue
+                    }
                     guard let chunk = await lane.take() else { break }
                     guard chunk.generation == generation else { continue }
-                    try await w.write(chunk)
+                    // Whatever else is queued goes with it: one store write declares it all.
+                    let chunks = [chunk] + lane.takeMore(generation: generation, maxBytes: settings.partitionBufferBytes)
+                    try await w.write(chunks)
                     backoff = settings.backoff
                 }
                 try await w.drain()

@@ -39,7 +39,8 @@ extension FlowMirror {
                     let tp = TopicPartition(t.name, p)
                     let lane: PartitionLane? = lock.withLock {
                         guard lanes[tp] == nil, owned?.contains(tp) ?? true else { return nil }
-                        let lane = PartitionLane(source: tp, target: TopicPartition(remote, p), flow: flow.name)
+                        let lane = PartitionLane(source: tp, target: TopicPartition(remote, p), flow: flow.name,
+                                                 maxQueued: settings.partitionBufferBytes) { [weak self] room in self?.laneChanged(room: room) }
                         lanes[tp] = lane
                         return lane
                     }

@@ -38,6 +38,12 @@ public final class FlowMirror: @unchecked Sendable {
     var owned: Set<TopicPartition>?
     /// Topics the flow selects now (what the group membership subscribes to).
     var selectedTopics: [TopicName] = []
+    /// Source leaders and partitions with a fetch in flight (see `fetchLoop`).
+    var fetchingLeaders = Set<BrokerID>()
+    var fetchingLanes = Set<TopicPartition>()
+    /// Whether the last fetch round left lanes out for the flow's memory budget.
+    var fetchBudgetLimited = false
+    let fetchWakeup = Wakeup()
     static let memberGroupPrefix = "meridian-mirror."
 
     public init(flow: Topology.Flow, regions: Set<String>, source: KafkaCluster, target: KafkaCluster,

@@ -12,6 +12,12 @@ final class PartitionLane: @unchecked Sendable {
     let source: TopicPartition
     let target: TopicPartition
     let key: OffsetMapStore.PartitionKey
+    /// Fetched bytes queued before the lane stops offering itself for fetches.
+    let maxQueued: Int
+    /// Called (outside the lock) when the fetch loop may have something new to do for this lane:
+    /// a chunk was taken (`true` when that brought the queue back under `maxQueued`) or the
+    /// writer set a new position.
+    private let wake: @Sendable (_ room: Bool) -> Void
 
     struct Chunk {
         var generation: Int
@@ -34,17 +40,30 @@ final class PartitionLane: @unchecked Sendable {
     private var _sourceEnd: Int64 = -1
     private var _copied = 0
 
-    init(source: TopicPartition, target: TopicPartition, flow: String) {
+    init(source: TopicPartition, target: TopicPartition, flow: String, maxQueued: Int = 16 << 20,
+         wake: @escaping @Sendable (_ room: Bool) -> Void = { _ in }) {
         self.source = source
         self.target = target
+        self.maxQueued = maxQueued
+        self.wake = wake
         key = OffsetMapStore.PartitionKey(flow: flow, topic: source.topic, partition: source.partition)
     }
 
-    /// Where to fetch next and for which generation; nil while paused, stopped or reconciling.
-    func fetchSlot(maxQueued: Int) -> (position: Int64, generation: Int)? {
+    enum FetchState {
+        /// Fetch from `position` for `generation`; `caughtUp` when the last fetch reached the
+        /// source's high watermark (a fetch now would likely wait for new records).
+        case ready(position: Int64, generation: Int, caughtUp: Bool)
+        /// The writer is behind: `maxQueued` bytes wait for it.
+        case full
+        /// Paused, stopped or reconciling.
+        case idle
+    }
+
+    var fetchState: FetchState {
         lock.withLock {
-            guard !closed, _stopped == nil, let position, queued < maxQueued else { return nil }
-            return (position, generation)
+            guard !closed, _stopped == nil, let position else { return .idle }
+            guard queued < maxQueued else { return .full }
+            return .ready(position: position, generation: generation, caughtUp: _sourceEnd >= 0 && position >= _sourceEnd)
         }
     }
 
@@ -54,7 +73,7 @@ final class PartitionLane: @unchecked Sendable {
     /// Queues converted batches fetched at `position` for `generation` and moves the fetch
     /// position to `next`; a stale fetch (position moved since) is dropped.
     func offer(_ chunk: Chunk?, generation fetched: Int, fetchedAt position: Int64, next: Int64, highWatermark: Int64) {
-        let wake: (CheckedContinuation<Chunk?, Never>, Chunk)? = lock.withLock {
+        let handOver: (CheckedContinuation<Chunk?, Never>, Chunk)? = lock.withLock {
             guard fetched == generation, self.position == position else { return nil }
             self.position = next
             _sourceEnd = max(_sourceEnd, highWatermark)
@@ -67,7 +86,7 @@ final class PartitionLane: @unchecked Sendable {
             queued += chunk.bytes
             return nil
         }
-        if let (w, c) = wake { w.resume(returning: c) }
+        if let (w, c) = handOver { w.resume(returning: c) }
     }
 
     /// Jumps the fetch position (the source no longer has the old one) without a new generation.
@@ -78,23 +97,46 @@ final class PartitionLane: @unchecked Sendable {
     /// The next chunk for the writer, waiting for one; nil once closed.
     func take() async -> Chunk? {
         await withCheckedContinuation { (c: CheckedContinuation<Chunk?, Never>) in
-            let ready: Chunk?? = lock.withLock {
-                if closed { return .some(nil) }
+            let ready: (Chunk?, room: Bool)? = lock.withLock {
+                if closed { return (nil, false) }
                 if let first = queue.popFirst() {
+                    let full = queued >= maxQueued
                     queued -= first.bytes
-                    return .some(first)
+                    return (first, full && queued < maxQueued)
                 }
-                if closed { return .some(nil) }
                 waiter = c
                 return nil
             }
-            if let ready { c.resume(returning: ready) }
+            if let ready {
+                c.resume(returning: ready.0)
+                if ready.0 != nil { wake(ready.room) }
+            }
         }
+    }
+
+    /// Queued chunks of `generation` (older ones are dropped) up to about `maxBytes`, without waiting.
+    func takeMore(generation wanted: Int, maxBytes: Int) -> [Chunk] {
+        let (more, room): ([Chunk], Bool) = lock.withLock {
+            var taken: [Chunk] = []
+            var bytes = 0
+            let full = queued >= maxQueued
+            while let first = queue.first, bytes < maxBytes {
+                queue.removeFirst()
+                queued -= first.bytes
+                if first.generation == wanted {
+                    taken.append(first)
+                    bytes += first.bytes
+                }
+            }
+            return (taken, full && queued < maxQueued)
+        }
+        if !more.isEmpty { wake(room) }
+        return more
     }
 
     /// Starts a new generation fetching from `position`: queued chunks are dropped.
     func restart(at position: Int64, map: PartitionOffsetMap, targetEnd: Int64) -> Int {
-        lock.withLock {
+        let g = lock.withLock {
             generation += 1
             self.position = position
             queue.removeAll()
@@ -103,6 +145,8 @@ final class PartitionLane: @unchecked Sendable {
             _targetEnd = targetEnd
             return generation
         }
+        wake(true)
+        return g
     }
 
     /// Stops fetching until the writer reconciles again.

@@ -52,20 +52,22 @@ final class PartitionWriter: @unchecked Sendable {
         self.maxInFlight = max(1, maxInFlight)
     }
 
-    func write(_ chunk: PartitionLane.Chunk) async throws {
+    /// Declares the runs of `chunks` in one store write, then produces their batches.
+    func write(_ chunks: [PartitionLane.Chunk]) async throws {
+        let outputs = chunks.flatMap { c in c.outputs.map { ($0, c.epoch) } }
         if identity {
             // Other producers share the topic: offsets are known only from the answers, so the
             // mapping is stored after each batch lands (see `complete`).
-            for o in chunk.outputs { try await send(o, epoch: chunk.epoch, plan: nil) }
+            for (o, epoch) in outputs { try await send(o, epoch: epoch, plan: nil) }
             return
         }
         var plan = declared
         var changed: [Int64: OffsetRun] = [:]
         var t = next
         var plans: [PartitionOffsetMap] = []
-        for o in chunk.outputs {
+        for (o, epoch) in outputs {
             for run in o.sourceRuns {
-                let r = try plan.append(src: run.first, tgt: t, count: run.count, epoch: chunk.epoch)
+                let r = try plan.append(src: run.first, tgt: t, count: run.count, epoch: epoch)
                 changed[r.src] = r
                 t += run.count
             }
@@ -73,22 +75,24 @@ final class PartitionWriter: @unchecked Sendable {
         }
         try await store.write(lane.key, targetTopic: lane.target.topic, runs: changed.values.sorted { $0.src < $1.src })
         declared = plan
-        for (o, p) in zip(chunk.outputs, plans) { try await send(o, epoch: chunk.epoch, plan: p) }
+        for ((o, epoch), p) in zip(outputs, plans) { try await send(o, epoch: epoch, plan: p) }
     }
 
     private func send(_ o: BatchConverter.Output, epoch: Int32, plan: PartitionOffsetMap?) async throws {
         while inFlight.count >= maxInFlight { try await completeOldest() }
         // Given to another process (or stopping): not one more request.
         if lane.isClosed { throw CancellationError() }
-        var batch = o.batch
-        try BatchConverter.stamp(&batch, producerID: producer.id, epoch: producer.epoch, sequence: sequence)
-        sequence = RecordBatch.incrementSequence(sequence, by: Int32(o.recordCount))
         var req = ProduceRequest()
         req.acks = -1
         req.timeoutMs = 30_000
-        req.topicData = [.init(name: lane.target.topic, partitionData: [.init(index: lane.target.partition, records: .bytes(batch))])]
+        req.topicData = [.init(name: lane.target.topic, partitionData: [.init(index: lane.target.partition, records: .bytes(o.batch))])]
         let version = try connection.version(for: ProduceRequest.self, max: 9)
-        let answer: EventLoopFuture<ProduceResponse> = connection.send(req, version: version)
+        // The batch is stamped where encoding copied it into the frame: stamping the fetched
+        // bytes themselves would copy them once more.
+        var frame = try KafkaConnection.encodeFrame(req, version: version, clientID: connection.clientID)
+        try BatchConverter.stamp(o.batch, inFrame: &frame, version: version, producerID: producer.id, epoch: producer.epoch, sequence: sequence)
+        sequence = RecordBatch.incrementSequence(sequence, by: Int32(o.recordCount))
+        let answer = connection.send(encoded: frame, ProduceRequest.self, version: version)
         let count = Int64(o.recordCount)
         inFlight.append(InFlight(answer: answer, base: next, end: next + count, map: plan ?? landed, records: o.recordCount,
                                  sourceRuns: o.sourceRuns, epoch: epoch))
@@ -98,6 +102,13 @@ final class PartitionWriter: @unchecked Sendable {
     /// Waits for every request in flight.
     func drain() async throws {
         while !inFlight.isEmpty { try await completeOldest() }
+    }
+
+    var hasInFlight: Bool { !inFlight.isEmpty }
+
+    /// Waits for the oldest request in flight.
+    func completeOne() async throws {
+        if !inFlight.isEmpty { try await completeOldest() }
     }
 
     private func completeOldest() async throws {

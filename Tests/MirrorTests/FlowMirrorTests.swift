@@ -134,6 +134,39 @@ struct FlowMirrorTests {
         for x in b { await x.stop() }
     }
 
+    @Test func aPartitionWithRecordsWaitingIsNotHeldBehindALongPollOfIdleOnes() async throws {
+        let b = try await regions(2)
+        let (us, eu) = (b[0], b[1])
+        let admin = KafkaAdmin(cluster: cluster(us))
+        try await admin.createTopic("orders", partitions: 1)
+        try await admin.createTopic("orders.quiet", partitions: 1)
+        // Forty batches; the writer's queue holds one chunk of about one batch, so the busy
+        // partition keeps waiting for room while the quiet one has nothing to fetch.
+        var config = ProducerConfig()
+        config.lingerMs = 0
+        let c = cluster(us)
+        let p = KafkaProducer(cluster: c, config: config)
+        for batch in 0..<40 {
+            for i in 0..<5 {
+                try await p.enqueue(topic: "orders", key: nil, value: ByteBuffer(string: "b\(batch)-\(i)"), partition: 0)
+            }
+            try await p.flush()
+        }
+        await p.close()
+        await c.close()
+        var settings = quickSettings()
+        settings.fetchMaxWaitMs = 5_000
+        settings.partitionFetchBytes = 1
+        settings.partitionBufferBytes = 1
+        settings.heartbeatInterval = .zero
+        let m = try RunningMirror(usToEu, from: us, to: eu, settings: settings)
+        // Were each of those chunks fetched only after a 5 s long poll of the quiet partition
+        // (which nothing ends early), the copy would take minutes.
+        #expect(await caughtUp(us, eu, "orders", "us-east.orders", seconds: 40))
+        await m.stop()
+        for x in b { await x.stop() }
+    }
+
     @Test func identityNamingActiveActiveDoesNotLoop() async throws {
         let b = try await regions(2)
         let (us, eu) = (b[0], b[1])
