@@ -34,8 +34,8 @@ public struct MirrorBench: Sendable {
         self.keepData = keepData
     }
 
-    /// The mirror's stated memory budget: its fetch buffer (128 MiB) plus one fetch response in
-    /// flight (64 MiB) plus the process itself.
+    /// The mirror's stated memory budget: its fetch buffer (96 MiB of responses held or asked
+    /// for, `MirrorSettings.bufferBytes`) plus produce requests in flight and the process itself.
     public static let rssBudget: Int64 = 256 << 20
 
     public func run(output: @escaping @Sendable (String) -> Void) async throws {

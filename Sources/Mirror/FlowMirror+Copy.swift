@@ -11,6 +11,8 @@ extension FlowMirror {
     /// otherwise the connection would be held by a wait while a partition with records behind it
     /// becomes free again. Leaders do not wait for each other. Rounds run when a fetch completes,
     /// a lane gets room or a writer restarts, and every 100 ms (new lanes, leader changes).
+    /// Each partition asks for as many bytes as its lane's fetch size, which grows while fetches
+    /// come back full, so one partition fills a long round trip.
     func fetchLoop() async {
         let wakeup = fetchWakeup
         await withDiscardingTaskGroup { group in
@@ -26,7 +28,7 @@ extension FlowMirror {
                         await self.fetch(from: leader, slots, maxWaitMs: maxWait)
                         self.lock.withLock {
                             self.fetchingLeaders.remove(leader)
-                            for s in slots { self.fetchingLanes.remove(s.0.source) }
+                            for s in slots { self.fetchingLanes[s.lane.source] = nil }
                         }
                         wakeup.signal()
                     }
@@ -38,31 +40,43 @@ extension FlowMirror {
 
     /// The fetches to start now, marked as in flight: per idle leader, its lanes with room, and
     /// the long-poll wait that leader's fetch may use.
-    private func fetchRound() async -> [(BrokerID, [(PartitionLane, Int64, Int)], Int32)] {
+    private func fetchRound() async -> [(BrokerID, [FetchSlot], Int32)] {
         let (all, busyLeaders, busyLanes) = lock.withLock { (Array(lanes.values), fetchingLeaders, fetchingLanes) }
-        // Memory: what is queued plus what the fetches in flight may bring.
-        var budget = settings.bufferBytes - all.reduce(0) { $0 + $1.queuedBytes } - busyLanes.count * Int(settings.partitionFetchBytes)
-        var ready: [BrokerID: [(PartitionLane, Int64, Int)]] = [:]
+        // Memory: the fetch responses still held (queued or being written) plus what the fetches
+        // in flight may bring.
+        var budget = settings.bufferBytes - lock.withLock { heldResponseBytes } - busyLanes.values.reduce(0) { $0 + Int($1) }
+        var ready: [BrokerID: [FetchSlot]] = [:]
         var behind = Set<BrokerID>()  // leaders with records waiting that some lane has no room for
         var moving = Set<BrokerID>()  // leaders with a ready lane that is not caught up
         var limited = false
-        for lane in all where !busyLanes.contains(lane.source) {
+        var candidates: [(lane: PartitionLane, state: PartitionLane.FetchState, leader: BrokerID)] = []
+        for lane in all where busyLanes[lane.source] == nil {
             let state = lane.fetchState
             if case .idle = state { continue }
             guard let info = try? await source.topic(lane.source.topic),
                   let p = info.partitions.first(where: { $0.partition == lane.source.partition }), p.leader.rawValue >= 0
             else { continue }
             guard !busyLeaders.contains(p.leader) else { continue }
+            candidates.append((lane, state, p.leader))
+        }
+        // Partitions with records to fetch get the budget first: caught-up ones only poll.
+        func polls(_ s: PartitionLane.FetchState) -> Bool {
+            if case .ready(_, _, let caughtUp) = s { return caughtUp }
+            return false
+        }
+        candidates.sort { !polls($0.state) && polls($1.state) }
+        for (lane, state, leader) in candidates {
             guard case .ready(let position, let generation, let caughtUp) = state, budget > 0 else {
-                behind.insert(p.leader)
+                behind.insert(leader)
                 if case .ready = state { limited = true }
                 continue
             }
-            ready[p.leader, default: []].append((lane, position, generation))
-            if !caughtUp { moving.insert(p.leader) }
-            budget -= Int(settings.partitionFetchBytes)
+            let bytes = max(lane.fetchBytes, settings.partitionFetchBytes)
+            ready[leader, default: []].append(FetchSlot(lane: lane, position: position, generation: generation, maxBytes: bytes))
+            if !caughtUp { moving.insert(leader) }
+            budget -= Int(bytes)
         }
-        var starts: [(BrokerID, [(PartitionLane, Int64, Int)], Int32)] = []
+        var starts: [(BrokerID, [FetchSlot], Int32)] = []
         for (leader, slots) in ready {
             // Every ready lane is caught up and another waits for room: fetching now would only
             // poll; the round that room brings fetches them all.
@@ -73,10 +87,19 @@ extension FlowMirror {
             fetchBudgetLimited = limited
             for (leader, slots, _) in starts {
                 fetchingLeaders.insert(leader)
-                for s in slots { fetchingLanes.insert(s.0.source) }
+                for s in slots { fetchingLanes[s.lane.source] = s.maxBytes }
             }
         }
         return starts
+    }
+
+    /// The last chunk of a fetch response was written (or dropped): its memory is free again.
+    func responseReleased(_ bytes: Int) {
+        let limited = lock.withLock {
+            heldResponseBytes -= bytes
+            return fetchBudgetLimited
+        }
+        if limited { fetchWakeup.signal() }
     }
 
     /// A lane took a chunk or restarted: when that may let a fetch start, run a round.
@@ -84,7 +107,14 @@ extension FlowMirror {
         if room || lock.withLock({ fetchBudgetLimited }) { fetchWakeup.signal() }
     }
 
-    private func fetch(from leader: BrokerID, _ slots: [(PartitionLane, Int64, Int)], maxWaitMs: Int32) async {
+    struct FetchSlot {
+        var lane: PartitionLane
+        var position: Int64
+        var generation: Int
+        var maxBytes: Int32
+    }
+
+    private func fetch(from leader: BrokerID, _ slots: [FetchSlot], maxWaitMs: Int32) async {
         let resp: FetchResponse
         do {
             let conn = try await source.connection(to: leader, for: .fetch)
@@ -95,9 +125,9 @@ extension FlowMirror {
             req.maxBytes = settings.fetchMaxBytes
             req.isolationLevel = 1
             var byTopic: [TopicName: [FetchRequest.FetchPartition]] = [:]
-            for (lane, position, _) in slots {
-                byTopic[lane.source.topic, default: []].append(.init(partition: lane.source.partition, fetchOffset: position,
-                                                                      partitionMaxBytes: settings.partitionFetchBytes))
+            for s in slots {
+                byTopic[s.lane.source.topic, default: []].append(.init(partition: s.lane.source.partition, fetchOffset: s.position,
+                                                                        partitionMaxBytes: s.maxBytes))
             }
             req.topics = byTopic.map { .init(topic: $0.key, partitions: $0.value) }
             resp = try await conn.send(req, version: try conn.version(for: FetchRequest.self, max: 12),
@@ -106,15 +136,24 @@ extension FlowMirror {
         } catch {
             if Task.isCancelled { return }
             logger.warning("fetch from the source failed; reconnecting", metadata: ["broker": "\(leader)", "error": "\(error)"])
-            for (lane, _, _) in slots { source.invalidate(lane.source.topic) }
+            for s in slots { source.invalidate(s.lane.source.topic) }
             try? await Task.sleep(for: settings.backoff)
             return
         }
-        var bySlot: [TopicPartition: (PartitionLane, Int64, Int)] = [:]
-        for s in slots { bySlot[s.0.source] = s }
+        var bySlot: [TopicPartition: FetchSlot] = [:]
+        for s in slots { bySlot[s.lane.source] = s }
+        let held = resp.responses.reduce(0) { sum, t in
+            t.partitions.reduce(sum) { n, p in
+                if case .bytes(let b)? = p.records { return n + b.readableBytes }
+                return n
+            }
+        }
+        lock.withLock { heldResponseBytes += held }
+        let response = PartitionLane.FetchedResponse(bytes: held) { [weak self] bytes in self?.responseReleased(bytes) }
         for t in resp.responses {
             for p in t.partitions {
-                guard let (lane, position, generation) = bySlot[TopicPartition(t.topic, p.partitionIndex)] else { continue }
+                guard let slot = bySlot[TopicPartition(t.topic, p.partitionIndex)] else { continue }
+                let (lane, position, generation) = (slot.lane, slot.position, slot.generation)
                 switch p.errorCode {
                 case .none:
                     break
@@ -127,13 +166,16 @@ extension FlowMirror {
                 }
                 var records = ByteBuffer()
                 if case .bytes(let b)? = p.records { records = b }
+                lane.fetched(records.readableBytes, asked: slot.maxBytes, base: settings.partitionFetchBytes,
+                             max: min(Int32(clamping: settings.partitionBufferBytes), settings.fetchMaxBytes))
                 do {
                     let aborted = (p.abortedTransactions ?? []).map { BatchConverter.AbortedTransaction(producerID: $0.producerID.rawValue, firstOffset: $0.firstOffset) }
                     let r = try converter.convert(records, from: position, aborted: aborted)
                     var chunk: PartitionLane.Chunk?
                     if !r.outputs.isEmpty {
                         let epoch = (try? await source.topic(t.topic))?.partitions.first { $0.partition == p.partitionIndex }?.leaderEpoch ?? -1
-                        chunk = .init(generation: generation, outputs: r.outputs, bytes: r.outputs.reduce(0) { $0 + $1.batch.readableBytes }, epoch: epoch)
+                        chunk = .init(generation: generation, outputs: r.outputs, bytes: r.outputs.reduce(0) { $0 + $1.batch.readableBytes },
+                                      epoch: epoch, response: response)
                     }
                     lane.offer(chunk, generation: generation, fetchedAt: position, next: r.nextPosition, highWatermark: p.highWatermark)
                 } catch {

@@ -40,7 +40,9 @@ public final class FlowMirror: @unchecked Sendable {
     var selectedTopics: [TopicName] = []
     /// Source leaders and partitions with a fetch in flight (see `fetchLoop`).
     var fetchingLeaders = Set<BrokerID>()
-    var fetchingLanes = Set<TopicPartition>()
+    var fetchingLanes: [TopicPartition: Int32] = [:]  // and the bytes each may bring
+    /// Bytes of fetch responses still held by chunks not yet written (see `FetchedResponse`).
+    var heldResponseBytes = 0
     /// Whether the last fetch round left lanes out for the flow's memory budget.
     var fetchBudgetLimited = false
     let fetchWakeup = Wakeup()

@@ -10,13 +10,15 @@ public struct MirrorSettings: Sendable {
     public var heartbeatInterval: Duration = .seconds(1)
     /// Long-poll wait of a source fetch.
     public var fetchMaxWaitMs: Int32 = 500
-    /// Bytes a source fetch may return per partition; over a WAN link one round trip carries this much.
+    /// Bytes a source fetch asks for per partition at first; a busy partition asks for more, up to
+    /// `partitionBufferBytes`, while its fetches come back full (one round trip carries that much).
     public var partitionFetchBytes: Int32 = 4 << 20
     /// Bytes a source fetch may return in all.
     public var fetchMaxBytes: Int32 = 64 << 20
-    /// Fetched but not yet written bytes the flow may hold in memory; partitions over their share
-    /// are not fetched until their writer catches up (backpressure from target to source).
-    public var bufferBytes = 128 << 20
+    /// Bytes of fetch responses the flow may hold in memory (a response is held until every batch
+    /// taken from it is written) plus what its fetches in flight may bring; no fetch starts over
+    /// it, so a target that takes writes slowly slows the source side (backpressure).
+    public var bufferBytes = 96 << 20
     /// Fetched bytes queued per partition before that partition pauses.
     public var partitionBufferBytes = 16 << 20
     /// Produce requests in flight per partition (each carries one batch; at most 5, the window

@@ -24,6 +24,23 @@ final class PartitionLane: @unchecked Sendable {
         var outputs: [BatchConverter.Output]
         var bytes: Int
         var epoch: Int32
+        /// The fetch response the batches are slices of: counted against the flow's buffer
+        /// budget until the last chunk holding it is gone.
+        var response: FetchedResponse? = nil
+    }
+
+    /// A fetch response held in memory by the chunks made from it (they are slices of it, not
+    /// copies). `release` runs when the last of them is dropped.
+    final class FetchedResponse: Sendable {
+        let bytes: Int
+        private let release: @Sendable (Int) -> Void
+
+        init(bytes: Int, release: @escaping @Sendable (Int) -> Void) {
+            self.bytes = bytes
+            self.release = release
+        }
+
+        deinit { release(bytes) }
     }
 
     private let lock = NIOLock()
@@ -39,6 +56,7 @@ final class PartitionLane: @unchecked Sendable {
     private var _targetEnd: Int64 = 0
     private var _sourceEnd: Int64 = -1
     private var _copied = 0
+    private var _fetchBytes: Int32 = 0
 
     init(source: TopicPartition, target: TopicPartition, flow: String, maxQueued: Int = 16 << 20,
          wake: @escaping @Sendable (_ room: Bool) -> Void = { _ in }) {
@@ -87,6 +105,25 @@ final class PartitionLane: @unchecked Sendable {
             return nil
         }
         if let (w, c) = handOver { w.resume(returning: c) }
+    }
+
+    /// Bytes the next fetch of this partition asks for (0 until a fetch came back: the base size).
+    var fetchBytes: Int32 { lock.withLock { _fetchBytes } }
+
+    /// Adapts the fetch size to what came back: doubled (up to `max`) while fetches return at
+    /// least three quarters of what they asked for, halved (down to `base`) when they return less
+    /// than a quarter. Over a long round trip a busy partition thus asks for what fills it.
+    func fetched(_ bytes: Int, asked: Int32, base: Int32, max: Int32) {
+        lock.withLock {
+            let current = Swift.max(_fetchBytes, base)
+            if bytes >= Int(asked) / 4 * 3 {
+                _fetchBytes = Swift.min(max, current <= max / 2 ? current * 2 : max)
+            } else if bytes < Int(asked) / 4 {
+                _fetchBytes = Swift.max(base, current / 2)
+            } else {
+                _fetchBytes = current
+            }
+        }
     }
 
     /// Jumps the fetch position (the source no longer has the old one) without a new generation.
@@ -167,6 +204,9 @@ final class PartitionLane: @unchecked Sendable {
             _stopped = why
             position = nil
             closed = true
+            // Nothing more is written: the fetch responses they hold go back to the budget.
+            queue.removeAll()
+            queued = 0
             defer { waiter = nil }
             return waiter
         }

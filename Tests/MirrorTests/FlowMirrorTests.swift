@@ -158,6 +158,9 @@ struct FlowMirrorTests {
         settings.fetchMaxWaitMs = 5_000
         settings.partitionFetchBytes = 1
         settings.partitionBufferBytes = 1
+        // And the flow's budget is smaller than any response: each fetch waits for the last
+        // one's batches to be written.
+        settings.bufferBytes = 1
         settings.heartbeatInterval = .zero
         let m = try RunningMirror(usToEu, from: us, to: eu, settings: settings)
         // Were each of those chunks fetched only after a 5 s long poll of the quiet partition
