@@ -35,7 +35,7 @@ public final class MirrorDaemon: Sendable {
         guard !selected.isEmpty else {
             throw MirrorError.configuration("no flow has '\(region)' as its target; add one to \"flows\" in the topology")
         }
-        let targetEndpoint = try RegionEndpoint.resolve(topology, region: region, tls: false, base: base)
+        let targetEndpoint = try RegionEndpoint.resolveTarget(topology, region: region, base: base)
         var targetOptions = KafkaCluster.Options()
         targetOptions.clientID = "meridian-mirror-\(region)"
         targetOptions.tls = targetEndpoint.tls

@@ -41,6 +41,31 @@ public struct RegionEndpoint: Sendable, Equatable {
         return RegionEndpoint(addresses: addresses, tls: settings)
     }
 
+    /// How the mirror of `region` reaches that region's own cluster (where it writes). A region
+    /// Meridian runs is reached on a PLAINTEXT listener when a broker has one, else on its SSL
+    /// listeners; a `bootstrap` region over TLS when its `tls` gives a CA. With TLS the region's
+    /// CA verifies the brokers and `mirror-<region>.pem` / `.key` next to it, when both exist
+    /// (deploy/make-certs.sh makes them), are presented for mTLS.
+    public static func resolveTarget(_ topology: Topology, region name: String, base: String) throws -> RegionEndpoint {
+        guard let r = topology.region(name) else {
+            throw MirrorError.configuration("region '\(name)' is not in the topology; it has \(topology.regions.map(\.name).joined(separator: ", "))")
+        }
+        let plaintext: Bool
+        if r.bootstrap != nil {
+            plaintext = r.tls?.ca == nil
+        } else {
+            plaintext = try r.brokers.contains { b in try b.listeners.contains { try !ListenerAddress(parsing: $0).isTLS } }
+        }
+        guard !plaintext else { return try resolve(topology, region: name, tls: false, base: base) }
+        var cert: String?, key: String?
+        if let ca = r.tls?.ca {
+            let dir = (Topology.resolve(ca, relativeTo: base) as NSString).deletingLastPathComponent
+            let c = "\(dir)/mirror-\(name).pem", k = "\(dir)/mirror-\(name).key"
+            if FileManager.default.fileExists(atPath: c) && FileManager.default.fileExists(atPath: k) { (cert, key) = (c, k) }
+        }
+        return try resolve(topology, region: name, tls: true, clientCert: cert, clientKey: key, base: base)
+    }
+
     /// The mirror's client certificate for `flow`: the flow's own, else `mirror-<target>.pem` /
     /// `.key` next to the source region's CA when both files exist.
     public static func mirrorCertificate(for flow: Topology.Flow, in topology: Topology, base: String) -> (cert: String, key: String)? {

@@ -70,6 +70,35 @@ struct NamingAndTopologyTests {
         #expect(problems.contains("region 'eu-west' has no SSL listener"))
     }
 
+    @Test func theMirrorWritesToItsOwnRegionOverTLSWhenThatIsAllItOffers() throws {
+        let dir = NSTemporaryDirectory() + "meridian-target-tls-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for f in ["ca.pem", "mirror-eu-west.pem", "mirror-eu-west.key"] {
+            _ = FileManager.default.createFile(atPath: "\(dir)/\(f)", contents: Data("x".utf8))
+        }
+        let json = """
+            {"version": 1, "regions": [
+              {"name": "us-east", "brokers": [{"id": 1, "listeners": ["PLAINTEXT://127.0.0.1:19092", "SSL://127.0.0.1:19192"], "dataDir": "a"}],
+               "tls": {"ca": "ca.pem"}},
+              {"name": "eu-west", "brokers": [{"id": 1, "listeners": ["SSL://127.0.0.1:19193"], "dataDir": "b",
+                                               "tls": {"cert": "eu.pem", "key": "eu.key"}}], "tls": {"ca": "ca.pem"}},
+              {"name": "ap-south", "bootstrap": ["kafka.example.com:9093"], "tls": {"ca": "ca.pem"}},
+              {"name": "sa-east", "bootstrap": ["kafka.example.com:9092"]}
+            ], "flows": []}
+            """
+        let t = try JSONDecoder().decode(Topology.self, from: Data(json.utf8))
+        let eu = try RegionEndpoint.resolveTarget(t, region: "eu-west", base: dir)
+        #expect(eu.addresses.map(\.port) == [19193], "SSL listeners only: the mirror uses them")
+        #expect(eu.tls?.caPath == "\(dir)/ca.pem")
+        #expect(eu.tls?.certificatePath == "\(dir)/mirror-eu-west.pem", "with the certificate make-certs.sh makes for this region's mirror")
+        let us = try RegionEndpoint.resolveTarget(t, region: "us-east", base: dir)
+        #expect(us.addresses.map(\.port) == [19092] && us.tls == nil, "a PLAINTEXT listener is preferred inside the region")
+        let ap = try RegionEndpoint.resolveTarget(t, region: "ap-south", base: dir)
+        #expect(ap.tls?.caPath == "\(dir)/ca.pem" && ap.tls?.certificatePath == nil, "a bootstrap cluster with a CA is reached over TLS")
+        #expect(try RegionEndpoint.resolveTarget(t, region: "sa-east", base: dir).tls == nil)
+    }
+
     @Test func cyclesThatMixNamingsAreRejectedAndUniformOnesAccepted() throws {
         let mixed = try topology("""
             [{"name": "us-eu", "source": "us-east", "target": "eu-west", "naming": "identity"},
