@@ -170,6 +170,8 @@ public enum MirrorError: Error, CustomStringConvertible, Equatable {
     case configuration(String)
     /// A write landed elsewhere than planned (another writer was still finishing): reconcile again.
     case targetMoved(String)
+    /// The source no longer holds the history that was copied.
+    case diverged(String)
 
     public var description: String {
         switch self {
@@ -177,6 +179,7 @@ public enum MirrorError: Error, CustomStringConvertible, Equatable {
         case .targetNotEmpty(let m): return m
         case .configuration(let m): return m
         case .targetMoved(let m): return m
+        case .diverged(let m): return m
         }
     }
 }

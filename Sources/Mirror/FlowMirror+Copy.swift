@@ -226,6 +226,7 @@ extension FlowMirror {
                 }
                 let (map, targetEnd) = try await reconcile(lane, declared)
                 declared = map
+                try await checkHistory(lane, map)
                 var resume: Int64 = 0
                 if let end = map.sourceEnd {
                     resume = end
@@ -288,6 +289,32 @@ extension FlowMirror {
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, settings.maxBackoff)
             }
+        }
+    }
+
+    /// Whether the source still holds the history that was copied. The last run was copied while
+    /// the source leader was at `epoch`; OffsetForLeaderEpoch says where that epoch ends in the
+    /// source now. Ending before the run does means the source lost those records (an unclean
+    /// leader election, a recreated topic) and may have written other ones under the same
+    /// offsets: copying on would pair different records with the mapping, so the partition stops.
+    /// A source that cannot answer (old version, an error) is not checked.
+    func checkHistory(_ lane: PartitionLane, _ map: PartitionOffsetMap) async throws {
+        guard let last = map.runs.last, last.epoch >= 0 else { return }
+        do {
+            let conn = try await source.leader(lane.source.topic, lane.source.partition, for: .admin)
+            var req = OffsetForLeaderEpochRequest()
+            req.replicaID = -1
+            req.topics = [.init(topic: lane.source.topic, partitions: [.init(partition: lane.source.partition, currentLeaderEpoch: -1, leaderEpoch: last.epoch)])]
+            let resp = try await conn.send(req, version: try conn.version(for: OffsetForLeaderEpochRequest.self, max: 4))
+            guard let p = resp.topics.first?.partitions.first, p.errorCode == .none, p.endOffset >= 0 else { return }
+            if p.endOffset < last.srcEnd {
+                throw MirrorError.diverged("the source's leader epoch \(last.epoch) now ends at offset \(p.endOffset), but offsets up to \(last.srcEnd - 1) were copied under it: the source lost those records (unclean leader election or a recreated topic) and may hold others under the same offsets. Copying on would pair other records with the mapping. To copy the source's present history from its start, delete \(lane.target.topic) in the target region and restart the mirror")
+            }
+        } catch let e as MirrorError {
+            throw e
+        } catch {
+            if Task.isCancelled { throw error }
+            logger.debug("cannot check the source's history", metadata: ["partition": "\(lane.source)", "error": "\(error)"])
         }
     }
 

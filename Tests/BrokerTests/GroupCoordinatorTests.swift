@@ -65,11 +65,12 @@ struct GroupCoordinatorTests {
 
     @Test func offsetsOfEmptyGroupsExpire() async throws {
         let b = try await InProcessBroker { c in
-            c.groups.offsetsRetentionMs = 3000
+            c.groups.offsetsRetentionMs = 5000
             c.groups.offsetsRetentionCheckIntervalMs = 100
         }
         let conn = try await b.connect()
         _ = try await conn.send(MetadataRequest(topics: [.init(name: "t")]))
+        let committing = ContinuousClock.now
         var c = OffsetCommitRequest()
         c.groupID = "standalone"
         c.generationIDOrMemberEpoch = -1
@@ -78,7 +79,12 @@ struct GroupCoordinatorTests {
         var f = OffsetFetchRequest()
         f.groupID = "standalone"
         f.topics = nil
-        #expect(try await conn.send(f, version: 7).topics.first?.partitions.first?.committedOffset == 5)
+        let kept = try await conn.send(f, version: 7).topics.first?.partitions.first?.committedOffset
+        // Asked within the retention time, the commit must be there; on a machine loaded enough
+        // that commit and fetch took longer (CI once did with 3 s), it may already be gone.
+        if ContinuousClock.now - committing < .milliseconds(5000) {
+            #expect(kept == 5)
+        }
         var gone = false
         for _ in 0..<200 {
             try await Task.sleep(for: .milliseconds(100))

@@ -170,6 +170,37 @@ struct FlowMirrorTests {
         for x in b { await x.stop() }
     }
 
+    @Test func aSourceThatLostCopiedRecordsStopsThePartitionInsteadOfCopyingAnotherHistory() async throws {
+        let b = try await regions(2)
+        let (us, eu) = (b[0], b[1])
+        try await KafkaAdmin(cluster: cluster(us)).createTopic("orders", partitions: 1)
+        try await produce(us, "orders", count: 100)
+        let first = try RunningMirror(usToEu, from: us, to: eu)
+        #expect(await caughtUp(us, eu, "orders", "us-east.orders"))
+        await first.stop()
+        // The source loses what was copied: the topic is recreated and gets 50 other records,
+        // then a restart (a new leader epoch from offset 50) and 100 more. Its log is now longer
+        // than what was copied, so only the epochs tell the histories apart.
+        let admin = KafkaAdmin(cluster: cluster(us))
+        try await admin.deleteTopic("orders")
+        let recreated = await eventually(20) { (try? await admin.createTopic("orders", partitions: 1)) != nil }
+        try #require(recreated)
+        try await produce(us, "orders", count: 50, tag: "other")
+        let dir = us.dir
+        await us.server.stop()
+        let again = try await InProcessBroker(directory: dir, group: mirrorTestLoops)
+        try await produce(again, "orders", count: 100, from: 50, tag: "other")
+        let m = try RunningMirror(usToEu, from: again, to: eu)
+        let tp = TopicPartition("orders", 0)
+        let stopped = await eventually(30) { m.mirror.status.first { $0.source == tp }?.stopped != nil }
+        #expect(stopped, "the partition stops")
+        #expect(m.mirror.status.first { $0.source == tp }?.stopped?.contains("leader epoch 0 now ends at offset 50") == true)
+        #expect(await endOffsets(eu, "us-east.orders")[0] == 100, "nothing of the other history is copied")
+        await m.stop()
+        await again.stop()
+        await eu.stop()
+    }
+
     @Test func identityNamingActiveActiveDoesNotLoop() async throws {
         let b = try await regions(2)
         let (us, eu) = (b[0], b[1])
