@@ -8,8 +8,8 @@ import Topology
 /// One running flow: copies the selected topics of the source cluster into the target cluster,
 /// keeps the exact offset mapping in the target, and syncs consumer-group offsets.
 ///
-/// Tasks: a discovery loop (topics, partitions, configs), one fetch loop (a fetch per source
-/// leader per round, partitions whose writers fall behind left out), one writer per partition
+/// Tasks: a discovery loop (topics, partitions, configs), one fetch loop (one fetch in flight
+/// per source leader, partitions whose writers fall behind left out), one writer per partition
 /// (declare the runs, produce, confirm), and the group-offset sync. The writer of a partition is
 /// its target partition's only writer; it reconciles with the target's log end whenever it
 /// starts or a write fails, so a crash or a dropped connection neither duplicates nor skips.
