@@ -30,6 +30,9 @@ public struct BatchConverter: Sendable {
         public var recordCount: Int
         /// Source offsets of the records, as runs of consecutive offsets (`first`, `count`).
         public var sourceRuns: [(first: Int64, count: Int64)]
+        /// Whether the batch's CRC matches its bytes (a validated source batch passed through), so
+        /// stamping can update it from the changed bytes alone instead of a pass over the batch.
+        public var checksumValid = false
     }
 
     public struct Result: Sendable {
@@ -59,13 +62,30 @@ public struct BatchConverter: Sendable {
     /// Stamps `batch` where it lies in `frame`, a Produce request of `version` for one partition
     /// whose records are `batch`: the batch ends the partition's data, followed only by the
     /// tagged-field counts of the partition, the topic and the request in flexible versions.
-    public static func stamp(_ batch: ByteBuffer, inFrame frame: inout ByteBuffer, version: Int16, producerID: Int64, epoch: Int16, sequence: Int32) throws {
+    /// When the output's CRC is valid, only the 14 changed bytes are read to update it.
+    public static func stamp(_ output: Output, inFrame frame: inout ByteBuffer, version: Int16, producerID: Int64, epoch: Int16, sequence: Int32) throws {
+        let batch = output.batch
         let trailer = version >= (ProduceRequest.firstFlexibleVersion ?? Int16.max) ? 3 : 0
         let at = frame.writerIndex - trailer - batch.readableBytes
         guard at > frame.readerIndex,
               frame.getInteger(at: at, as: Int64.self) == batch.getInteger(at: batch.readerIndex, as: Int64.self),
               frame.getInteger(at: at + 8, as: Int32.self) == batch.getInteger(at: batch.readerIndex + 8, as: Int32.self)
         else { throw MirrorError.unsupportedSource("the produce request's layout is not the expected one (version \(version))") }
+        // Producer id (8 bytes), epoch (2) and base sequence (4) lie together from byte 43.
+        let fields = at + 43
+        if output.checksumValid, batch.readableBytes > 57,
+           let crc = frame.getInteger(at: at + RecordBatchHeader.crcOffset, as: UInt32.self),
+           let old = frame.getBytes(at: fields, length: 14) {
+            frame.setInteger(producerID, at: fields)
+            frame.setInteger(epoch, at: fields + 8)
+            frame.setInteger(sequence, at: fields + 10)
+            let new = frame.getBytes(at: fields, length: 14) ?? []
+            if let updated = CRC32C.updating(crc, length: batch.readableBytes - RecordBatchHeader.attributesOffset,
+                                             changedAt: 43 - RecordBatchHeader.attributesOffset, from: old, to: new) {
+                frame.setInteger(updated, at: at + RecordBatchHeader.crcOffset)
+                return
+            }
+        }
         try RecordBatch.setProducer(id: producerID, epoch: epoch, baseSequence: sequence, in: &frame, at: at)
     }
 
@@ -103,10 +123,19 @@ public struct BatchConverter: Sendable {
             let contiguous = h.recordsCount > 0 && Int64(h.lastOffsetDelta) + 1 == Int64(h.recordsCount)
             if contiguous && h.baseOffset >= next && !h.isLogAppendTime && provenance == nil {
                 var out = records.getSlice(at: index, length: h.totalSize)!
+                var valid = true
                 if h.isTransactional {
-                    out.setInteger(h.attributes & ~0x10, at: out.readerIndex + RecordBatchHeader.attributesOffset, endianness: .big)
+                    let attributes = out.readerIndex + RecordBatchHeader.attributesOffset
+                    let old = out.getBytes(at: attributes, length: 2) ?? []
+                    out.setInteger(h.attributes & ~0x10, at: attributes, endianness: .big)
+                    let crc = out.getInteger(at: out.readerIndex + RecordBatchHeader.crcOffset, as: UInt32.self).flatMap {
+                        CRC32C.updating($0, length: h.totalSize - RecordBatchHeader.attributesOffset, changedAt: 0,
+                                        from: old, to: out.getBytes(at: attributes, length: 2) ?? [])
+                    }
+                    if let crc { out.setInteger(crc, at: out.readerIndex + RecordBatchHeader.crcOffset) } else { valid = false }
                 }
-                outputs.append(Output(batch: out, recordCount: Int(h.recordsCount), sourceRuns: [(h.baseOffset, Int64(h.recordsCount))]))
+                outputs.append(Output(batch: out, recordCount: Int(h.recordsCount), sourceRuns: [(h.baseOffset, Int64(h.recordsCount))],
+                                      checksumValid: valid))
             } else if let o = try rebatch(records, h, at: index, from: next, dropped: &dropped) {
                 outputs.append(o)
             }

@@ -90,7 +90,7 @@ final class PartitionWriter: @unchecked Sendable {
         // The batch is stamped where encoding copied it into the frame: stamping the fetched
         // bytes themselves would copy them once more.
         var frame = try KafkaConnection.encodeFrame(req, version: version, clientID: connection.clientID)
-        try BatchConverter.stamp(o.batch, inFrame: &frame, version: version, producerID: producer.id, epoch: producer.epoch, sequence: sequence)
+        try BatchConverter.stamp(o, inFrame: &frame, version: version, producerID: producer.id, epoch: producer.epoch, sequence: sequence)
         sequence = RecordBatch.incrementSequence(sequence, by: Int32(o.recordCount))
         let answer = connection.send(encoded: frame, ProduceRequest.self, version: version)
         let count = Int64(o.recordCount)

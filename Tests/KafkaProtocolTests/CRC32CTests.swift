@@ -52,4 +52,25 @@ struct CRC32CTests {
         let whole = b.withUnsafeBytes { CRC32C.checksum($0, continuing: partial) }
         #expect(whole == 0xE306_9283)
     }
+
+    @Test func aChangedRangeUpdatesTheChecksumAsAFullPassWould() {
+        var rng = SystemRandomNumberGenerator()
+        for length in [1, 14, 15, 61, 1000, 262_144] {
+            var data = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let before = data.withUnsafeBytes { CRC32C.checksum($0) }
+            for _ in 0..<5 {
+                let count = Int.random(in: 0...min(14, length), using: &rng)
+                let offset = Int.random(in: 0...(length - count), using: &rng)
+                let old = Array(data[offset..<(offset + count)])
+                let new = (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                var changed = data
+                changed.replaceSubrange(offset..<(offset + count), with: new)
+                let full = changed.withUnsafeBytes { CRC32C.checksum($0) }
+                #expect(CRC32C.updating(before, length: length, changedAt: offset, from: old, to: new) == full,
+                        "length \(length), \(count) bytes at \(offset)")
+            }
+            data[0] ^= 0xFF
+        }
+        #expect(CRC32C.updating(0, length: 10, changedAt: 8, from: [1, 2, 3], to: [4, 5, 6]) == nil, "a change past the end")
+    }
 }

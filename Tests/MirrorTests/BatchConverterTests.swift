@@ -1,4 +1,5 @@
 import KafkaProtocol
+import KafkaWire
 import Mirror
 import NIOCore
 import Testing
@@ -99,6 +100,34 @@ struct BatchConverterTests {
         let h = try RecordBatch.validate(try stamped(r.outputs[0]), at: 0)
         #expect(!h.isTransactional, "a committed transaction's records are produced as ordinary records")
         try RecordBatch.validateForProduce(h)
+    }
+
+    @Test func stampingInsideAProduceFrameLeavesAValidBatchThere() throws {
+        var fetched = ByteBuffer()
+        let plain = try sourceBatch(base: 0, Array(repeating: "value", count: 50), compression: .gzip)
+        let committed = try sourceBatch(base: 50, ["c1", "c2"], producerID: 5, attributes: 0x10)
+        let marker = try sourceBatch(base: 52, ["marker"], producerID: 5, attributes: 0x30)
+        let resumed = try sourceBatch(base: 53, ["r1", "r2", "r3"])
+        for b in [plain, committed, marker, resumed] { fetched.writeImmutableBuffer(b) }
+        let r = try BatchConverter().convert(fetched, from: 0)
+        // The resume inside the last batch comes from a second fetch.
+        let tail = try BatchConverter().convert(resumed, from: 54)
+        let outputs = r.outputs + tail.outputs
+        #expect(outputs.map(\.checksumValid) == [true, true, true, false], "passed through (one with its transactional bit cleared) or rebuilt")
+        #expect(throws: Never.self) { try RecordBatch.validate(outputs[1].batch, at: outputs[1].batch.readerIndex) }
+        for version: Int16 in [3, 8, 9] {
+            for (i, o) in outputs.enumerated() {
+                var req = ProduceRequest()
+                req.acks = -1
+                req.topicData = [.init(name: "t", partitionData: [.init(index: 0, records: .bytes(o.batch))])]
+                var frame = try KafkaConnection.encodeFrame(req, version: version, clientID: "test")
+                try BatchConverter.stamp(o, inFrame: &frame, version: version, producerID: 12_345, epoch: 3, sequence: Int32(77 + i))
+                let at = frame.writerIndex - (version >= 9 ? 3 : 0) - o.batch.readableBytes
+                let h = try RecordBatch.validate(frame, at: at)
+                #expect(h.producerID == 12_345 && h.producerEpoch == 3 && h.baseSequence == Int32(77 + i), "v\(version) output \(i)")
+                try RecordBatch.validateForProduce(h)
+            }
+        }
     }
 
     @Test func logAppendTimeBecomesTheRecordsCreateTime() throws {
