@@ -65,14 +65,42 @@ public enum RecordBatch {
     }
 
     /// Rewrites the producer fields (id, epoch, base sequence) of the batch at `index` and
-    /// recomputes the CRC, which covers them. Used to re-sequence a batch after an epoch bump.
-    public static func setProducer(id: Int64, epoch: Int16, baseSequence: Int32, in buffer: inout ByteBuffer, at index: Int) throws {
+    /// updates the CRC, which covers them. Used to re-sequence a batch after an epoch bump, and by
+    /// the mirror to produce a fetched batch as its own. With `checksumValid` (the CRC matches the
+    /// batch as it is) the CRC is updated from the 14 changed bytes alone, not a pass over the batch.
+    public static func setProducer(id: Int64, epoch: Int16, baseSequence: Int32, in buffer: inout ByteBuffer, at index: Int,
+                                   checksumValid: Bool = false) throws {
+        try rewrite(&buffer, batchAt: index, bytesAt: 43, count: 14, checksumValid: checksumValid) { b in
+            b.setInteger(id, at: index + 43, endianness: .big)
+            b.setInteger(epoch, at: index + 51, endianness: .big)
+            b.setInteger(baseSequence, at: index + 53, endianness: .big)
+        }
+    }
+
+    /// Clears the transactional bit of the batch at `index` (a committed transaction's records
+    /// produced as ordinary ones) and updates the CRC as ``setProducer(id:epoch:baseSequence:in:at:checksumValid:)`` does.
+    public static func clearTransactional(in buffer: inout ByteBuffer, at index: Int, checksumValid: Bool = false) throws {
         let header = try RecordBatchHeader(buffer, at: index)
-        buffer.setInteger(id, at: index + 43, endianness: .big)
-        buffer.setInteger(epoch, at: index + 51, endianness: .big)
-        buffer.setInteger(baseSequence, at: index + 53, endianness: .big)
-        let crc = CRC32C.checksum(buffer, at: index + RecordBatchHeader.attributesOffset,
-                                  length: header.totalSize - RecordBatchHeader.attributesOffset)
+        try rewrite(&buffer, batchAt: index, bytesAt: RecordBatchHeader.attributesOffset, count: 2, checksumValid: checksumValid) { b in
+            b.setInteger(header.attributes & ~0x10, at: index + RecordBatchHeader.attributesOffset, endianness: .big)
+        }
+    }
+
+    /// Applies `change` to `count` bytes at `bytesAt` (from the batch start) and sets the CRC:
+    /// updated from the changed bytes when the old CRC was valid, else computed over the batch.
+    private static func rewrite(_ buffer: inout ByteBuffer, batchAt index: Int, bytesAt offset: Int, count: Int, checksumValid: Bool,
+                                _ change: (inout ByteBuffer) -> Void) throws {
+        let header = try RecordBatchHeader(buffer, at: index)
+        let covered = header.totalSize - RecordBatchHeader.attributesOffset
+        let old = checksumValid ? buffer.getBytes(at: index + offset, length: count) : nil
+        change(&buffer)
+        if let old, let new = buffer.getBytes(at: index + offset, length: count),
+           let crc = buffer.getInteger(at: index + RecordBatchHeader.crcOffset, as: UInt32.self),
+           let updated = CRC32C.updating(crc, length: covered, changedAt: offset - RecordBatchHeader.attributesOffset, from: old, to: new) {
+            buffer.setInteger(updated, at: index + RecordBatchHeader.crcOffset, endianness: .big)
+            return
+        }
+        let crc = CRC32C.checksum(buffer, at: index + RecordBatchHeader.attributesOffset, length: covered)
         buffer.setInteger(crc, at: index + RecordBatchHeader.crcOffset, endianness: .big)
     }
 

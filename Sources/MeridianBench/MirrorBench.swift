@@ -84,7 +84,8 @@ public struct MirrorBench: Sendable {
 
         // 2. The mirror over loopback.
         let filled = try await fill(port: sourcePort, topic: "bench-mirror", acks: 1, group: group)
-        Self.writeBack()
+        // The fill's dirty pages (acks=1 leaves them to the kernel) go to disk now, not during the timed copy.
+        sync()
         output("  (source filled with \(formatBytes(Double(filled.bytes))) and written back to disk)")
         let direct = try await mirror(exe: exe, root: root, name: "direct", sourcePort: sourcePort, targetPort: targetPort,
                                       topic: "bench-mirror", bytes: filled.bytes, group: group, children: &children,
@@ -95,7 +96,7 @@ public struct MirrorBench: Sendable {
 
         // 3. The mirror with a round trip of latency to its source.
         let wanFilled = try await fill(port: proxy.port, topic: "bench-mirror-wan", acks: 1, group: group)
-        Self.writeBack()
+        sync()
         output("  (WAN source filled with \(formatBytes(Double(wanFilled.bytes))); now \(roundTripMs) ms round trip through the proxy)")
         proxy.setDelay(.milliseconds(Int64(roundTripMs / 2)))
         let wan = try await mirror(exe: exe, root: root, name: "wan", sourcePort: proxy.port, targetPort: targetPort,
@@ -168,12 +169,6 @@ public struct MirrorBench: Sendable {
                          brokerCPU.first ?? 0, brokerCPU.last ?? 0, seconds)
         m.stop()
         return Copy(bytes: bytes, seconds: seconds, peakRSS: peak, cpu: cpu)
-    }
-
-    /// Writes the file system's dirty pages to disk, so the copy that follows is not timed
-    /// together with the write-back of the fill (acks=1 leaves it to the kernel).
-    static func writeBack() {
-        sync()
     }
 
     static func freePort() throws -> Int {

@@ -6,7 +6,7 @@ import NIOCore
 ///
 /// A batch whose offsets are contiguous (`lastOffsetDelta + 1 == recordsCount`) is copied as bytes
 /// (a committed transaction's batch loses its transactional bit) — no decompression. The writer
-/// then stamps the producer-owned fields (producer id, epoch, base sequence) with ``stamp(_:producerID:epoch:sequence:)``,
+/// then stamps the producer-owned fields (producer id, epoch, base sequence) with ``stamp(_:inFrame:version:producerID:epoch:sequence:)``,
 /// which also recomputes the CRC: outputs are not valid batches before that. Everything else is re-batched record by record with contiguous offsets: batches
 /// with gaps (compaction), batches that start before the position (a resume inside a batch),
 /// LogAppendTime batches (the stamped time becomes the record's CreateTime, so consumers see the
@@ -54,11 +54,6 @@ public struct BatchConverter: Sendable {
         }
     }
 
-    /// Sets the producer fields of an output batch and recomputes its CRC, once, just before it is produced.
-    public static func stamp(_ batch: inout ByteBuffer, producerID: Int64, epoch: Int16, sequence: Int32) throws {
-        try RecordBatch.setProducer(id: producerID, epoch: epoch, baseSequence: sequence, in: &batch, at: batch.readerIndex)
-    }
-
     /// Stamps `batch` where it lies in `frame`, a Produce request of `version` for one partition
     /// whose records are `batch`: the batch ends the partition's data, followed only by the
     /// tagged-field counts of the partition, the topic and the request in flexible versions.
@@ -71,22 +66,8 @@ public struct BatchConverter: Sendable {
               frame.getInteger(at: at, as: Int64.self) == batch.getInteger(at: batch.readerIndex, as: Int64.self),
               frame.getInteger(at: at + 8, as: Int32.self) == batch.getInteger(at: batch.readerIndex + 8, as: Int32.self)
         else { throw MirrorError.unsupportedSource("the produce request's layout is not the expected one (version \(version))") }
-        // Producer id (8 bytes), epoch (2) and base sequence (4) lie together from byte 43.
-        let fields = at + 43
-        if output.checksumValid, batch.readableBytes > 57,
-           let crc = frame.getInteger(at: at + RecordBatchHeader.crcOffset, as: UInt32.self),
-           let old = frame.getBytes(at: fields, length: 14) {
-            frame.setInteger(producerID, at: fields)
-            frame.setInteger(epoch, at: fields + 8)
-            frame.setInteger(sequence, at: fields + 10)
-            let new = frame.getBytes(at: fields, length: 14) ?? []
-            if let updated = CRC32C.updating(crc, length: batch.readableBytes - RecordBatchHeader.attributesOffset,
-                                             changedAt: 43 - RecordBatchHeader.attributesOffset, from: old, to: new) {
-                frame.setInteger(updated, at: at + RecordBatchHeader.crcOffset)
-                return
-            }
-        }
-        try RecordBatch.setProducer(id: producerID, epoch: epoch, baseSequence: sequence, in: &frame, at: at)
+        try RecordBatch.setProducer(id: producerID, epoch: epoch, baseSequence: sequence, in: &frame, at: at,
+                                    checksumValid: output.checksumValid)
     }
 
     /// Converts the whole batches of `records` at or after `position`.
@@ -123,19 +104,9 @@ public struct BatchConverter: Sendable {
             let contiguous = h.recordsCount > 0 && Int64(h.lastOffsetDelta) + 1 == Int64(h.recordsCount)
             if contiguous && h.baseOffset >= next && !h.isLogAppendTime && provenance == nil {
                 var out = records.getSlice(at: index, length: h.totalSize)!
-                var valid = true
-                if h.isTransactional {
-                    let attributes = out.readerIndex + RecordBatchHeader.attributesOffset
-                    let old = out.getBytes(at: attributes, length: 2) ?? []
-                    out.setInteger(h.attributes & ~0x10, at: attributes, endianness: .big)
-                    let crc = out.getInteger(at: out.readerIndex + RecordBatchHeader.crcOffset, as: UInt32.self).flatMap {
-                        CRC32C.updating($0, length: h.totalSize - RecordBatchHeader.attributesOffset, changedAt: 0,
-                                        from: old, to: out.getBytes(at: attributes, length: 2) ?? [])
-                    }
-                    if let crc { out.setInteger(crc, at: out.readerIndex + RecordBatchHeader.crcOffset) } else { valid = false }
-                }
+                if h.isTransactional { try RecordBatch.clearTransactional(in: &out, at: out.readerIndex, checksumValid: true) }
                 outputs.append(Output(batch: out, recordCount: Int(h.recordsCount), sourceRuns: [(h.baseOffset, Int64(h.recordsCount))],
-                                      checksumValid: valid))
+                                      checksumValid: true))
             } else if let o = try rebatch(records, h, at: index, from: next, dropped: &dropped) {
                 outputs.append(o)
             }

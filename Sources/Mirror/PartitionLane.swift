@@ -85,7 +85,6 @@ final class PartitionLane: @unchecked Sendable {
         }
     }
 
-    var queuedBytes: Int { lock.withLock { queued } }
     var hasQueued: Bool { lock.withLock { !queue.isEmpty } }
 
     /// Queues converted batches fetched at `position` for `generation` and moves the fetch

@@ -57,22 +57,22 @@ public struct RegionEndpoint: Sendable, Equatable {
             plaintext = try r.brokers.contains { b in try b.listeners.contains { try !ListenerAddress(parsing: $0).isTLS } }
         }
         guard !plaintext else { return try resolve(topology, region: name, tls: false, base: base) }
-        var cert: String?, key: String?
-        if let ca = r.tls?.ca {
-            let dir = (Topology.resolve(ca, relativeTo: base) as NSString).deletingLastPathComponent
-            let c = "\(dir)/mirror-\(name).pem", k = "\(dir)/mirror-\(name).key"
-            if FileManager.default.fileExists(atPath: c) && FileManager.default.fileExists(atPath: k) { (cert, key) = (c, k) }
-        }
-        return try resolve(topology, region: name, tls: true, clientCert: cert, clientKey: key, base: base)
+        let cert = mirrorCertificate(name, nextTo: r.tls?.ca, base: base)
+        return try resolve(topology, region: name, tls: true, clientCert: cert?.cert, clientKey: cert?.key, base: base)
     }
 
     /// The mirror's client certificate for `flow`: the flow's own, else `mirror-<target>.pem` /
     /// `.key` next to the source region's CA when both files exist.
     public static func mirrorCertificate(for flow: Topology.Flow, in topology: Topology, base: String) -> (cert: String, key: String)? {
         if let c = flow.clientCert, let k = flow.clientKey { return (c, k) }
-        guard let ca = topology.region(flow.source)?.tls?.ca else { return nil }
+        return mirrorCertificate(flow.target, nextTo: topology.region(flow.source)?.tls?.ca, base: base)
+    }
+
+    /// `mirror-<region>.pem` / `.key` next to `ca`, when both exist.
+    static func mirrorCertificate(_ region: String, nextTo ca: String?, base: String) -> (cert: String, key: String)? {
+        guard let ca else { return nil }
         let dir = (Topology.resolve(ca, relativeTo: base) as NSString).deletingLastPathComponent
-        let cert = "\(dir)/mirror-\(flow.target).pem", key = "\(dir)/mirror-\(flow.target).key"
+        let cert = "\(dir)/mirror-\(region).pem", key = "\(dir)/mirror-\(region).key"
         guard FileManager.default.fileExists(atPath: cert), FileManager.default.fileExists(atPath: key) else { return nil }
         return (cert, key)
     }

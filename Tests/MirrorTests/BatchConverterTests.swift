@@ -24,7 +24,7 @@ func sourceBatch(base: Int64, _ values: [String], keys: [String?]? = nil, header
 /// An output as the writer sends it: stamped without a producer id.
 func stamped(_ o: BatchConverter.Output) throws -> ByteBuffer {
     var b = o.batch
-    try BatchConverter.stamp(&b, producerID: -1, epoch: -1, sequence: -1)
+    try RecordBatch.setProducer(id: -1, epoch: -1, baseSequence: -1, in: &b, at: b.readerIndex)
     return b
 }
 
