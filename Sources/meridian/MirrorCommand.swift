@@ -139,7 +139,7 @@ struct OffsetsCommand: AsyncParsableCommand {
             let rows: [OffsetTranslator.Row]
             do {
                 let s = try RegionEndpoint.resolve(topo, region: f.source, tls: f.tls, clientCert: cert?.cert, clientKey: cert?.key, base: base)
-                let t = try RegionEndpoint.resolve(topo, region: f.target, tls: false, base: base)
+                let t = try RegionEndpoint.resolveTarget(topo, region: f.target, base: base)
                 var so = KafkaCluster.Options(), to = KafkaCluster.Options()
                 so.tls = s.tls
                 to.tls = t.tls

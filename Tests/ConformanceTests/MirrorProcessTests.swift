@@ -43,8 +43,15 @@ struct MirrorProcessTests {
             arguments: ["--tls-cert", "\(certs)/broker.pem", "--tls-key", "\(certs)/broker.key", "--tls-ca", "\(certs)/ca.pem",
                         "--tls-client-auth", "required"])
         defer { us.terminate(); us.removeData() }
-        let eu = try BrokerProcess()
+        // The target region is given with its SSL listener only: the mirror writes over mTLS with
+        // the certificate make-certs.sh would make for it (here a copy of the client one); the
+        // test's own checks use the PLAINTEXT listener.
+        let eu = try BrokerProcess(
+            listeners: ["PLAINTEXT://127.0.0.1:0", "SSL://127.0.0.1:0"],
+            arguments: ["--tls-cert", "\(certs)/broker.pem", "--tls-key", "\(certs)/broker.key", "--tls-ca", "\(certs)/ca.pem",
+                        "--tls-client-auth", "required"])
         defer { eu.terminate(); eu.removeData() }
+        for ext in ["pem", "key"] { try FileManager.default.copyItem(atPath: "\(certs)/client.\(ext)", toPath: "\(certs)/mirror-eu-west.\(ext)") }
         let dir = NSTemporaryDirectory() + "meridian-mirror-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -53,7 +60,8 @@ struct MirrorProcessTests {
              "regions": [
               {"name": "us-east", "tls": {"ca": "\(certs)/ca.pem", "cert": "\(certs)/broker.pem", "key": "\(certs)/broker.key", "clientAuth": "required"},
                "brokers": [{"id": 1, "listeners": ["PLAINTEXT://\(us.bootstrap)", "SSL://\(us.address(of: "SSL")!)"], "dataDir": "us"}]},
-              {"name": "eu-west", "brokers": [{"id": 1, "listeners": ["PLAINTEXT://\(eu.bootstrap)"], "dataDir": "eu"}]}],
+              {"name": "eu-west", "tls": {"ca": "\(certs)/ca.pem", "cert": "\(certs)/broker.pem", "key": "\(certs)/broker.key", "clientAuth": "required"},
+               "brokers": [{"id": 1, "listeners": ["SSL://\(eu.address(of: "SSL")!)"], "dataDir": "eu"}]}],
              "flows": [{"name": "us-to-eu", "source": "us-east", "target": "eu-west", "topics": {"include": ["orders"]},
                         "tls": true, "clientCert": "\(certs)/client.pem", "clientKey": "\(certs)/client.key", "groupSyncIntervalMs": 500}]}
             """
