@@ -68,6 +68,7 @@ public final class KafkaCluster: @unchecked Sendable {
     private struct ConnectionKey: Hashable {
         var broker: BrokerID
         var traffic: TrafficClass
+        var index = 0
     }
 
     public let bootstrap: [BootstrapAddress]
@@ -142,8 +143,10 @@ public final class KafkaCluster: @unchecked Sendable {
     }
 
     /// The connection of class `traffic` to broker `id`, opened if needed (metadata must know the broker).
-    public func connection(to id: BrokerID, for traffic: TrafficClass = .admin) async throws -> KafkaConnection {
-        let key = ConnectionKey(broker: id, traffic: traffic)
+    /// `index` picks one of several connections of that class, for requests that should not queue
+    /// behind each other (a broker answers a connection's requests in order).
+    public func connection(to id: BrokerID, for traffic: TrafficClass = .admin, index: Int = 0) async throws -> KafkaConnection {
+        let key = ConnectionKey(broker: id, traffic: traffic, index: index)
         if let c = lock.withLock({ connections[key] }), c.channel.isActive { return c }
         var info = lock.withLock { brokers[id] }
         if info == nil {

@@ -6,13 +6,14 @@ import NIOCore
 extension FlowMirror {
     // MARK: Fetching from the source
 
-    /// Keeps one fetch in flight per source leader, each for that leader's partitions whose lanes
-    /// have room. A leader's fetch long-polls only when none of its partitions waits for room:
-    /// otherwise the connection would be held by a wait while a partition with records behind it
-    /// becomes free again. Leaders do not wait for each other. Rounds run when a fetch completes,
-    /// a lane gets room or a writer restarts, and every 100 ms (new lanes, leader changes).
-    /// Each partition asks for as many bytes as its lane's fetch size, which grows while fetches
-    /// come back full, so one partition fills a long round trip.
+    /// Keeps up to `fetchSessionsPerBroker` fetches in flight per source leader: each partition
+    /// belongs to one fetch session of its leader (its own connection), and a session's fetch asks
+    /// for its partitions whose lanes have room. A session's fetch long-polls only when none of its
+    /// partitions waits for room: otherwise the connection would be held by a wait while a
+    /// partition with records behind it becomes free again. Sessions do not wait for each other.
+    /// Rounds run when a fetch completes, a lane gets room or a writer restarts, and every 100 ms
+    /// (new lanes, leader changes). Each partition asks for as many bytes as its lane's fetch
+    /// size, which grows while fetches come back full, so one partition fills a long round trip.
     func fetchLoop() async {
         let wakeup = fetchWakeup
         await withDiscardingTaskGroup { group in
@@ -23,11 +24,11 @@ extension FlowMirror {
                 }
             }
             while !Task.isCancelled {
-                for (leader, slots, maxWait) in await fetchRound() {
+                for (session, slots, maxWait) in await fetchRound() {
                     group.addTask {
-                        await self.fetch(from: leader, slots, maxWaitMs: maxWait)
+                        await self.fetch(session, slots, maxWaitMs: maxWait)
                         self.lock.withLock {
-                            self.fetchingLeaders.remove(leader)
+                            self.fetchingSessions.remove(session)
                             for s in slots { self.fetchingLanes[s.lane.source] = nil }
                         }
                         wakeup.signal()
@@ -38,26 +39,27 @@ extension FlowMirror {
         }
     }
 
-    /// The fetches to start now, marked as in flight: per idle leader, its lanes with room, and
-    /// the long-poll wait that leader's fetch may use.
-    private func fetchRound() async -> [(BrokerID, [FetchSlot], Int32)] {
-        let (all, busyLeaders, busyLanes) = lock.withLock { (Array(lanes.values), fetchingLeaders, fetchingLanes) }
+    /// The fetches to start now, marked as in flight: per idle session, its lanes with room, and
+    /// the long-poll wait that session's fetch may use.
+    private func fetchRound() async -> [(FetchSession, [FetchSlot], Int32)] {
+        let (all, busySessions, busyLanes) = lock.withLock { (Array(lanes.values), fetchingSessions, fetchingLanes) }
         // Memory: the fetch responses still held (queued or being written) plus what the fetches
         // in flight may bring.
         var budget = settings.bufferBytes - lock.withLock { heldResponseBytes } - busyLanes.values.reduce(0) { $0 + Int($1) }
-        var ready: [BrokerID: [FetchSlot]] = [:]
-        var behind = Set<BrokerID>()  // leaders with records waiting that some lane has no room for
-        var moving = Set<BrokerID>()  // leaders with a ready lane that is not caught up
+        var ready: [FetchSession: [FetchSlot]] = [:]
+        var behind = Set<FetchSession>()  // sessions with records waiting that some lane has no room for
+        var moving = Set<FetchSession>()  // sessions with a ready lane that is not caught up
         var limited = false
-        var candidates: [(lane: PartitionLane, state: PartitionLane.FetchState, leader: BrokerID)] = []
+        var candidates: [(lane: PartitionLane, state: PartitionLane.FetchState, session: FetchSession)] = []
         for lane in all where busyLanes[lane.source] == nil {
             let state = lane.fetchState
             if case .idle = state { continue }
             guard let info = try? await source.topic(lane.source.topic),
                   let p = info.partitions.first(where: { $0.partition == lane.source.partition }), p.leader.rawValue >= 0
             else { continue }
-            guard !busyLeaders.contains(p.leader) else { continue }
-            candidates.append((lane, state, p.leader))
+            let session = FetchSession(leader: p.leader, index: lane.fetchSessionIndex(of: settings.fetchSessionsPerBroker))
+            guard !busySessions.contains(session) else { continue }
+            candidates.append((lane, state, session))
         }
         // Partitions with records to fetch get the budget first: caught-up ones only poll.
         func polls(_ s: PartitionLane.FetchState) -> Bool {
@@ -65,28 +67,28 @@ extension FlowMirror {
             return false
         }
         candidates.sort { !polls($0.state) && polls($1.state) }
-        for (lane, state, leader) in candidates {
+        for (lane, state, session) in candidates {
             guard case .ready(let position, let generation, let caughtUp) = state, budget > 0 else {
-                behind.insert(leader)
+                behind.insert(session)
                 if case .ready = state { limited = true }
                 continue
             }
             let bytes = max(lane.fetchBytes, settings.partitionFetchBytes)
-            ready[leader, default: []].append(FetchSlot(lane: lane, position: position, generation: generation, maxBytes: bytes))
-            if !caughtUp { moving.insert(leader) }
+            ready[session, default: []].append(FetchSlot(lane: lane, position: position, generation: generation, maxBytes: bytes))
+            if !caughtUp { moving.insert(session) }
             budget -= Int(bytes)
         }
-        var starts: [(BrokerID, [FetchSlot], Int32)] = []
-        for (leader, slots) in ready {
+        var starts: [(FetchSession, [FetchSlot], Int32)] = []
+        for (session, slots) in ready {
             // Every ready lane is caught up and another waits for room: fetching now would only
             // poll; the round that room brings fetches them all.
-            if behind.contains(leader) && !moving.contains(leader) { continue }
-            starts.append((leader, slots, behind.contains(leader) ? 0 : settings.fetchMaxWaitMs))
+            if behind.contains(session) && !moving.contains(session) { continue }
+            starts.append((session, slots, behind.contains(session) ? 0 : settings.fetchMaxWaitMs))
         }
         lock.withLock {
             fetchBudgetLimited = limited
-            for (leader, slots, _) in starts {
-                fetchingLeaders.insert(leader)
+            for (session, slots, _) in starts {
+                fetchingSessions.insert(session)
                 for s in slots { fetchingLanes[s.lane.source] = s.maxBytes }
             }
         }
@@ -107,6 +109,12 @@ extension FlowMirror {
         if room || lock.withLock({ fetchBudgetLimited }) { fetchWakeup.signal() }
     }
 
+    /// One of a source leader's fetch connections, with the partitions assigned to it.
+    struct FetchSession: Hashable {
+        var leader: BrokerID
+        var index: Int
+    }
+
     struct FetchSlot {
         var lane: PartitionLane
         var position: Int64
@@ -114,10 +122,10 @@ extension FlowMirror {
         var maxBytes: Int32
     }
 
-    private func fetch(from leader: BrokerID, _ slots: [FetchSlot], maxWaitMs: Int32) async {
+    private func fetch(_ session: FetchSession, _ slots: [FetchSlot], maxWaitMs: Int32) async {
         let resp: FetchResponse
         do {
-            let conn = try await source.connection(to: leader, for: .fetch)
+            let conn = try await source.connection(to: session.leader, for: .fetch, index: session.index)
             var req = FetchRequest()
             req.replicaID = -1
             req.maxWaitMs = maxWaitMs
@@ -135,7 +143,7 @@ extension FlowMirror {
             guard resp.errorCode == .none else { throw KafkaClientError.broker(resp.errorCode, "Fetch") }
         } catch {
             if Task.isCancelled { return }
-            logger.warning("fetch from the source failed; reconnecting", metadata: ["broker": "\(leader)", "error": "\(error)"])
+            logger.warning("fetch from the source failed; reconnecting", metadata: ["broker": "\(session.leader)", "error": "\(error)"])
             for s in slots { source.invalidate(s.lane.source.topic) }
             try? await Task.sleep(for: settings.backoff)
             return

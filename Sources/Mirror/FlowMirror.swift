@@ -8,8 +8,8 @@ import Topology
 /// One running flow: copies the selected topics of the source cluster into the target cluster,
 /// keeps the exact offset mapping in the target, and syncs consumer-group offsets.
 ///
-/// Tasks: a discovery loop (topics, partitions, configs), one fetch loop (one fetch in flight
-/// per source leader, partitions whose writers fall behind left out), one writer per partition
+/// Tasks: a discovery loop (topics, partitions, configs), one fetch loop (a fetch in flight per
+/// fetch session of each source leader, partitions whose writers fall behind left out), one writer per partition
 /// (declare the runs, produce, confirm), and the group-offset sync. The writer of a partition is
 /// its target partition's only writer; it reconciles with the target's log end whenever it
 /// starts or a write fails, so a crash or a dropped connection neither duplicates nor skips.
@@ -38,8 +38,8 @@ public final class FlowMirror: @unchecked Sendable {
     var owned: Set<TopicPartition>?
     /// Topics the flow selects now (what the group membership subscribes to).
     var selectedTopics: [TopicName] = []
-    /// Source leaders and partitions with a fetch in flight (see `fetchLoop`).
-    var fetchingLeaders = Set<BrokerID>()
+    /// Fetch sessions (source leader, connection) and partitions with a fetch in flight (see `fetchLoop`).
+    var fetchingSessions = Set<FetchSession>()
     var fetchingLanes: [TopicPartition: Int32] = [:]  // and the bytes each may bring
     /// Bytes of fetch responses still held by chunks not yet written (see `FetchedResponse`).
     var heldResponseBytes = 0
@@ -47,6 +47,9 @@ public final class FlowMirror: @unchecked Sendable {
     var fetchBudgetLimited = false
     let fetchWakeup = Wakeup()
     static let memberGroupPrefix = "meridian-mirror."
+
+    /// Fetch requests to the source in flight now, over all its brokers.
+    public var fetchesInFlight: Int { lock.withLock { fetchingSessions.count } }
 
     public init(flow: Topology.Flow, regions: Set<String>, source: KafkaCluster, target: KafkaCluster,
                 settings: MirrorSettings = MirrorSettings(), logger: Logger) throws {

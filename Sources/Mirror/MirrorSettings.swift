@@ -13,6 +13,9 @@ public struct MirrorSettings: Sendable {
     /// Bytes a source fetch asks for per partition at first; a busy partition asks for more, up to
     /// `partitionBufferBytes`, while its fetches come back full (one round trip carries that much).
     public var partitionFetchBytes: Int32 = 4 << 20
+    /// Fetches in flight per source broker, each on its own connection for its share of that
+    /// broker's partitions: while one answer is being taken apart, the others are on the wire.
+    public var fetchSessionsPerBroker = 2
     /// Bytes a source fetch may return in all.
     public var fetchMaxBytes: Int32 = 64 << 20
     /// Bytes of fetch responses the flow may hold in memory (a response is held until every batch

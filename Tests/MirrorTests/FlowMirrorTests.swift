@@ -170,6 +170,28 @@ struct FlowMirrorTests {
         for x in b { await x.stop() }
     }
 
+    @Test func eachFetchSessionOfASourceBrokerHasItsOwnFetchInFlight() async throws {
+        let b = try await regions(2)
+        let (us, eu) = (b[0], b[1])
+        let admin = KafkaAdmin(cluster: cluster(us))
+        try await admin.createTopic("orders", partitions: 4)
+        try await produce(us, "orders", count: 400)
+        var settings = quickSettings()
+        settings.fetchSessionsPerBroker = 2
+        // Once caught up, each session's fetch waits this long for records: both wait at once.
+        settings.fetchMaxWaitMs = 5_000
+        settings.heartbeatInterval = .zero
+        let m = try RunningMirror(usToEu, from: us, to: eu, settings: settings)
+        #expect(await caughtUp(us, eu, "orders", "us-east.orders"))
+        // One broker, four partitions, two sessions: two fetches in flight, not one.
+        #expect(await eventually(10) { m.mirror.fetchesInFlight == 2 })
+        // And records that come while both wait are copied.
+        try await produce(us, "orders", count: 40, from: 400)
+        #expect(await caughtUp(us, eu, "orders", "us-east.orders"))
+        await m.stop()
+        for x in b { await x.stop() }
+    }
+
     @Test func aSourceThatLostCopiedRecordsStopsThePartitionInsteadOfCopyingAnotherHistory() async throws {
         let b = try await regions(2)
         let (us, eu) = (b[0], b[1])
