@@ -10,8 +10,9 @@ import NIOCore
 /// which also recomputes the CRC: outputs are not valid batches before that. Everything else is re-batched record by record with contiguous offsets: batches
 /// with gaps (compaction), batches that start before the position (a resume inside a batch),
 /// LogAppendTime batches (the stamped time becomes the record's CreateTime, so consumers see the
-/// time they saw in the source) and, with identity naming, every batch (it gains a provenance
-/// header). Control batches and aborted transactions' batches are dropped.
+/// time they saw in the source), messages in the old formats v0 and v1 (a v0 message has no
+/// timestamp: −1) and, with identity naming, every batch (it gains a provenance header). Control
+/// batches and aborted transactions' batches are dropped.
 public struct BatchConverter: Sendable {
     /// Header that lists the regions a record was written in, oldest first, comma-separated.
     public static let provenanceHeader = "meridian.origin"
@@ -70,6 +71,10 @@ public struct BatchConverter: Sendable {
                                     checksumValid: output.checksumValid)
     }
 
+    /// Source bytes of plain v0/v1 messages gathered into one batch at most: well under any
+    /// `max.message.bytes` a target topic is likely to have.
+    static let legacyBatchBytes = 64 << 10
+
     /// Converts the whole batches of `records` at or after `position`.
     public func convert(_ records: ByteBuffer, from position: Int64, aborted: [AbortedTransaction] = []) throws -> Result {
         var outputs: [Output] = []
@@ -77,7 +82,46 @@ public struct BatchConverter: Sendable {
         var dropped = 0
         var pendingAborts = aborted.sorted { $0.firstOffset < $1.firstOffset }[...]
         var abortedProducers = Set<Int64>()
-        for (h, index) in RecordBatch.batches(in: records) {
+        // Plain (uncompressed) v0/v1 messages in a row are gathered into one batch of up to
+        // `legacyBatchBytes` of source messages; a compressed one is a batch of its own, as Kafka
+        // converts it.
+        var legacyRun: [Record] = []
+        var legacyRunBytes = 0
+        func endLegacyRun() throws {
+            if let first = legacyRun.first, let o = try rebatch(legacyRun, from: first.offset, compression: .none, dropped: &dropped) {
+                outputs.append(o)
+            }
+            legacyRun.removeAll()
+            legacyRunBytes = 0
+        }
+        var index = records.readerIndex
+        // Whole entries only: a fetch may end with part of one. The magic sits at the same place in
+        // a v2 batch and in a v0/v1 message.
+        while records.writerIndex - index >= LegacyMessageSet.minimumSize,
+              let size = records.getInteger(at: index + 8, as: Int32.self), size > 0,
+              Int(size) <= records.writerIndex - index - RecordBatchHeader.logOverhead,
+              let magic = records.getInteger(at: index + 16, as: Int8.self)
+        {
+            if magic < 2 {
+                let m = try LegacyMessageSet.message(in: records, at: index)
+                index += m.size
+                guard m.lastOffset >= next else { continue }
+                if m.compression == .none {
+                    if legacyRunBytes + m.size > Self.legacyBatchBytes { try endLegacyRun() }
+                    legacyRun += m.records
+                    legacyRunBytes += m.size
+                } else {
+                    try endLegacyRun()
+                    if let o = try rebatch(m.records, from: next, compression: m.compression, dropped: &dropped) { outputs.append(o) }
+                }
+                next = m.lastOffset + 1
+                continue
+            }
+            try endLegacyRun()
+            guard records.writerIndex - index >= RecordBatchHeader.size else { break }
+            let h = try RecordBatchHeader(records, at: index)
+            let at = index
+            index += h.totalSize
             // Offsets come from another cluster: checked before any arithmetic on them.
             guard h.baseOffset >= 0, h.lastOffsetDelta >= 0, h.baseOffset < Int64.max - Int64(Int32.max) else {
                 throw MirrorError.unsupportedSource("batch with base offset \(h.baseOffset) and last offset delta \(h.lastOffsetDelta) cannot be right")
@@ -89,9 +133,9 @@ public struct BatchConverter: Sendable {
                 pendingAborts = pendingAborts.dropFirst()
             }
             guard h.magic == 2 else {
-                throw MirrorError.unsupportedSource("batch at offset \(h.baseOffset) uses message format v\(h.magic); only v2 batches (Kafka 0.11 and later) can be mirrored")
+                throw MirrorError.unsupportedSource("batch at offset \(h.baseOffset) uses message format v\(h.magic), which no Kafka version writes")
             }
-            _ = try RecordBatch.validate(records, at: index)
+            _ = try RecordBatch.validate(records, at: at)
             if h.isControl {
                 abortedProducers.remove(h.producerID)
                 next = batchNext
@@ -103,36 +147,36 @@ public struct BatchConverter: Sendable {
             }
             let contiguous = h.recordsCount > 0 && Int64(h.lastOffsetDelta) + 1 == Int64(h.recordsCount)
             if contiguous && h.baseOffset >= next && !h.isLogAppendTime && provenance == nil {
-                var out = records.getSlice(at: index, length: h.totalSize)!
+                var out = records.getSlice(at: at, length: h.totalSize)!
                 if h.isTransactional { try RecordBatch.clearTransactional(in: &out, at: out.readerIndex, checksumValid: true) }
                 outputs.append(Output(batch: out, recordCount: Int(h.recordsCount), sourceRuns: [(h.baseOffset, Int64(h.recordsCount))],
                                       checksumValid: true))
-            } else if let o = try rebatch(records, h, at: index, from: next, dropped: &dropped) {
-                outputs.append(o)
+            } else {
+                guard h.compression == .none || h.compression.isSupportedLocally else {
+                    throw MirrorError.unsupportedSource("batch at offset \(h.baseOffset) needs re-batching (it has offset gaps or LogAppendTime) but is compressed with \(h.compression), which this build cannot decompress")
+                }
+                let batchRecords = try RecordBatch.records(in: records, at: at)
+                if let o = try rebatch(batchRecords, from: next, compression: h.compression, dropped: &dropped) { outputs.append(o) }
             }
             next = batchNext
         }
+        try endLegacyRun()
         return Result(outputs: outputs, nextPosition: next, droppedAsLoop: dropped)
     }
 
-    /// The records of the batch at `index` from `position` on, as one batch with contiguous offsets.
-    private func rebatch(_ records: ByteBuffer, _ h: RecordBatchHeader, at index: Int, from position: Int64,
-                         dropped: inout Int) throws -> Output? {
-        guard h.compression == .none || h.compression.isSupportedLocally else {
-            throw MirrorError.unsupportedSource("batch at offset \(h.baseOffset) needs re-batching (it has offset gaps or LogAppendTime) but is compressed with \(h.compression), which this build cannot decompress")
-        }
+    /// `records` (offsets and timestamps absolute, in order) from `position` on, as one batch with
+    /// contiguous offsets and CreateTime timestamps, in `compression` where this build can write it.
+    private func rebatch(_ records: [Record], from position: Int64, compression: CompressionCodec, dropped: inout Int) throws -> Output? {
         var kept: [Record] = []
         var runs: [(first: Int64, count: Int64)] = []
-        try RecordBatch.forEachRecord(in: records, at: index) { r in
-            guard r.offset >= position else { return }
-            var r = r
+        for var r in records where r.offset >= position {
             if let p = provenance {
                 let existing = r.headers.lastIndex { $0.key == Self.provenanceHeader }
                 let chain = existing.flatMap { r.headers[$0].value }.map { String(buffer: $0) } ?? ""
                 let regions = chain.split(separator: ",").map(String.init)
                 if regions.contains(p.target) {
                     dropped += 1
-                    return
+                    continue
                 }
                 let value = ByteBuffer(string: (regions.isEmpty ? [p.source] : regions + (regions.last == p.source ? [] : [p.source])).joined(separator: ","))
                 if let existing { r.headers[existing].value = value } else { r.headers.append(RecordHeader(key: Self.provenanceHeader, value: value)) }
@@ -145,19 +189,9 @@ public struct BatchConverter: Sendable {
             kept.append(r)
         }
         guard let first = kept.first else { return nil }
-        var header = h
-        header.baseOffset = 0
-        header.lastOffsetDelta = Int32(kept.count - 1)
-        header.baseTimestamp = h.isLogAppendTime ? h.maxTimestamp : first.timestamp
-        header.attributes = h.attributes & 0x7
-        header.producerID = -1
-        header.producerEpoch = -1
-        header.baseSequence = -1
-        header.partitionLeaderEpoch = -1
-        for i in kept.indices {
-            kept[i].offset = Int64(i)
-            if h.isLogAppendTime { kept[i].timestamp = h.maxTimestamp }
-        }
+        for i in kept.indices { kept[i].offset = Int64(i) }
+        let header = RecordBatchHeader(baseOffset: 0, attributes: Int16(compression.isSupportedLocally ? compression.rawValue : 0),
+                                       lastOffsetDelta: Int32(kept.count - 1), baseTimestamp: first.timestamp)
         let batch = try RecordBatch.rebuild(header, keeping: kept)
         return Output(batch: batch, recordCount: kept.count, sourceRuns: runs)
     }

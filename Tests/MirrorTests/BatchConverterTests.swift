@@ -160,3 +160,140 @@ struct BatchConverterTests {
         #expect(throws: MirrorError.self) { try BatchConverter().convert(b, from: 0) }
     }
 }
+
+/// A message in format v0 or v1 as a pre-0.11 broker stored it.
+func legacyMessage(offset: Int64, magic: Int8, attributes: Int8 = 0, timestamp: Int64 = -1, key: ByteBuffer?, value: ByteBuffer?) -> ByteBuffer {
+    var body = ByteBuffer()
+    body.writeInteger(magic)
+    body.writeInteger(attributes)
+    if magic == 1 { body.writeInteger(timestamp) }
+    for field in [key, value] {
+        if var f = field {
+            body.writeInteger(Int32(f.readableBytes))
+            body.writeBuffer(&f)
+        } else {
+            body.writeInteger(Int32(-1))
+        }
+    }
+    var out = ByteBuffer()
+    out.writeInteger(offset)
+    out.writeInteger(Int32(4 + body.readableBytes))
+    out.writeInteger(CRC32.checksum(body, from: body.readerIndex, to: body.writerIndex))
+    out.writeBuffer(&body)
+    return out
+}
+
+func legacy(offset: Int64, magic: Int8, timestamp: Int64 = -1, key: String?, value: String?) -> ByteBuffer {
+    legacyMessage(offset: offset, magic: magic, timestamp: timestamp, key: key.map { ByteBuffer(string: $0) }, value: value.map { ByteBuffer(string: $0) })
+}
+
+@Suite("Batch conversion of message formats v0 and v1", .timeLimit(.minutes(1)))
+struct LegacyFormatTests {
+    @Test func crc32IsTheIEEEChecksum() {
+        let b = ByteBuffer(string: "123456789")
+        #expect(CRC32.checksum(b, from: b.readerIndex, to: b.writerIndex) == 0xCBF4_3926)
+    }
+
+    @Test func v0MessagesBecomeOneBatchWithoutTimestamps() throws {
+        var set = ByteBuffer()
+        for (i, (k, v)) in [("k1", "a"), (nil, "b"), ("k3", nil)].enumerated() {
+            var m = legacy(offset: 10 + Int64(i), magic: 0, key: k, value: v)
+            set.writeBuffer(&m)
+        }
+        let r = try BatchConverter().convert(set, from: 10)
+        #expect(r.nextPosition == 13)
+        #expect(r.outputs.count == 1)
+        #expect(r.outputs[0].sourceRuns.map(\.first) == [10] && r.outputs[0].sourceRuns.map(\.count) == [3])
+        let out = try stamped(r.outputs[0])
+        let h = try RecordBatch.validate(out, at: out.readerIndex)
+        try RecordBatch.validateForProduce(h)
+        #expect(h.magic == 2 && !h.isLogAppendTime)
+        let recs = try records(of: r.outputs[0])
+        #expect(recs.map { $0.key.map { String(buffer: $0) } } == ["k1", nil, "k3"])
+        #expect(recs.map { $0.value.map { String(buffer: $0) } } == ["a", "b", nil])
+        #expect(recs.map(\.timestamp) == [-1, -1, -1])
+    }
+
+    @Test func manyPlainMessagesAreGatheredIntoFewBatches() throws {
+        var set = ByteBuffer()
+        for i in 0..<100 {
+            var m = legacy(offset: Int64(i), magic: 0, key: nil, value: String(repeating: "x", count: 1000))
+            set.writeBuffer(&m)
+        }
+        let r = try BatchConverter().convert(set, from: 0)
+        #expect(r.outputs.count == 2, "64 KiB of source messages per batch, not a batch per message")
+        #expect(r.outputs.map(\.recordCount).reduce(0, +) == 100)
+        #expect(r.outputs.flatMap(\.sourceRuns).map(\.first) == [0, Int64(r.outputs[0].recordCount)])
+    }
+
+    @Test func aV1GzipWrapperGivesItsInnerMessagesAbsoluteOffsetsAndTheirTimes() throws {
+        // Inner offsets are relative (0, 1, 2); the wrapper carries the last one's absolute offset.
+        var inner = ByteBuffer()
+        for i in 0..<3 {
+            var m = legacy(offset: Int64(i), magic: 1, timestamp: 1_500_000_000_000 + Int64(i), key: "k\(i)", value: "v\(i)")
+            inner.writeBuffer(&m)
+        }
+        let compressed = try CompressionCodec.gzip.compress(inner)
+        var set = legacyMessage(offset: 22, magic: 1, attributes: 1, timestamp: 1_500_000_000_002, key: nil, value: compressed)
+        // And a plain v1 message with LogAppendTime after it.
+        var plain = legacyMessage(offset: 23, magic: 1, attributes: 0x8, timestamp: 1_600_000_000_000, key: nil, value: ByteBuffer(string: "late"))
+        set.writeBuffer(&plain)
+        let r = try BatchConverter().convert(set, from: 21)  // a resume inside the wrapper
+        #expect(r.nextPosition == 24)
+        #expect(r.outputs.map(\.recordCount) == [2, 1])
+        #expect(r.outputs[0].sourceRuns.map(\.first) == [21] && r.outputs[0].sourceRuns.map(\.count) == [2])
+        let out = try stamped(r.outputs[0])
+        #expect(try RecordBatch.validate(out, at: out.readerIndex).compression == .gzip)
+        let recs = try records(of: r.outputs[0])
+        #expect(recs.map { $0.value.map { String(buffer: $0) } } == ["v1", "v2"])
+        #expect(recs.map(\.timestamp) == [1_500_000_000_001, 1_500_000_000_002])
+        let late = try records(of: r.outputs[1])
+        #expect(late.map(\.timestamp) == [1_600_000_000_000])
+        #expect(r.outputs[1].sourceRuns.map(\.first) == [23])
+    }
+
+    @Test func aV1WrapperWithLogAppendTimeGivesEveryInnerMessageItsTime() throws {
+        var inner = ByteBuffer()
+        for i in 0..<2 {
+            var m = legacy(offset: Int64(i), magic: 1, timestamp: 5 + Int64(i), key: nil, value: "v\(i)")
+            inner.writeBuffer(&m)
+        }
+        let set = legacyMessage(offset: 1, magic: 1, attributes: 0x8 | 1, timestamp: 1_650_000_000_000, key: nil,
+                                value: try CompressionCodec.gzip.compress(inner))
+        let r = try BatchConverter().convert(set, from: 0)
+        #expect(try records(of: r.outputs[0]).map(\.timestamp) == [1_650_000_000_000, 1_650_000_000_000])
+    }
+
+    @Test func aLegacyMessageThenAV2BatchAreBothCopied() throws {
+        // A topic written before and after a broker upgrade; the small message also ends the fetch
+        // closer to its end than a v2 header is long.
+        var set = legacy(offset: 0, magic: 0, key: nil, value: "old")
+        var batch = try sourceBatch(base: 1, ["new1", "new2"])
+        set.writeBuffer(&batch)
+        var last = legacy(offset: 3, magic: 0, key: nil, value: "x")
+        set.writeBuffer(&last)
+        let r = try BatchConverter().convert(set, from: 0)
+        #expect(r.nextPosition == 4)
+        #expect(r.outputs.map(\.recordCount) == [1, 2, 1])
+        #expect(r.outputs[1].checksumValid, "the v2 batch passes through as bytes")
+    }
+
+    @Test func corruptOrHostileLegacyMessagesAreRefusedNotTrusted() throws {
+        var flipped = legacy(offset: 0, magic: 0, key: "k", value: "value")
+        flipped.setInteger(UInt8(ascii: "V"), at: flipped.writerIndex - 5)
+        #expect(throws: KafkaProtocolError.self) { try BatchConverter().convert(flipped, from: 0) }
+        // A key length beyond the message, with a CRC that matches.
+        var body = ByteBuffer()
+        body.writeInteger(Int8(0)); body.writeInteger(Int8(0)); body.writeInteger(Int32.max); body.writeInteger(Int32(-1))
+        var hostile = ByteBuffer()
+        hostile.writeInteger(Int64(0)); hostile.writeInteger(Int32(4 + body.readableBytes))
+        hostile.writeInteger(CRC32.checksum(body, from: body.readerIndex, to: body.writerIndex)); hostile.writeBuffer(&body)
+        #expect(throws: KafkaProtocolError.self) { try BatchConverter().convert(hostile, from: 0) }
+        // Inner offsets that would run below zero.
+        var inner = legacy(offset: Int64.max, magic: 1, timestamp: 0, key: nil, value: "x")
+        var second = legacy(offset: 0, magic: 1, timestamp: 0, key: nil, value: "y")
+        inner.writeBuffer(&second)
+        let wrapper = legacyMessage(offset: 5, magic: 1, attributes: 1, timestamp: 0, key: nil, value: try CompressionCodec.gzip.compress(inner))
+        #expect(throws: KafkaProtocolError.self) { try BatchConverter().convert(wrapper, from: 0) }
+    }
+}
