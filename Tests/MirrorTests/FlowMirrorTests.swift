@@ -238,12 +238,52 @@ struct FlowMirrorTests {
             return a == 500 && b == 500
         }
         #expect(converged, "each region holds its own and the other's records")
-        // Give a loop time to show itself: nothing more may arrive.
-        try await Task.sleep(for: .seconds(1))
+        // One more record on each side, written after the copies: once both have crossed, each
+        // mirror has read past every copy the other wrote, so a loop would have shown by then.
+        try await produce(us, "orders", count: 1, from: 300, tag: "us")
+        try await produce(eu, "orders", count: 1, from: 200, tag: "eu")
+        let crossed = await eventually(60) {
+            let a = await endOffsets(us, "orders")[0] ?? 0, b = await endOffsets(eu, "orders")[0] ?? 0
+            return a >= 502 && b >= 502
+        }
+        #expect(crossed)
         let usEnd = await endOffsets(us, "orders")[0], euEnd = await endOffsets(eu, "orders")[0]
-        #expect(usEnd == 500 && euEnd == 500, "nothing is copied back")
+        #expect(usEnd == 502 && euEnd == 502, "nothing is copied back")
         let inEU = try await readPartition(eu, TopicPartition("orders", 0))
-        #expect(Set(inEU.compactMap { $0.value.map { String(buffer: $0) } }).count == 500, "no record twice")
+        #expect(Set(inEU.compactMap { $0.value.map { String(buffer: $0) } }).count == 502, "no record twice")
+        await m1.stop()
+        await m2.stop()
+        for x in b { await x.stop() }
+    }
+
+    @Test func prefixNamingActiveActiveDoesNotLoop() async throws {
+        let b = try await regions(2)
+        let (us, eu) = (b[0], b[1])
+        for x in b { try await KafkaAdmin(cluster: cluster(x)).createTopic("orders", partitions: 2) }
+        // Every topic selected on both sides, so only the naming keeps copies from going round.
+        let all = Topology.Flow.Selection(include: [".*"], exclude: [])
+        let there = Topology.Flow(name: "us-eu", source: "us-east", target: "eu-west", topics: all)
+        let back = Topology.Flow(name: "eu-us", source: "eu-west", target: "us-east", topics: all)
+        let m1 = try RunningMirror(there, from: us, to: eu)
+        let m2 = try RunningMirror(back, from: eu, to: us)
+        try await produce(us, "orders", count: 300, tag: "us")
+        try await produce(eu, "orders", count: 200, tag: "eu")
+        #expect(await caughtUp(us, eu, "orders", "us-east.orders"))
+        #expect(await caughtUp(eu, us, "orders", "eu-west.orders"))
+        // A topic created after the copies exist: once it arrives, discovery has seen the copies
+        // on both sides at least once since they were created.
+        for x in b { try await KafkaAdmin(cluster: cluster(x)).createTopic("orders.late", partitions: 1) }
+        try await produce(us, "orders.late", count: 1)
+        try await produce(eu, "orders.late", count: 1)
+        #expect(await caughtUp(us, eu, "orders.late", "us-east.orders.late"))
+        #expect(await caughtUp(eu, us, "orders.late", "eu-west.orders.late"))
+        for (x, region) in [(us, "us-east"), (eu, "eu-west")] {
+            let names = try await KafkaAdmin(cluster: cluster(x)).listTopics(includeInternal: true).map(\.name.rawValue)
+            #expect(!names.contains { $0.hasPrefix("\(region).") }, "nothing came back to \(region): \(names.sorted())")
+            #expect(!names.contains { $0.hasPrefix("us-east.eu-west.") || $0.hasPrefix("eu-west.us-east.") }, "\(names.sorted())")
+        }
+        #expect(await endOffsets(eu, "us-east.orders").values.reduce(0, +) == 300)
+        #expect(await endOffsets(us, "eu-west.orders").values.reduce(0, +) == 200)
         await m1.stop()
         await m2.stop()
         for x in b { await x.stop() }
@@ -340,11 +380,14 @@ struct IdentityRecoveryTests {
 
         m = try RunningMirror(flow, from: us, to: eu)
         #expect(await eventually(30) { await endOffsets(eu, "orders")[0] == 10 + 170 + 5 })
-        try await Task.sleep(for: .milliseconds(500))
+        // One more source record: once it is in, the mirror has copied everything before it, so a
+        // record copied twice would be there too.
+        try await produce(us, "orders", count: 1, from: 170, tag: "us")
+        #expect(await eventually(30) { await endOffsets(eu, "orders")[0] ?? 0 >= 10 + 171 + 5 })
         let inEU = try await readPartition(eu, TopicPartition("orders", 0))
         let copied = inEU.compactMap { $0.value.map { String(buffer: $0) } }.filter { $0.hasPrefix("us-") }
-        #expect(copied.count == 170 && Set(copied).count == 170, "each source record once (\(copied.count) copies of \(Set(copied).count))")
-        #expect(inEU.count == 185)
+        #expect(copied.count == 171 && Set(copied).count == 171, "each source record once (\(copied.count) copies of \(Set(copied).count))")
+        #expect(inEU.count == 186)
         // And the mapping knows where the recovered ones are.
         let map = try #require(m.mirror.offsetMap(TopicPartition("orders", 0)))
         let at = try #require(map.translate(120))
