@@ -173,11 +173,15 @@ public final class KafkaCluster: @unchecked Sendable {
     /// Fetches metadata for `topics` (nil: every topic) and updates the cache.
     @discardableResult
     public func refreshMetadata(topics wanted: [TopicName]?, allowAutoCreate: Bool = false) async throws -> [TopicInfo] {
-        let conn = try await anyConnection()
         var req = MetadataRequest()
         req.topics = wanted.map { $0.map { .init(name: $0) } }
         req.allowAutoTopicCreation = allowAutoCreate
-        let resp = try await conn.send(req, version: try conn.version(for: MetadataRequest.self, max: 12))
+        // A connection that drops under the request is replaced and the request asked again, as
+        // for connecting: a producer's send must not fail because a metadata answer was cut.
+        let resp = try await retrying {
+            let conn = try await anyConnectionOnce()
+            return try await conn.send(req, version: try conn.version(for: MetadataRequest.self, max: 12))
+        }
         let infos: [TopicInfo] = resp.topics.compactMap { t in
             guard let name = t.name else { return nil }
             return TopicInfo(name: name, topicID: t.topicID, isInternal: t.isInternal, partitions: t.partitions.map {

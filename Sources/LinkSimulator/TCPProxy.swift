@@ -10,14 +10,17 @@ public final class TCPProxy: @unchecked Sendable {
     private let server: Channel
     private let registry = ConnectionRegistry()
     private let delay = NIOLockedValueBox<TimeAmount>(.zero)
+    private let received = NIOLockedValueBox<Int>(0)
 
     public init(targetHost: String, targetPort: Int, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
         let registry = self.registry
         let delay = self.delay
+        let received = self.received
         server = try ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { inbound in
-                inbound.pipeline.addHandler(InboundSide(targetHost: targetHost, targetPort: targetPort, registry: registry, delay: delay))
+                inbound.pipeline.addHandler(InboundSide(targetHost: targetHost, targetPort: targetPort, registry: registry, delay: delay,
+                                                        received: received))
             }
             .bind(host: "127.0.0.1", port: 0).wait()
         port = server.localAddress!.port!
@@ -32,6 +35,9 @@ public final class TCPProxy: @unchecked Sendable {
     }
 
     public var openConnections: Int { registry.count / 2 }
+
+    /// Bytes the proxy has received from its clients so far (forwarded, or held by the delay).
+    public var bytesFromClients: Int { received.withLockedValue { $0 } }
 
     public func close() {
         cutAll()
@@ -66,14 +72,17 @@ private final class InboundSide: ChannelInboundHandler, @unchecked Sendable {
     let targetPort: Int
     let registry: ConnectionRegistry
     let delay: NIOLockedValueBox<TimeAmount>
+    let received: NIOLockedValueBox<Int>
     var outbound: Channel?
     var pending: [ByteBuffer] = []
 
-    init(targetHost: String, targetPort: Int, registry: ConnectionRegistry, delay: NIOLockedValueBox<TimeAmount>) {
+    init(targetHost: String, targetPort: Int, registry: ConnectionRegistry, delay: NIOLockedValueBox<TimeAmount>,
+         received: NIOLockedValueBox<Int>) {
         self.targetHost = targetHost
         self.targetPort = targetPort
         self.registry = registry
         self.delay = delay
+        self.received = received
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -99,6 +108,7 @@ private final class InboundSide: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buf = unwrapInboundIn(data)
+        received.withLockedValue { $0 += buf.readableBytes }
         if let out = outbound { forward(buf, to: out, on: context.eventLoop, delay: delay) } else { pending.append(buf) }
     }
 

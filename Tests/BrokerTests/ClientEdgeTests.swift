@@ -39,6 +39,28 @@ struct ClientEdgeTests {
         #expect(h.lastSequence == 14)
     }
 
+    @Test func aMetadataRequestCutInFlightIsAskedAgain() async throws {
+        let b = try await InProcessBroker()
+        let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: b.port)
+        defer { proxy.close() }
+        b.server.broker.advertisedListeners = [try ListenerAddress(parsing: "PLAINTEXT://127.0.0.1:\(proxy.port)")]
+        let c = cluster(port: proxy.port)
+        _ = try await c.refreshMetadata(topics: [])
+        // The next metadata request is held on the link, and the link is cut under it.
+        proxy.setDelay(.seconds(30))
+        let before = proxy.bytesFromClients
+        let refresh = Task { try await c.refreshMetadata(topics: []) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while proxy.bytesFromClients == before && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(proxy.bytesFromClients > before, "the request reached the link")
+        proxy.cutAll()
+        proxy.setDelay(.zero)
+        let brokers = try await refresh.value
+        #expect(brokers.isEmpty, "answered on a new connection instead of failing with the cut")
+        await c.close()
+        await b.stop()
+    }
+
     @Test func aBatchLostToItsDeliveryTimeoutDoesNotWedgeThePartition() async throws {
         let b = try await InProcessBroker()
         let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: b.port)

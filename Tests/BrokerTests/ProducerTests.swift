@@ -83,12 +83,17 @@ struct ProducerTests {
         let producer = KafkaProducer(cluster: cluster(port: proxy.port), config: config)
         let total = 6_000
         // 20 ms each way keeps every request in flight long enough for a cut to catch it; the cutter
-        // keeps cutting until the producer is done.
+        // keeps cutting until the producer is done. Between two cuts the producer must have sent
+        // some record data again (so it reconnected and, if it needed them, got metadata and a
+        // producer id): on a starved machine a fixed rhythm of cuts could otherwise refuse every
+        // reconnection until the client's 30 s retry timeout, which tests the machine, not the client.
         proxy.setDelay(.milliseconds(20))
         let done = ManagedAtomicFlag()
         let cutter = Task {
             while !done.value {
+                let sent = proxy.bytesFromClients
                 try? await Task.sleep(for: .milliseconds(300))
+                while !done.value && proxy.bytesFromClients < sent + 8_000 { try? await Task.sleep(for: .milliseconds(10)) }
                 proxy.cutAll()
             }
         }
