@@ -219,14 +219,14 @@ public final class KafkaCluster: @unchecked Sendable {
         lock.withLock { _ = topics.removeValue(forKey: name) }
     }
 
-    /// Connection of class `traffic` to the leader of a partition.
-    public func leader(_ name: TopicName, _ partition: Int32, for traffic: TrafficClass = .admin) async throws -> KafkaConnection {
+    /// Connection of class `traffic` (the `index`th of that class) to the leader of a partition.
+    public func leader(_ name: TopicName, _ partition: Int32, for traffic: TrafficClass = .admin, index: Int = 0) async throws -> KafkaConnection {
         let t = try await topic(name)
         guard let p = t.partitions.first(where: { $0.partition == partition }) else {
             throw KafkaClientError.invalidArgument("topic \(name) has no partition \(partition) (it has \(t.partitions.count))")
         }
         guard p.leader.rawValue >= 0 else { throw KafkaClientError.broker(.leaderNotAvailable, "partition \(name)-\(partition)") }
-        return try await connection(to: p.leader, for: traffic)
+        return try await connection(to: p.leader, for: traffic, index: index)
     }
 
     /// The coordinator connection to the coordinator of a consumer group.

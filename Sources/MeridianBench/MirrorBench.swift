@@ -11,8 +11,8 @@ import NIOPosix
 ///
 /// Starts broker processes of this executable (a target, a source, and a second source reached
 /// only through a latency-adding proxy) and fills each source for `seconds` as fast as it accepts
-/// 1 KiB records. Then, timed and in this order: a producer writing into the target for `seconds`
-/// (acks=all, as the mirror writes), and `meridian mirror` processes copying each source until
+/// 1 KiB records. Then, timed and in this order: a producer writing into the target as many bytes
+/// as the first source holds (acks=all, as the mirror writes), and `meridian mirror` processes copying each source until
 /// the target's log ends equal the source's. Prints the three rates, the target's CPU per GiB in
 /// each (equal figures mean the phases ran under the same conditions), and the mirror's peak RSS
 /// against its budget.
@@ -89,9 +89,10 @@ public struct MirrorBench: Sendable {
         sync()
         output("  (sources filled with \(formatBytes(Double(filled.bytes))) and \(formatBytes(Double(wanFilled.bytes))), written back to disk)")
 
-        // 1. What the target broker takes from a producer, acks=all.
+        // 1. What the target broker takes from a producer, acks=all: as many bytes as the mirror
+        // will copy, so both write as much into the target's page cache.
         let cpu0 = ProcessStats.cpuSeconds(pid: target.pid) ?? 0
-        let produced = try await fill(port: targetPort, topic: "bench-produce", acks: -1, group: group)
+        let produced = try await fill(port: targetPort, topic: "bench-produce", acks: -1, group: group, maxBytes: filled.bytes)
         let produceCPU = (ProcessStats.cpuSeconds(pid: target.pid) ?? 0) - cpu0
         output(String(format: "broker produce, acks=all:            %7.1f MB/s  (%@ in %.1f s; broker CPU %.1f s, %.1f s per GiB)",
                       produced.mbPerSecond, formatBytes(Double(produced.bytes)), produced.seconds, produceCPU,
@@ -126,14 +127,16 @@ public struct MirrorBench: Sendable {
         var mbPerSecond: Double { Double(bytes) / seconds / 1_000_000 }
     }
 
-    private func fill(port: Int, topic: TopicName, acks: Int16, group: EventLoopGroup) async throws -> ProduceLoad.Result {
+    /// Produces for `seconds`, or until `maxBytes` when given (then for at most ten minutes).
+    private func fill(port: Int, topic: TopicName, acks: Int16, group: EventLoopGroup, maxBytes: Int64? = nil) async throws -> ProduceLoad.Result {
         let conn = try await KafkaConnection.connect(host: "127.0.0.1", port: port, group: group, clientID: "meridian-bench")
         var req = CreateTopicsRequest()
         req.timeoutMs = 30_000
         req.topics = [.init(name: topic, numPartitions: partitions, replicationFactor: 1)]
         _ = try await conn.send(req)
         let r = try await ProduceLoad(connection: conn, topic: topic, partitions: partitions, recordSize: recordSize, acks: acks,
-                                      bytesPerRequest: 1 << 20, inFlight: 8, duration: seconds).run().get()
+                                      bytesPerRequest: 1 << 20, inFlight: 8, duration: maxBytes == nil ? seconds : 600,
+                                      maxBytes: maxBytes).run().get()
         await conn.close()
         guard r.errors.isEmpty else { throw BenchError("filling \(topic) failed: \(r.errors)") }
         return r

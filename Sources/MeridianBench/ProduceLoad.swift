@@ -34,6 +34,9 @@ final class ProduceLoad: @unchecked Sendable {
     let bytesPerPartitionBatch: Int
     let inFlight: Int
     let duration: Double
+    /// Record bytes after which no more requests are sent (nil: until `duration` ends).
+    let maxBytes: Int64?
+    private var sentBytes: Int64 = 0
     private let payload: ByteBuffer
     private let version: Int16
 
@@ -45,7 +48,7 @@ final class ProduceLoad: @unchecked Sendable {
     private var nextPartition: Int32 = 0
 
     init(connection: KafkaConnection, topic: TopicName, partitions: Int32, recordSize: Int, acks: Int16,
-         bytesPerRequest: Int, inFlight: Int, duration: Double) throws {
+         bytesPerRequest: Int, inFlight: Int, duration: Double, maxBytes: Int64? = nil) throws {
         self.connection = connection
         self.topic = topic
         self.partitions = partitions
@@ -55,6 +58,7 @@ final class ProduceLoad: @unchecked Sendable {
         self.bytesPerPartitionBatch = min(900_000, max(recordSize, bytesPerRequest / Int(partitions)))
         self.inFlight = inFlight
         self.duration = duration
+        self.maxBytes = maxBytes
         var g = SystemRandomNumberGenerator()
         payload = ByteBuffer(bytes: (0..<recordSize).map { _ in UInt8.random(in: 0...255, using: &g) })
         version = try connection.version(for: ProduceRequest.self)
@@ -68,7 +72,7 @@ final class ProduceLoad: @unchecked Sendable {
             self.started = .now()
             self.deadline = self.started + .nanoseconds(Int64(self.duration * 1e9))
             self.result.latenciesMicros.reserveCapacity(100_000)
-            for _ in 0..<self.inFlight { self.sendOne() }
+            for _ in 0..<self.inFlight where self.sentBytes < self.maxBytes ?? .max { self.sendOne() }
             return p.futureResult
         }
     }
@@ -103,6 +107,7 @@ final class ProduceLoad: @unchecked Sendable {
             return
         }
         outstanding += 1
+        sentBytes += bytes
         let t0 = NIODeadline.now()
         connection.sendFrame(frame).whenComplete { r in
             self.outstanding -= 1
@@ -130,7 +135,7 @@ final class ProduceLoad: @unchecked Sendable {
             case .failure(let e):
                 self.result.errors["\(e)", default: 0] += 1
             }
-            if now < self.deadline && self.result.errors.values.reduce(0, +) < 100 {
+            if now < self.deadline && self.sentBytes < self.maxBytes ?? .max && self.result.errors.values.reduce(0, +) < 100 {
                 self.sendOne()
             } else if self.outstanding == 0 {
                 self.result.seconds = Double((now - self.started).nanoseconds) / 1e9

@@ -57,7 +57,7 @@ extension FlowMirror {
             guard let info = try? await source.topic(lane.source.topic),
                   let p = info.partitions.first(where: { $0.partition == lane.source.partition }), p.leader.rawValue >= 0
             else { continue }
-            let session = FetchSession(leader: p.leader, index: lane.fetchSessionIndex(of: settings.fetchSessionsPerBroker))
+            let session = FetchSession(leader: p.leader, index: lane.spreadIndex(of: settings.fetchSessionsPerBroker))
             guard !busySessions.contains(session) else { continue }
             candidates.append((lane, state, session))
         }
@@ -247,7 +247,8 @@ extension FlowMirror {
                     lock.withLock { loaded[lane.key, default: .init(targetTopic: lane.target.topic, map: map)].start = (resume, targetEnd) }
                 }
                 let producer = try await initProducerID()
-                let conn = try await target.leader(lane.target.topic, lane.target.partition, for: .produce)
+                let conn = try await target.leader(lane.target.topic, lane.target.partition, for: .produce,
+                                                   index: lane.spreadIndex(of: settings.produceConnectionsPerBroker))
                 let w = PartitionWriter(lane: lane, connection: conn, producer: producer, declared: map, targetEnd: targetEnd,
                                         identity: flow.naming == .identity, store: store, maxInFlight: settings.producesInFlight)
                 writer = w

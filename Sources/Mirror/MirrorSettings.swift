@@ -24,6 +24,10 @@ public struct MirrorSettings: Sendable {
     public var bufferBytes = 96 << 20
     /// Fetched bytes queued per partition before that partition pauses.
     public var partitionBufferBytes = 16 << 20
+    /// Produce connections per target broker, partitions spread over them: a broker serves each
+    /// connection on one of its event loops, so one connection would hold the mirror's writes to
+    /// one core of the target.
+    public var produceConnectionsPerBroker = 2
     /// Produce requests in flight per partition (each carries one batch; at most 5, the window
     /// an idempotent producer may have open in Kafka).
     public var producesInFlight = 5

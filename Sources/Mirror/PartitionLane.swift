@@ -233,13 +233,14 @@ final class PartitionLane: @unchecked Sendable {
     /// The source high watermark last seen.
     var sourceHighWatermark: Int64 { lock.withLock { _sourceEnd } }
 
-    /// Which of its leader's `sessions` fetch sessions this partition belongs to: consecutive
-    /// partitions of a topic take turns, so a topic's load spreads over all of them.
-    func fetchSessionIndex(of sessions: Int) -> Int {
-        guard sessions > 1 else { return 0 }
+    /// Which of `count` connections to a broker (fetch sessions, produce connections) this
+    /// partition uses: consecutive partitions of a topic take turns, so a topic's load spreads
+    /// over all of them, and a partition always uses the same one (its requests stay in order).
+    func spreadIndex(of count: Int) -> Int {
+        guard count > 1 else { return 0 }
         let topicSpread = source.topic.rawValue.utf8.reduce(0) { $0 &+ Int($1) }
         let h = topicSpread &+ Int(source.partition)
-        return ((h % sessions) + sessions) % sessions
+        return ((h % count) + count) % count
     }
     var copiedRecords: Int { lock.withLock { _copied } }
 }

@@ -142,7 +142,7 @@ struct BenchCommand: AsyncParsableCommand {
                 rate without and with the round trip, and the mirror's peak RSS against its budget.
                 Give --data-dir on a real disk (not tmpfs); the data is removed afterwards.
                 """)
-        @Option(help: "Seconds each source is filled (and the broker produce measured).") var seconds: Double = 10
+        @Option(help: "Seconds each source is filled; the broker produce measurement then writes as many bytes as the first source got.") var seconds: Double = 10
         @Option(help: "Partitions of the mirrored topics.") var partitions: Int32 = 4
         @Option(help: "Bytes per record value.") var recordSize: Int = 1024
         @Option(help: "Round trip added between the mirror and the second source, ms.") var latencyMs: Int = 50
