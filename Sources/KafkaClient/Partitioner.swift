@@ -71,16 +71,8 @@ public enum Partitioner: Sendable, Equatable {
         return Int32(bitPattern: h)
     }
 
-    private static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    /// CRC-32 (IEEE 802.3, as zlib's `crc32`).
+    /// CRC-32 (IEEE 802.3, as zlib's `crc32`): librdkafka's consistent-random partitioner.
     public static func crc32(_ data: UnsafeRawBufferPointer) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
-        for b in data { c = crcTable[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-        return c ^ 0xFFFF_FFFF
+        CRC32.checksum(data)
     }
 }

@@ -97,6 +97,10 @@ public enum LegacyMessageSet {
               let magic = buffer.getInteger(at: index + 16, as: Int8.self),
               let attributes = buffer.getInteger(at: index + 17, as: Int8.self)
         else { throw KafkaProtocolError.truncated("legacy message") }
+        // Offsets come from another cluster; the set continues after the last one, so it must leave room.
+        guard offset >= 0, offset < Int64.max else {
+            throw KafkaProtocolError.invalidRecordBatch("message with offset \(offset) cannot be right")
+        }
         guard magic == 0 || magic == 1 else {
             throw KafkaProtocolError.invalidRecordBatch("message at offset \(offset) has magic \(magic) in a legacy message set")
         }
@@ -136,7 +140,8 @@ public enum LegacyMessageSet {
     }
 }
 
-/// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), the checksum of message formats v0 and v1.
+/// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, as zlib's `crc32`): the checksum of
+/// message formats v0 and v1, and of librdkafka's consistent-random partitioner.
 public enum CRC32 {
     private static let table: [UInt32] = (0..<256).map { n in
         var c = UInt32(n)
@@ -144,15 +149,16 @@ public enum CRC32 {
         return c
     }
 
-    /// The checksum of `buffer`'s bytes in `from..<to`.
-    public static func checksum(_ buffer: ByteBuffer, from: Int, to: Int) -> UInt32 {
+    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         var c: UInt32 = 0xFFFF_FFFF
-        buffer.withUnsafeReadableBytes { raw in
-            let base = from - buffer.readerIndex
-            for i in base..<(to - buffer.readerIndex) {
-                c = table[Int((c ^ UInt32(raw[i])) & 0xFF)] ^ (c >> 8)
-            }
-        }
+        for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
         return c ^ 0xFFFF_FFFF
+    }
+
+    /// The checksum of `buffer`'s bytes in `from..<to` (indices of the buffer, within its readable bytes).
+    public static func checksum(_ buffer: ByteBuffer, from: Int, to: Int) -> UInt32 {
+        buffer.withUnsafeReadableBytes { raw in
+            checksum(UnsafeRawBufferPointer(rebasing: raw[(from - buffer.readerIndex)..<(to - buffer.readerIndex)]))
+        }
     }
 }

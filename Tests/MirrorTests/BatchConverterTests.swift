@@ -289,8 +289,10 @@ struct LegacyFormatTests {
         hostile.writeInteger(Int64(0)); hostile.writeInteger(Int32(4 + body.readableBytes))
         hostile.writeInteger(CRC32.checksum(body, from: body.readerIndex, to: body.writerIndex)); hostile.writeBuffer(&body)
         #expect(throws: KafkaProtocolError.self) { try BatchConverter().convert(hostile, from: 0) }
+        // An offset the set could not continue after (the next position would overflow).
+        #expect(throws: KafkaProtocolError.self) { try BatchConverter().convert(legacy(offset: .max, magic: 0, key: nil, value: "x"), from: 0) }
         // Inner offsets that would run below zero.
-        var inner = legacy(offset: Int64.max, magic: 1, timestamp: 0, key: nil, value: "x")
+        var inner = legacy(offset: Int64.max - 1, magic: 1, timestamp: 0, key: nil, value: "x")
         var second = legacy(offset: 0, magic: 1, timestamp: 0, key: nil, value: "y")
         inner.writeBuffer(&second)
         let wrapper = legacyMessage(offset: 5, magic: 1, attributes: 1, timestamp: 0, key: nil, value: try CompressionCodec.gzip.compress(inner))
