@@ -171,8 +171,9 @@ let package = Package(
         .testTarget(
             name: "MirrorTests",
             dependencies: [
-                "Mirror", "KafkaClient", "KafkaProtocol", "KafkaWire", "Topology", "TestSupport", "Broker",
+                "Mirror", "KafkaClient", "KafkaProtocol", "KafkaWire", "Topology", "TestSupport", "Broker", "LinkSimulator",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

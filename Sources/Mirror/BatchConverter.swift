@@ -34,6 +34,9 @@ public struct BatchConverter: Sendable {
         /// Whether the batch's CRC matches its bytes (a validated source batch passed through), so
         /// stamping can update it from the changed bytes alone instead of a pass over the batch.
         public var checksumValid = false
+        /// Timestamp of the batch's first record (−1: none, as in message format v0), which dates
+        /// the lag while the batch waits to be written.
+        public var timestamp: Int64 = -1
     }
 
     public struct Result: Sendable {
@@ -150,7 +153,7 @@ public struct BatchConverter: Sendable {
                 var out = records.getSlice(at: at, length: h.totalSize)!
                 if h.isTransactional { try RecordBatch.clearTransactional(in: &out, at: out.readerIndex, checksumValid: true) }
                 outputs.append(Output(batch: out, recordCount: Int(h.recordsCount), sourceRuns: [(h.baseOffset, Int64(h.recordsCount))],
-                                      checksumValid: true))
+                                      checksumValid: true, timestamp: h.baseTimestamp))
             } else {
                 guard h.compression == .none || h.compression.isSupportedLocally else {
                     throw MirrorError.unsupportedSource("batch at offset \(h.baseOffset) needs re-batching (it has offset gaps or LogAppendTime) but is compressed with \(h.compression), which this build cannot decompress")
@@ -193,7 +196,7 @@ public struct BatchConverter: Sendable {
         let header = RecordBatchHeader(baseOffset: 0, attributes: Int16(compression.isSupportedLocally ? compression.rawValue : 0),
                                        lastOffsetDelta: Int32(kept.count - 1), baseTimestamp: first.timestamp)
         let batch = try RecordBatch.rebuild(header, keeping: kept)
-        return Output(batch: batch, recordCount: kept.count, sourceRuns: runs)
+        return Output(batch: batch, recordCount: kept.count, sourceRuns: runs, timestamp: first.timestamp)
     }
 }
 

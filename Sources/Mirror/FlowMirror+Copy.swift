@@ -144,12 +144,18 @@ extension FlowMirror {
         } catch {
             if Task.isCancelled { return }
             logger.warning("fetch from the source failed; reconnecting", metadata: ["broker": "\(session.leader)", "error": "\(error)"])
-            for s in slots { source.invalidate(s.lane.source.topic) }
+            for s in slots {
+                source.invalidate(s.lane.source.topic)
+                s.lane.sourceReachable(false)
+            }
             try? await Task.sleep(for: settings.backoff)
             return
         }
         var bySlot: [TopicPartition: FetchSlot] = [:]
-        for s in slots { bySlot[s.lane.source] = s }
+        for s in slots {
+            bySlot[s.lane.source] = s
+            s.lane.sourceReachable(true)
+        }
         let held = resp.responses.reduce(0) { sum, t in
             t.partitions.reduce(sum) { n, p in
                 if case .bytes(let b)? = p.records { return n + b.readableBytes }
@@ -185,7 +191,8 @@ extension FlowMirror {
                         chunk = .init(generation: generation, outputs: r.outputs, bytes: r.outputs.reduce(0) { $0 + $1.batch.readableBytes },
                                       epoch: epoch, response: response)
                     }
-                    lane.offer(chunk, generation: generation, fetchedAt: position, next: r.nextPosition, highWatermark: p.highWatermark)
+                    lane.offer(chunk, generation: generation, fetchedAt: position, next: r.nextPosition, highWatermark: p.highWatermark,
+                               lastStable: p.lastStableOffset, logStart: p.logStartOffset)
                 } catch {
                     logger.error("cannot copy this partition; it is stopped until the mirror restarts",
                                  metadata: ["partition": "\(lane.source)", "offset": "\(position)", "error": "\(error)"])

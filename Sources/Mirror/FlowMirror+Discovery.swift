@@ -40,7 +40,9 @@ extension FlowMirror {
                     let lane: PartitionLane? = lock.withLock {
                         guard lanes[tp] == nil, owned?.contains(tp) ?? true else { return nil }
                         let lane = PartitionLane(source: tp, target: TopicPartition(remote, p), flow: flow.name,
-                                                 maxQueued: settings.partitionBufferBytes) { [weak self] room in self?.laneChanged(room: room) }
+                                                 maxQueued: settings.partitionBufferBytes, clock: settings.clock) { [weak self] room in
+                            self?.laneChanged(room: room)
+                        }
                         lanes[tp] = lane
                         return lane
                     }

@@ -51,6 +51,15 @@ public final class FlowMirror: @unchecked Sendable {
     /// Fetch requests to the source in flight now, over all its brokers.
     public var fetchesInFlight: Int { lock.withLock { fetchingSessions.count } }
 
+    /// Where each partition's copy stands now, worst first (most seconds behind, then most records).
+    public func lagStatus() -> [PartitionLagStatus] {
+        let now = settings.clock()
+        let stallMs = Int64(settings.stallAfter.components.seconds) * 1000 + settings.stallAfter.components.attoseconds / 1_000_000_000_000_000
+        var rows = lock.withLock { Array(lanes.values) }.map { $0.lagStatus() }
+        for i in rows.indices { rows[i].classify(now: now, stallAfterMs: stallMs) }
+        return rows.sorted { ($0.lagMs, $0.lagRecords, $1.source) > ($1.lagMs, $1.lagRecords, $0.source) }
+    }
+
     public init(flow: Topology.Flow, regions: Set<String>, source: KafkaCluster, target: KafkaCluster,
                 settings: MirrorSettings = MirrorSettings(), logger: Logger) throws {
         self.flow = flow

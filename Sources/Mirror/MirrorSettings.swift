@@ -46,5 +46,10 @@ public struct MirrorSettings: Sendable {
     /// last requests answered first.
     public var takeoverGrace: Duration = .seconds(2)
 
+    /// A partition with records waiting and none copied for this long is reported stalled.
+    public var stallAfter: Duration = .seconds(10)
+    /// Milliseconds since the epoch, for lag in time and stall detection (tests inject their own).
+    public var clock: @Sendable () -> Int64 = PartitionLane.wallClockMs
+
     public init() {}
 }

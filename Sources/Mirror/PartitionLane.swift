@@ -1,4 +1,5 @@
 import DequeModule
+import Foundation
 import KafkaProtocol
 import NIOConcurrencyHelpers
 
@@ -57,12 +58,19 @@ final class PartitionLane: @unchecked Sendable {
     private var _sourceEnd: Int64 = -1
     private var _copied = 0
     private var _fetchBytes: Int32 = 0
+    private var lag = PartitionLag()
+    private var _sourceFailing = false
+    private var latencies = LatencyWindow()
+    /// Milliseconds since the epoch, for lag in time (injected by tests).
+    let clock: @Sendable () -> Int64
 
     init(source: TopicPartition, target: TopicPartition, flow: String, maxQueued: Int = 16 << 20,
+         clock: @escaping @Sendable () -> Int64 = PartitionLane.wallClockMs,
          wake: @escaping @Sendable (_ room: Bool) -> Void = { _ in }) {
         self.source = source
         self.target = target
         self.maxQueued = maxQueued
+        self.clock = clock
         self.wake = wake
         key = OffsetMapStore.PartitionKey(flow: flow, topic: source.topic, partition: source.partition)
     }
@@ -89,11 +97,24 @@ final class PartitionLane: @unchecked Sendable {
 
     /// Queues converted batches fetched at `position` for `generation` and moves the fetch
     /// position to `next`; a stale fetch (position moved since) is dropped.
-    func offer(_ chunk: Chunk?, generation fetched: Int, fetchedAt position: Int64, next: Int64, highWatermark: Int64) {
+    /// `lastStable` (read_committed: the end a consumer may read, −1 if not given) and `logStart`
+    /// feed the lag.
+    func offer(_ chunk: Chunk?, generation fetched: Int, fetchedAt position: Int64, next: Int64, highWatermark: Int64,
+               lastStable: Int64 = -1, logStart: Int64 = -1) {
+        let now = clock()
         let handOver: (CheckedContinuation<Chunk?, Never>, Chunk)? = lock.withLock {
             guard fetched == generation, self.position == position else { return nil }
             self.position = next
             _sourceEnd = max(_sourceEnd, highWatermark)
+            lag.sourceSeen(highWatermark: lastStable >= 0 ? min(lastStable, highWatermark) : highWatermark, logStart: logStart, now: now)
+            var end = position
+            for o in chunk?.outputs ?? [] {
+                guard let first = o.sourceRuns.first, let last = o.sourceRuns.last else { continue }
+                if first.first > end { lag.skipped(firstOffset: end, nextOffset: first.first, now: now) }
+                end = last.first + last.count
+                lag.fetched(firstOffset: first.first, nextOffset: end, timestamp: o.timestamp, now: now)
+            }
+            lag.skipped(firstOffset: end, nextOffset: next, now: now)
             guard let chunk else { return nil }
             if let w = waiter {
                 waiter = nil
@@ -172,9 +193,11 @@ final class PartitionLane: @unchecked Sendable {
 
     /// Starts a new generation fetching from `position`: queued chunks are dropped.
     func restart(at position: Int64, map: PartitionOffsetMap, targetEnd: Int64) -> Int {
+        let now = clock()
         let g = lock.withLock {
             generation += 1
             self.position = position
+            lag.resume(at: position, now: now)
             queue.removeAll()
             queued = 0
             _map = map
@@ -190,13 +213,39 @@ final class PartitionLane: @unchecked Sendable {
         lock.withLock { position = nil }
     }
 
-    func written(map: PartitionOffsetMap, targetEnd: Int64, records: Int) {
+    /// A write landed: the mapping and target end after it, and the source records it copied
+    /// (up to `sourceNext`, `bytes` bytes).
+    func written(map: PartitionOffsetMap, targetEnd: Int64, records: Int, sourceNext: Int64?, bytes: Int) {
+        let now = clock()
         lock.withLock {
             _map = map
             _targetEnd = targetEnd
             _copied += records
+            if let sourceNext {
+                for l in lag.copied(upTo: sourceNext, records: records, bytes: bytes, now: now) { latencies.add(l) }
+            }
         }
     }
+
+    /// Whether the last fetch of this partition reached its source broker.
+    func sourceReachable(_ ok: Bool) {
+        lock.withLock { _sourceFailing = !ok }
+    }
+
+    /// Where this partition's copy stands now.
+    func lagStatus() -> PartitionLagStatus {
+        let now = clock()
+        return lock.withLock {
+            PartitionLagStatus(source: source, target: target, sourceHighWatermark: lag.sourceHighWatermark,
+                               sourceLogStart: lag.sourceLogStart, copiedNext: lag.copiedNext, lagRecords: lag.lagRecords,
+                               lagMs: lag.lagMilliseconds(now: now), copiedRecords: lag.copiedRecords, copiedBytes: lag.copiedBytes,
+                               transferP50Ms: latencies.transfer(0.5), transferP99Ms: latencies.transfer(0.99),
+                               dwellP50Ms: latencies.dwell(0.5), lastProgressAt: lag.lastProgressAt, stopped: _stopped,
+                               waitingForWriter: position == nil && !closed, sourceFailing: _sourceFailing)
+        }
+    }
+
+    static let wallClockMs: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
     func stop(_ why: String) {
         let w: CheckedContinuation<Chunk?, Never>? = lock.withLock {

@@ -35,6 +35,7 @@ final class PartitionWriter: @unchecked Sendable {
         var records: Int
         var sourceRuns: [(first: Int64, count: Int64)]
         var epoch: Int32
+        var bytes: Int
     }
     private var inFlight = Deque<InFlight>()
 
@@ -95,7 +96,7 @@ final class PartitionWriter: @unchecked Sendable {
         let answer = connection.send(encoded: frame, ProduceRequest.self, version: version)
         let count = Int64(o.recordCount)
         inFlight.append(InFlight(answer: answer, base: next, end: next + count, map: plan ?? landed, records: o.recordCount,
-                                 sourceRuns: o.sourceRuns, epoch: epoch))
+                                 sourceRuns: o.sourceRuns, epoch: epoch, bytes: o.batch.readableBytes))
         next += count
     }
 
@@ -144,7 +145,8 @@ final class PartitionWriter: @unchecked Sendable {
             landed = f.map
             landedEnd = f.end
         }
-        lane.written(map: landed, targetEnd: landedEnd, records: f.records)
+        lane.written(map: landed, targetEnd: landedEnd, records: f.records, sourceNext: f.sourceRuns.last.map { $0.first + $0.count },
+                     bytes: f.bytes)
     }
 
     /// After a failure: lets the requests still in flight finish (their outcome shows in the
