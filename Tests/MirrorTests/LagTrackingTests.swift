@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import KafkaClient
 import KafkaProtocol
 import KafkaWire
@@ -68,6 +71,51 @@ struct LagTrackingTests {
         await task.value
         await source.close()
         await target.close()
+        for x in b { await x.stop() }
+    }
+
+    @Test func metricsAndLagAreServedOverHTTP() async throws {
+        let b = try await regions(2)
+        let (us, eu) = (b[0], b[1])
+        try await KafkaAdmin(cluster: cluster(us)).createTopic("orders", partitions: 2)
+        try await produce(us, "orders", count: 200)
+        var settings = quickSettings()
+        settings.heartbeatInterval = .zero
+        let m = try RunningMirror(Topology.Flow(name: "us-to-eu", source: "us-east", target: "eu-west",
+                                                topics: .init(include: ["orders"], exclude: [])), from: us, to: eu, settings: settings)
+        let flows = [m.mirror]
+        let metrics = MirrorMetrics { flows }
+        let server = try await MetricsHTTPServer(host: "127.0.0.1", port: 0, endpoints: [
+            "/metrics": .init(contentType: "text/plain; version=0.0.4; charset=utf-8") { Array(metrics.scrape().utf8) },
+            "/lag": .init(contentType: "application/json") { Array(try metrics.lagJSON()) },
+        ], group: mirrorTestLoops)
+        #expect(await eventually(30) { m.mirror.lagStatus().reduce(0) { $0 + $1.copiedRecords } == 200 })
+        func get(_ path: String) async throws -> (Int, String) {
+            let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(server.port)\(path)")!)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+        }
+        let (status, text) = try await get("/metrics")
+        #expect(status == 200)
+        // Every sample line is `name{labels} value` with a number; every family has HELP and TYPE.
+        let samples = text.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }
+        #expect(samples.allSatisfy { Double($0.split(separator: " ").last ?? "") != nil }, "\(text)")
+        for name in ["meridian_mirror_lag_records", "meridian_mirror_lag_seconds", "meridian_mirror_copied_records_total",
+                     "meridian_mirror_copied_offset", "meridian_mirror_partition_state", "meridian_mirror_transfer_seconds"] {
+            #expect(text.contains("# TYPE \(name) "), "\(name) is exposed")
+        }
+        let copied = samples.filter { $0.hasPrefix("meridian_mirror_copied_records_total{") }
+            .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+        #expect(copied == 200)
+        #expect(text.contains(#"meridian_mirror_partition_state{flow="us-to-eu",topic="orders",partition="0",state="running"} 1"#), "\(text)")
+        let (lagStatus, lag) = try await get("/lag")
+        #expect(lagStatus == 200)
+        let json = try JSONSerialization.jsonObject(with: Data(lag.utf8)) as? [String: Any]
+        let rows = json?["partitions"] as? [[String: Any]] ?? []
+        #expect(rows.count == 2)
+        #expect(rows.allSatisfy { $0["lagRecords"] as? Int == 0 && $0["state"] as? String == "running" && $0["remoteTopic"] as? String == "us-east.orders" })
+        #expect(try await get("/nothing").0 == 404)
+        await server.close()
+        await m.stop()
         for x in b { await x.stop() }
     }
 }
