@@ -20,11 +20,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
-  echo "test.sh: creating .venv with confluent-kafka and kafka-python"
+if ! .venv/bin/python -c 'import confluent_kafka, kafka, prometheus_client' >/dev/null 2>&1; then
+  echo "test.sh: creating .venv with confluent-kafka, kafka-python and prometheus-client"
   rm -rf .venv
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check confluent-kafka kafka-python
+  .venv/bin/pip install --quiet --disable-pip-version-check confluent-kafka kafka-python prometheus-client
 fi
 
 echo "test.sh: kcat $(kcat -V 2>/dev/null | sed -n 's/^Version \([^ ]*\).*librdkafka \([^ )]*\).*/\1 (librdkafka \2)/p'), $(.venv/bin/python -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.__version__, "/ kafka-python", kafka.__version__)')"

@@ -45,6 +45,12 @@ struct MirrorCommand: AsyncParsableCommand {
         """, valueName: "id"))
     var instanceID: String?
 
+    @Option(help: ArgumentHelp("""
+        Serve Prometheus metrics at http://HOST:PORT/metrics and the lag of every partition as JSON at \
+        /lag (what `meridian lag` reads). Port 0 picks a free one, printed at start.
+        """, valueName: "host:port"))
+    var metrics: String?
+
     @Option(help: .hidden)
     var memberSessionTimeoutMs: Int32 = 10_000
 
@@ -74,13 +80,38 @@ struct MirrorCommand: AsyncParsableCommand {
             throw ValidationError(e.description)
         }
         say("mirror \(region): running \(daemon.flows.map { "\($0.flow.name) (\($0.flow.source) → \($0.flow.target))" }.joined(separator: ", "))")
+        var server: MetricsHTTPServer?
+        if let metrics {
+            let (host, port) = try Self.hostPort(metrics)
+            let flows = daemon.flows
+            let m = MirrorMetrics { flows }
+            do {
+                server = try await MetricsHTTPServer(host: host, port: port, endpoints: [
+                    "/metrics": .init(contentType: "text/plain; version=0.0.4; charset=utf-8") { Array(m.scrape().utf8) },
+                    "/lag": .init(contentType: "application/json") { Array(try m.lagJSON()) },
+                ], group: group)
+            } catch {
+                try? await group.shutdownGracefully()
+                throw ValidationError("cannot serve metrics on \(metrics): \(error); pick another --metrics address")
+            }
+            say("mirror \(region): metrics on http://\(host):\(server?.port ?? port)/metrics, lag on /lag")
+        }
         let services = ServiceGroup(configuration: .init(
             services: [.init(service: MirrorService(daemon: daemon), successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await services.run()
+        await server?.close()
         try? await group.shutdownGracefully()
         say("mirror \(region): stopped")
+    }
+
+    static func hostPort(_ s: String) throws -> (String, Int) {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--metrics wants HOST:PORT, e.g. 127.0.0.1:9644 (got '\(s)')")
+        }
+        let host = String(s[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return (host.isEmpty ? "0.0.0.0" : host, port)
     }
 }
 

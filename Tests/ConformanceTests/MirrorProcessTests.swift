@@ -89,8 +89,10 @@ struct MirrorProcessTests {
             m.stop(SIGKILL)
         }
         try await producing.value
-        let mirror = try SpawnedProcess(BrokerProcess.binary, mirrorArgs, stdoutPath: dir + "/mirror.out", stderrPath: log)
+        let mirror = try SpawnedProcess(BrokerProcess.binary, mirrorArgs + ["--metrics", "127.0.0.1:0"], stdoutPath: dir + "/mirror.out",
+                                        stderrPath: log)
         _ = try await caughtUp(us.bootstrap, "orders", eu.bootstrap, "us-east.orders", seconds: 120)
+        try await checkMetrics(printedIn: dir + "/mirror.out", partitions: 3)
         let target = try await dump(eu.bootstrap, "us-east.orders")
         let source = try await dump(us.bootstrap, "orders")
         let mirrorLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
@@ -142,6 +144,49 @@ struct MirrorProcessTests {
 }
 
 extension MirrorProcessTests {
+    /// Reads the metrics address the mirror printed, then checks `/metrics` with Prometheus's own
+    /// Python parser and `/lag` as JSON: every partition caught up and running.
+    func checkMetrics(printedIn out: String, partitions: Int) async throws {
+        var address: String?
+        _ = await eventually(20) {
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            address = text.split(separator: "\n").last { $0.contains("metrics on http://") }
+                .flatMap { $0.split(separator: " ").first { $0.hasPrefix("http://") } }.map { String($0.dropLast("/metrics".count).dropLast(1)) }
+            return address != nil
+        }
+        let base = try #require(address, "the mirror prints where it serves metrics")
+        let python = try ExternalTools.require(ExternalTools.python, "python venv")
+        let code = """
+            import json, sys, urllib.request
+            from prometheus_client.parser import text_string_to_metric_families
+            text = urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=10).read().decode()
+            fams = {f.name: f for f in text_string_to_metric_families(text)}
+            lag = json.loads(urllib.request.urlopen(sys.argv[1] + "/lag", timeout=10).read())
+            print(json.dumps({"families": sorted(fams), "types": {n: f.type for n, f in fams.items()},
+                              "lagRecords": sum(s.value for s in fams["meridian_mirror_lag_records"].samples),
+                              "rows": lag["partitions"]}))
+            """
+        var result: [String: Any] = [:]
+        // Lag is 0 once the mirror has seen the source's high watermark after its last copy.
+        let settled = await eventually(30) {
+            guard let r = try? await runProcess(python, ["-c", code, base]), r.status == 0,
+                  let j = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return false }
+            result = j
+            return (j["lagRecords"] as? Double) == 0 && ((j["rows"] as? [[String: Any]])?.count ?? 0) >= partitions
+        }
+        #expect(settled, "\(result)")
+        let families = result["families"] as? [String] ?? []
+        for name in ["meridian_mirror_lag_records", "meridian_mirror_lag_seconds", "meridian_mirror_copied_offset",
+                     "meridian_mirror_source_high_watermark", "meridian_mirror_transfer_seconds", "meridian_mirror_partition_state",
+                     "meridian_mirror_copied_records", "meridian_mirror_copied_bytes"] {
+            // The parser names a counter family without its `_total` suffix.
+            #expect(families.contains(name) || families.contains(name + "_total"), "\(name) in \(families)")
+        }
+        #expect((result["types"] as? [String: String])?["meridian_mirror_copied_records"] == "counter", "\(result["types"] ?? "")")
+        let rows = result["rows"] as? [[String: Any]] ?? []
+        #expect(rows.allSatisfy { $0["state"] as? String == "running" && $0["lagSeconds"] as? Double == 0 }, "\(rows)")
+    }
+
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func twoMirrorProcessesSplitAFlowAndTheSurvivorTakesOverWithoutDuplicates() async throws {
         let us = try BrokerProcess(arguments: ["--group-initial-rebalance-delay-ms", "500", "--group-min-session-timeout-ms", "1000"])
