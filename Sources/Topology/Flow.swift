@@ -20,6 +20,19 @@ extension Topology {
         public var clientKey: String?
         /// How often committed group offsets are translated and synced into the target (default 5 s).
         public var groupSyncIntervalMs: Int?
+        /// Lag objectives `meridian lag` checks (exit status 2 when one is missed).
+        public var slo: SLO?
+
+        public struct SLO: Codable, Sendable, Equatable {
+            /// No partition's oldest waiting record may be older than this.
+            public var maxLagSeconds: Double?
+            /// No partition may have more records waiting than this.
+            public var maxLagRecords: Int64?
+            public init(maxLagSeconds: Double? = nil, maxLagRecords: Int64? = nil) {
+                self.maxLagSeconds = maxLagSeconds
+                self.maxLagRecords = maxLagRecords
+            }
+        }
 
         public enum Naming: String, Codable, Sendable, Equatable {
             case prefix, identity
@@ -70,6 +83,7 @@ extension Topology {
             clientCert = try c.decodeIfPresent(String.self, forKey: .clientCert)
             clientKey = try c.decodeIfPresent(String.self, forKey: .clientKey)
             groupSyncIntervalMs = try c.decodeIfPresent(Int.self, forKey: .groupSyncIntervalMs)
+            slo = try c.decodeIfPresent(SLO.self, forKey: .slo)
         }
     }
 
@@ -92,6 +106,10 @@ extension Topology {
                 problems.append("\(who): \(field) region '\(region)' is not defined; known regions: \(regions.map(\.name).joined(separator: ", "))")
             }
             if f.source == f.target { problems.append("\(who): source and target are both '\(f.source)'; a flow copies between two regions") }
+            if let slo = f.slo {
+                if let s = slo.maxLagSeconds, !(s > 0) { problems.append("\(who): slo.maxLagSeconds must be a positive number of seconds") }
+                if let r = slo.maxLagRecords, r < 0 { problems.append("\(who): slo.maxLagRecords must be 0 or more") }
+            }
             let pair = "\(f.source)->\(f.target)"
             if let other = pairs[pair] {
                 problems.append("\(who): \(other) already copies \(f.source) into \(f.target); two flows between the same regions would both write the same remote partitions — merge their topic patterns into one flow")

@@ -36,6 +36,9 @@ public struct Topology: Codable, Sendable, Equatable {
         public var tls: TLS?
         /// Settings applied to every broker of the region.
         public var defaults: BrokerDefaults?
+        /// `host:port` where this region's mirror serves `/metrics` and `/lag` (what `meridian lag`
+        /// reads); `meridian mirror` listens there unless given `--metrics`.
+        public var mirrorMetrics: String?
 
         public init(name: String, brokers: [Broker], bootstrap: [String]? = nil, tls: TLS? = nil, defaults: BrokerDefaults? = nil) {
             self.name = name
@@ -52,6 +55,7 @@ public struct Topology: Codable, Sendable, Equatable {
             bootstrap = try c.decodeIfPresent([String].self, forKey: .bootstrap)
             tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
             defaults = try c.decodeIfPresent(BrokerDefaults.self, forKey: .defaults)
+            mirrorMetrics = try c.decodeIfPresent(String.self, forKey: .mirrorMetrics)
         }
     }
 

@@ -47,7 +47,8 @@ struct MirrorCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("""
         Serve Prometheus metrics at http://HOST:PORT/metrics and the lag of every partition as JSON at \
-        /lag (what `meridian lag` reads). Port 0 picks a free one, printed at start.
+        /lag (what `meridian lag` reads). Default: the region's "mirrorMetrics" in topology.json. Port 0 \
+        picks a free one, printed at start.
         """, valueName: "host:port"))
     var metrics: String?
 
@@ -81,7 +82,7 @@ struct MirrorCommand: AsyncParsableCommand {
         }
         say("mirror \(region): running \(daemon.flows.map { "\($0.flow.name) (\($0.flow.source) → \($0.flow.target))" }.joined(separator: ", "))")
         var server: MetricsHTTPServer?
-        if let metrics {
+        if let metrics = metrics ?? topo.region(region)?.mirrorMetrics {
             let (host, port) = try Self.hostPort(metrics)
             let flows = daemon.flows
             let m = MirrorMetrics { flows }

@@ -185,6 +185,27 @@ extension MirrorProcessTests {
         #expect((result["types"] as? [String: String])?["meridian_mirror_copied_records"] == "counter", "\(result["types"] ?? "")")
         let rows = result["rows"] as? [[String: Any]] ?? []
         #expect(rows.allSatisfy { $0["state"] as? String == "running" && $0["lagSeconds"] as? Double == 0 }, "\(rows)")
+        // `meridian lag` reads the same through the region's mirrorMetrics address.
+        let topology = (out as NSString).deletingLastPathComponent + "/topology.json"
+        var topo = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: topology))) as? [String: Any] ?? [:]
+        var regions = topo["regions"] as? [[String: Any]] ?? []
+        for i in regions.indices where regions[i]["name"] as? String == "eu-west" { regions[i]["mirrorMetrics"] = String(base.dropFirst("http://".count)) }
+        topo["regions"] = regions
+        let withMetrics = topology + ".metrics.json"
+        try JSONSerialization.data(withJSONObject: topo).write(to: URL(fileURLWithPath: withMetrics))
+        let lag = try await runProcess(BrokerProcess.binary, ["lag", "--topology", withMetrics])
+        #expect(lag.status == 0, "\(lag.stdout)\(lag.stderr)")
+        let lines = lag.stdout.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("FLOW") == true && lines.filter { $0.hasPrefix("us-to-eu ") && $0.hasSuffix("running") }.count >= partitions,
+                "\(lag.stdout)")
+        // A mirror that does not answer is reported at once, with exit status 1.
+        for i in regions.indices where regions[i]["name"] as? String == "eu-west" { regions[i]["mirrorMetrics"] = "127.0.0.1:1" }
+        topo["regions"] = regions
+        try JSONSerialization.data(withJSONObject: topo).write(to: URL(fileURLWithPath: withMetrics))
+        let started = ContinuousClock.now
+        let down = try await runProcess(BrokerProcess.binary, ["lag", "--topology", withMetrics])
+        #expect(down.status == 1 && down.stdout.contains("did not answer"), "\(down.stdout)\(down.stderr)")
+        #expect(ContinuousClock.now - started < .seconds(15))
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
