@@ -3,6 +3,7 @@
 #   - kcat from Debian (real librdkafka 2.0.2 client)
 #   - a Python venv in .venv with confluent-kafka and kafka-python
 #   - openssl (for the deploy certificates)
+#   - chromium (headless: renders the lag report in a test)
 # Then: builds (failing on any warning from Sources/ or Tests/) and runs swift test. Extra arguments
 # are passed to swift test (e.g. --filter KcatTests).
 set -euo pipefail
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} with apt-get"

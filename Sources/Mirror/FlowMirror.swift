@@ -60,6 +60,15 @@ public final class FlowMirror: @unchecked Sendable {
         return rows.sorted { ($0.lagMs, $0.lagRecords, $1.source) > ($1.lagMs, $1.lagRecords, $0.source) }
     }
 
+    /// Milliseconds since the newest heartbeat of the source that crossed this flow was written
+    /// there (nil before one crossed); it keeps growing when the link or the mirror stalls.
+    public func heartbeatAgeMs() -> Int64? {
+        let tp = TopicPartition(MM2Records.heartbeatsTopic, 0)
+        guard let lane = lock.withLock({ lanes[tp] }) else { return nil }
+        let t = lane.lagStatus().newestCopiedTimestamp
+        return t >= 0 ? max(0, settings.clock() - t) : nil
+    }
+
     public init(flow: Topology.Flow, regions: Set<String>, source: KafkaCluster, target: KafkaCluster,
                 settings: MirrorSettings = MirrorSettings(), logger: Logger) throws {
         self.flow = flow

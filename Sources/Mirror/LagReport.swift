@@ -42,8 +42,19 @@ public struct LagReport: Sendable, Equatable {
         public var description: String { "\(flow) \(topic)-\(partition): \(what)" }
     }
 
+    /// A flow's link health: seconds since its newest source heartbeat crossed (nil before one did).
+    public struct FlowHeartbeat: Codable, Sendable, Equatable {
+        public var name: String
+        public var heartbeatAgeSeconds: Double?
+        public init(name: String, heartbeatAgeSeconds: Double?) {
+            self.name = name
+            self.heartbeatAgeSeconds = heartbeatAgeSeconds
+        }
+    }
+
     public var rows: [Row]
     public var violations: [Violation]
+    public var heartbeats: [FlowHeartbeat] = []
 
     /// `rows` sorted worst first (seconds, then records), checked against each flow's `slo`.
     public init(rows: [Row], flows: [Topology.Flow]) {
@@ -68,8 +79,17 @@ public struct LagReport: Sendable, Equatable {
 
     /// Reads a mirror's `/lag` answer.
     public static func rows(fromLagJSON data: Data) throws -> [Row] {
-        struct Body: Decodable { var partitions: [Row] }
-        return try JSONDecoder().decode(Body.self, from: data).partitions
+        try parse(lagJSON: data).rows
+    }
+
+    /// Reads a mirror's `/lag` answer: its partitions and its flows' heartbeat ages.
+    public static func parse(lagJSON data: Data) throws -> (rows: [Row], heartbeats: [FlowHeartbeat]) {
+        struct Body: Decodable {
+            var partitions: [Row]
+            var flows: [FlowHeartbeat]?
+        }
+        let body = try JSONDecoder().decode(Body.self, from: data)
+        return (body.partitions, body.flows ?? [])
     }
 
     /// The terminal table: one line per partition, worst first, violations marked with `!`.

@@ -12,6 +12,8 @@ import Prometheus
 /// - `meridian_mirror_transfer_seconds{flow,topic,partition,quantile="0.5"|"0.99"}`: fetched → written
 ///   in the target, over the last 1024 batches.
 /// - `meridian_mirror_partition_state{flow,topic,partition,state}`: 1 for the partition's state, 0 for the others.
+/// - `meridian_mirror_heartbeat_age_seconds{flow}`: time since the newest source heartbeat that crossed
+///   the flow was written (grows while the link or the mirror stalls, even with no data to copy).
 public final class MirrorMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let flows: @Sendable () -> [FlowMirror]
@@ -33,12 +35,16 @@ public final class MirrorMetrics: Sendable {
     private static var copiedBytes: MetricNameDescriptor { name("copied_bytes", "total", "Bytes of batches copied") }
     private static var transfer: MetricNameDescriptor { name("transfer", "seconds", "Time from fetching a batch to its acknowledgement by the target") }
     private static var state: MetricNameDescriptor { name("partition", "state", "1 for the partition's current state") }
+    private static var heartbeat: MetricNameDescriptor { name("heartbeat_age", "seconds", "Time since the newest source heartbeat that crossed the flow was written") }
 
     /// The Prometheus text exposition of every metric, after refreshing them.
     public func scrape() -> String {
         lock.lock()
         defer { lock.unlock() }
         for flow in flows() {
+            if let age = flow.heartbeatAgeMs() {
+                registry.makeGauge(descriptor: Self.heartbeat, labels: [("flow", flow.flow.name)]).set(Double(age) / 1000)
+            }
             for s in flow.lagStatus() {
                 let labels = [("flow", flow.flow.name), ("topic", s.source.topic.rawValue), ("partition", "\(s.source.partition)")]
                 registry.makeGauge(descriptor: Self.lagRecords, labels: labels).set(Double(s.lagRecords))
@@ -65,10 +71,26 @@ public final class MirrorMetrics: Sendable {
         return registry.emitToString()
     }
 
+    /// The lag of every partition of every flow, as `meridian lag` and the history take it.
+    public func lagRows() -> [LagReport.Row] {
+        flows().flatMap { flow in
+            flow.lagStatus().map { s in
+                LagReport.Row(flow: flow.flow.name, source: flow.flow.source, target: flow.flow.target, topic: s.source.topic.rawValue,
+                              partition: Int(s.source.partition), remoteTopic: s.target.topic.rawValue, lagRecords: s.lagRecords,
+                              lagSeconds: Double(s.lagMs) / 1000, state: s.state.rawValue,
+                              transferP50Seconds: s.transferP50Ms.map { Double($0) / 1000 }, transferP99Seconds: s.transferP99Ms.map { Double($0) / 1000 })
+            }
+        }
+    }
+
     /// The lag of every partition of every flow as JSON (the `/lag` endpoint), worst first.
     public func lagJSON() throws -> Data {
         var rows: [[String: Any]] = []
+        var flowRows: [[String: Any]] = []
         for flow in flows() {
+            var f: [String: Any] = ["name": flow.flow.name, "source": flow.flow.source, "target": flow.flow.target]
+            if let age = flow.heartbeatAgeMs() { f["heartbeatAgeSeconds"] = Double(age) / 1000 }
+            flowRows.append(f)
             for s in flow.lagStatus() {
                 var row: [String: Any] = [
                     "flow": flow.flow.name, "source": flow.flow.source, "target": flow.flow.target,
@@ -85,6 +107,6 @@ public final class MirrorMetrics: Sendable {
             }
         }
         rows.sort { ($0["lagSeconds"] as? Double ?? 0, $0["lagRecords"] as? Int64 ?? 0) > ($1["lagSeconds"] as? Double ?? 0, $1["lagRecords"] as? Int64 ?? 0) }
-        return try JSONSerialization.data(withJSONObject: ["partitions": rows], options: [.sortedKeys])
+        return try JSONSerialization.data(withJSONObject: ["partitions": rows, "flows": flowRows], options: [.sortedKeys])
     }
 }

@@ -23,6 +23,9 @@ public struct PartitionLag: Sendable, Equatable {
     public private(set) var copiedBytes: Int64 = 0
     /// When the last record was copied, or the copy was last seen caught up.
     public private(set) var lastProgressAt: Int64?
+    /// Source timestamp of the newest copied batch's first record (−1 before one): for the
+    /// heartbeats partition, when the last heartbeat that crossed was written.
+    public private(set) var newestCopiedTimestamp: Int64 = -1
 
     private struct Fetched: Sendable, Equatable {
         var firstOffset: Int64
@@ -114,6 +117,7 @@ public struct PartitionLag: Sendable, Equatable {
                 copiedNext = max(copiedNext, f.nextOffset)
                 continue
             }
+            newestCopiedTimestamp = max(newestCopiedTimestamp, f.timestamp)
             let dwell = f.timestamp >= 0 ? max(0, f.fetchedAt - f.timestamp) : 0
             done.append(Latency(dwellMs: dwell, transferMs: max(0, now - f.fetchedAt)))
         }
@@ -210,6 +214,7 @@ public struct PartitionLagStatus: Sendable, Equatable {
     public var transferP99Ms: Int64?
     public var dwellP50Ms: Int64?
     public var lastProgressAt: Int64?
+    public var newestCopiedTimestamp: Int64 = -1
     public var stopped: String?
     public var waitingForWriter: Bool
     public var sourceFailing: Bool

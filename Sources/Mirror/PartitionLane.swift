@@ -240,7 +240,8 @@ final class PartitionLane: @unchecked Sendable {
                                sourceLogStart: lag.sourceLogStart, copiedNext: lag.copiedNext, lagRecords: lag.lagRecords,
                                lagMs: lag.lagMilliseconds(now: now), copiedRecords: lag.copiedRecords, copiedBytes: lag.copiedBytes,
                                transferP50Ms: latencies.transfer(0.5), transferP99Ms: latencies.transfer(0.99),
-                               dwellP50Ms: latencies.dwell(0.5), lastProgressAt: lag.lastProgressAt, stopped: _stopped,
+                               dwellP50Ms: latencies.dwell(0.5), lastProgressAt: lag.lastProgressAt,
+                               newestCopiedTimestamp: lag.newestCopiedTimestamp, stopped: _stopped,
                                waitingForWriter: position == nil && !closed, sourceFailing: _sourceFailing)
         }
     }

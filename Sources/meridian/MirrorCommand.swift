@@ -52,6 +52,15 @@ struct MirrorCommand: AsyncParsableCommand {
         """, valueName: "host:port"))
     var metrics: String?
 
+    @Option(help: ArgumentHelp("""
+        Keep the lag history (served at /history, charted by `meridian lag report`) in this file too, \
+        one line per sample, so a restarted mirror keeps its charts.
+        """, valueName: "path"))
+    var historyFile: String?
+
+    @Option(help: "Seconds between two points of the lag history (kept for 24 h at the default 10).")
+    var historyInterval: Double = 10
+
     @Option(help: .hidden)
     var memberSessionTimeoutMs: Int32 = 10_000
 
@@ -82,20 +91,37 @@ struct MirrorCommand: AsyncParsableCommand {
         }
         say("mirror \(region): running \(daemon.flows.map { "\($0.flow.name) (\($0.flow.source) → \($0.flow.target))" }.joined(separator: ", "))")
         var server: MetricsHTTPServer?
+        guard historyInterval >= 0.01 else { throw ValidationError("--history-interval wants a number of seconds ≥ 0.01") }
+        let recorder: LagHistoryRecorder
+        do {
+            recorder = try LagHistoryRecorder(capacity: max(1, Int((86_400 / historyInterval).rounded())), file: historyFile)
+        } catch let e as MirrorError {
+            try? await group.shutdownGracefully()
+            throw ValidationError(e.description)
+        }
+        let flows = daemon.flows
+        let m = MirrorMetrics { flows }
+        let interval = historyInterval
+        let sampler = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
+                recorder.record(now: Int64((Date().timeIntervalSince1970 * 1000).rounded()), rows: m.lagRows())
+            }
+        }
+        defer { sampler.cancel() }
         if let metrics = metrics ?? topo.region(region)?.mirrorMetrics {
             let (host, port) = try Self.hostPort(metrics)
-            let flows = daemon.flows
-            let m = MirrorMetrics { flows }
             do {
                 server = try await MetricsHTTPServer(host: host, port: port, endpoints: [
                     "/metrics": .init(contentType: "text/plain; version=0.0.4; charset=utf-8") { Array(m.scrape().utf8) },
                     "/lag": .init(contentType: "application/json") { Array(try m.lagJSON()) },
+                    "/history": .init(contentType: "application/json") { Array(try recorder.snapshot.encode()) },
                 ], group: group)
             } catch {
                 try? await group.shutdownGracefully()
                 throw ValidationError("cannot serve metrics on \(metrics): \(error); pick another --metrics address")
             }
-            say("mirror \(region): metrics on http://\(host):\(server?.port ?? port)/metrics, lag on /lag")
+            say("mirror \(region): metrics on http://\(host):\(server?.port ?? port)/metrics, lag on /lag, history on /history")
         }
         let services = ServiceGroup(configuration: .init(
             services: [.init(service: MirrorService(daemon: daemon), successTerminationBehavior: .gracefullyShutdownGroup)],
@@ -166,33 +192,9 @@ struct OffsetsCommand: AsyncParsableCommand {
             guard let f = topo.flow(flow) else {
                 throw ValidationError("no flow named '\(flow)' in \(topology); flows: \(topo.flows.map(\.name).joined(separator: ", "))")
             }
-            let elg = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            let cert = f.tls ? RegionEndpoint.mirrorCertificate(for: f, in: topo, base: base) : nil
-            let rows: [OffsetTranslator.Row]
-            do {
-                let s = try RegionEndpoint.resolve(topo, region: f.source, tls: f.tls, clientCert: cert?.cert, clientKey: cert?.key, base: base)
-                let t = try RegionEndpoint.resolveTarget(topo, region: f.target, base: base)
-                var so = KafkaCluster.Options(), to = KafkaCluster.Options()
-                so.tls = s.tls
-                to.tls = t.tls
-                so.retryTimeout = .seconds(10)
-                to.retryTimeout = .seconds(10)
-                let source = KafkaCluster(bootstrap: s.addresses, options: so, group: elg)
-                let target = KafkaCluster(bootstrap: t.addresses, options: to, group: elg)
-                let result: Result<[OffsetTranslator.Row], Error>
-                do {
-                    result = .success(try await OffsetTranslator.translate(
-                        group: GroupID(group), flow: f.name, topic: topic.map { TopicName($0) },
-                        source: source, target: target, logger: Logger(label: "meridian.offsets")))
-                } catch {
-                    result = .failure(error)
-                }
-                await source.close()
-                await target.close()
-                try? await elg.shutdownGracefully()
-                rows = try result.get()
-            } catch let e as MirrorError {
-                throw ValidationError(e.description)
+            let rows = try await withFlowClusters(f, topology: topo, base: base) { source, target in
+                try await OffsetTranslator.translate(group: GroupID(group), flow: f.name, topic: topic.map { TopicName($0) },
+                                                     source: source, target: target, logger: Logger(label: "meridian.offsets"))
             }
             if output.isJSON {
                 for r in rows {

@@ -19,6 +19,8 @@ public enum ExternalTools {
 
     public static var kcat: String? { which("kcat") }
     public static var openssl: String? { which("openssl") }
+    /// Headless Chromium (Debian's `chromium`), which renders the lag report in a test.
+    public static var chromium: String? { which("chromium") ?? which("chromium-browser") }
 
     /// The Python interpreter of the test venv that has confluent-kafka and kafka-python.
     public static var python: String? {
@@ -40,7 +42,7 @@ public enum ExternalTools {
     public struct Missing: Error, CustomStringConvertible {
         public var tool: String
         public var description: String {
-            "\(tool) is not installed; .ci/run installs it (apt-get install -y kcat; python venv in .venv with confluent-kafka and kafka-python)"
+            "\(tool) is not installed; .ci/run installs it (apt-get install -y kcat chromium; python venv in .venv with confluent-kafka and kafka-python)"
         }
     }
 
