@@ -35,6 +35,21 @@ public struct ClusterLag: Sendable {
         /// Records the group would read a second time in the target: how far its target offset is
         /// behind the exact translation (0 once the mirror synced it).
         public var reReads: Int64?
+
+        public init(flow: String, group: String, topic: String, partition: Int, remoteTopic: String, committed: Int64, rpoRecords: Int64,
+                    rpoSeconds: Double, targetCommitted: Int64?, translated: Int64?, reReads: Int64?) {
+            self.flow = flow
+            self.group = group
+            self.topic = topic
+            self.partition = partition
+            self.remoteTopic = remoteTopic
+            self.committed = committed
+            self.rpoRecords = rpoRecords
+            self.rpoSeconds = rpoSeconds
+            self.targetCommitted = targetCommitted
+            self.translated = translated
+            self.reReads = reReads
+        }
     }
 
     public struct Snapshot: Sendable {

@@ -30,7 +30,7 @@ public struct LagHTMLReport {
         var body = ""
         let stamp = ISO8601DateFormatter().string(from: generatedAt)
         body += "<h1>Meridian replication lag</h1>\n<p class=\"meta\">Generated \(esc(stamp)) · \(report.rows.count) partitions in \(flows.count) flows"
-        body += report.violations.isEmpty ? " · every objective met</p>\n" : " · <span class=\"badtext\">\(report.violations.count) objectives missed</span></p>\n"
+        body += report.violations.isEmpty ? " · every objective met</p>\n" : " · <span class=\"badtext\">objectives missed: \(report.violations.count)</span></p>\n"
         for n in notes { body += "<p class=\"note\">\(esc(n))</p>\n" }
         if !report.violations.isEmpty {
             body += "<section class=\"violations\"><h2>Missed objectives</h2><ul>\n"
@@ -50,9 +50,9 @@ public struct LagHTMLReport {
             let h = history(for: f.name)
             let pts = h?.flowPoints(f.name) ?? []
             body += "<div class=\"charts\">"
-            body += chart(title: "Records behind (all partitions)", unit: "records", series: [(f.name, Self.palette[0], pts.map { ($0.time, $0.records) })],
+            body += chart(title: "Records behind, all partitions", unit: "records", series: [(f.name, Self.palette[0], pts.map { ($0.time, $0.records) })],
                           limit: f.slo?.maxLagRecords.map(Double.init))
-            body += chart(title: "Seconds behind (worst partition)", unit: "s", series: [(f.name, Self.palette[1], pts.map { ($0.time, $0.seconds) })],
+            body += chart(title: "Seconds behind, worst partition", unit: "s", series: [(f.name, Self.palette[1], pts.map { ($0.time, $0.seconds) })],
                           limit: f.slo?.maxLagSeconds)
             body += "</div></section>\n"
         }
@@ -141,7 +141,7 @@ public struct LagHTMLReport {
         let vmax = niceMax(max(values.max() ?? 0, limit ?? 0))
         func x(_ t: Int64) -> Double { t1 > t0 ? left + (w - left - right) * Double(t - t0) / Double(t1 - t0) : left + (w - left - right) / 2 }
         func y(_ v: Double) -> Double { h - bottom - (h - top - bottom) * (vmax > 0 ? v / vmax : 0) }
-        var s = "<figure><figcaption>\(esc(title))</figcaption>"
+        var s = "<figure><figcaption>\(esc(title)) (\(esc(unit)))</figcaption>"
         s += "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\" aria-label=\"\(esc(title))\">"
         s += "<rect x=\"0\" y=\"0\" width=\"\(Int(w))\" height=\"\(Int(h))\" fill=\"#fff\"/>"
         for i in 0...4 {
@@ -149,7 +149,6 @@ public struct LagHTMLReport {
             s += "<line x1=\"\(left)\" x2=\"\(w - right)\" y1=\"\(y(v))\" y2=\"\(y(v))\" stroke=\"#e6e6e6\"/>"
             s += "<text x=\"\(left - 4)\" y=\"\(y(v) + 4)\" font-size=\"10\" text-anchor=\"end\" fill=\"#555\">\(esc(axis(v)))</text>"
         }
-        s += "<text x=\"4\" y=\"\(top + 2)\" font-size=\"10\" fill=\"#555\">\(esc(unit))</text>"
         if !all.isEmpty {
             let f = DateFormatter()
             f.dateFormat = t1 - t0 > 86_400_000 ? "MM-dd HH:mm" : "HH:mm:ss"

@@ -105,7 +105,9 @@ public struct LagHistory: Sendable, Equatable {
             return .init(flow: k.flow, topic: k.topic, partition: k.partition,
                          records: v.records.map { $0.isNaN ? nil : $0 }, seconds: v.seconds.map { $0.isNaN ? nil : $0 })
         })
-        return try JSONEncoder().encode(e)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return try encoder.encode(e)
     }
 
     public static func decode(_ data: Data) throws -> LagHistory {

@@ -1,0 +1,44 @@
+import Foundation
+import Mirror
+import Testing
+import Topology
+
+@Suite("Lag HTML report", .timeLimit(.minutes(1)))
+struct LagHTMLReportTests {
+    static func sample() -> String {
+        var flow = Topology.Flow(name: "us-to-eu", source: "us-east", target: "eu-west", topics: .init(include: [".*"], exclude: []))
+        flow.slo = .init(maxLagSeconds: 30, maxLagRecords: nil)
+        func row(_ p: Int, _ records: Int64, _ seconds: Double) -> LagReport.Row {
+            LagReport.Row(flow: "us-to-eu", source: "us-east", target: "eu-west", topic: "orders<&>", partition: p, remoteTopic: "us-east.orders",
+                          lagRecords: records, lagSeconds: seconds, state: seconds > 10 ? "stalled" : "running",
+                          transferP50Seconds: 0.004, transferP99Seconds: 0.02)
+        }
+        var h = LagHistory()
+        let t0: Int64 = 1_796_000_000_000
+        for i in 0..<120 {
+            let s = i < 60 ? 0.0 : Double(i - 60)
+            h.record(now: t0 + Int64(i) * 10_000, rows: [row(0, Int64(s * 100), s), row(1, 3, 0.2)])
+        }
+        let now = [row(0, 5_900, 59), row(1, 3, 0.2)]
+        var report = LagReport(rows: now, flows: [flow])
+        report.heartbeats = [.init(name: "us-to-eu", heartbeatAgeSeconds: 58.7)]
+        let groups = [ClusterLag.GroupRow(flow: "us-to-eu", group: "billing", topic: "orders<&>", partition: 0, remoteTopic: "us-east.orders",
+                                          committed: 900, rpoRecords: 120, rpoSeconds: 12.5, targetCommitted: 780, translated: 780, reReads: 0)]
+        return LagHTMLReport(report: report, groups: groups, histories: [h], flows: [flow], generatedAt: Date(timeIntervalSince1970: 1_796_001_200),
+                             notes: []).render()
+    }
+
+    @Test func theReportHasChartsTablesAndTheMissedObjectiveHighlighted() throws {
+        let html = Self.sample()
+        #expect(html.hasPrefix("<!DOCTYPE html>"))
+        #expect(!html.contains("<script") && !html.contains("src="), "self-contained: no script, nothing loaded")
+        #expect(html.components(separatedBy: "<svg class=\"chart\"").count - 1 == 4)
+        #expect(html.contains("stroke-dasharray"), "the flow's 30 s objective is drawn on its seconds chart")
+        #expect(html.contains("<tr class=\"bad\"><td>us-to-eu</td><td>orders&lt;&amp;&gt;</td><td class=\"n\">0</td>"),
+                "the partition past its objective is highlighted, its name escaped")
+        #expect(html.contains("59.0 s behind, objective 30"), "the missed objective is listed")
+        #expect(html.contains("<td>billing</td>") && html.contains(">120<"), "group RPO table")
+        #expect(html.contains("heartbeat 58.7 s ago"))
+        if let out = ProcessInfo.processInfo.environment["LAG_REPORT_SAMPLE"] { try html.write(toFile: out, atomically: true, encoding: .utf8) }
+    }
+}
