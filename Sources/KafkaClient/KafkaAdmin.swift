@@ -183,6 +183,48 @@ public struct KafkaAdmin: Sendable {
         return out
     }
 
+    /// Deletes the records before the given offsets (Kafka's DeleteRecords: the partitions' log start
+    /// moves up; −1 means the high watermark). Returns each partition's new low watermark.
+    @discardableResult
+    public func deleteRecords(before offsets: [TopicPartition: Int64], timeoutMs: Int32 = 30_000) async throws -> [TopicPartition: Int64] {
+        var byLeader: [BrokerID: [TopicPartition]] = [:]
+        for tp in offsets.keys {
+            let t = try await cluster.topic(tp.topic)
+            guard let p = t.partitions.first(where: { $0.partition == tp.partition }) else {
+                throw KafkaClientError.invalidArgument("topic \(tp.topic) has no partition \(tp.partition)")
+            }
+            byLeader[p.leader, default: []].append(tp)
+        }
+        var out: [TopicPartition: Int64] = [:]
+        for (leader, tps) in byLeader {
+            let conn = try await cluster.connection(to: leader)
+            var req = DeleteRecordsRequest()
+            req.timeoutMs = timeoutMs
+            var byTopic: [TopicName: [TopicPartition]] = [:]
+            for tp in tps { byTopic[tp.topic, default: []].append(tp) }
+            req.topics = byTopic.map { name, tps in
+                var t = DeleteRecordsRequest.DeleteRecordsTopic()
+                t.name = name
+                t.partitions = tps.map { tp in
+                    var p = DeleteRecordsRequest.DeleteRecordsPartition()
+                    p.partitionIndex = tp.partition
+                    p.offset = offsets[tp]!
+                    return p
+                }
+                return t
+            }
+            let resp = try await conn.send(req, version: try conn.version(for: DeleteRecordsRequest.self, max: 2))
+            for t in resp.topics {
+                for p in t.partitions {
+                    let tp = TopicPartition(t.name, p.partitionIndex)
+                    guard p.errorCode == .none else { throw KafkaClientError.broker(p.errorCode, "DeleteRecords \(tp)") }
+                    out[tp] = p.lowWatermark
+                }
+            }
+        }
+        return out
+    }
+
     /// Every partition of the given topics.
     public func partitions(of topics: [TopicName]) async throws -> [TopicPartition] {
         var out: [TopicPartition] = []
