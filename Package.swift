@@ -77,6 +77,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // The HTTP endpoints of the broker and the mirror (/metrics, /lag, /history).
+        .target(
+            name: "MetricsHTTP",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Kafka client used by the CLI, the benchmarks and (later) the mirror.
@@ -116,7 +126,6 @@ let package = Package(
                 "KafkaClient", "KafkaProtocol", "KafkaWire", "Topology",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -129,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "meridian",
             dependencies: [
-                "Broker", "KafkaClient", "MeridianBench", "Mirror", "Topology", "KafkaProtocol", "KafkaWire", "LogStorage",
+                "Broker", "KafkaClient", "MeridianBench", "MetricsHTTP", "Mirror", "Topology", "KafkaProtocol", "KafkaWire", "LogStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -175,7 +184,7 @@ let package = Package(
         .testTarget(
             name: "MirrorTests",
             dependencies: [
-                "Mirror", "KafkaClient", "KafkaProtocol", "KafkaWire", "Topology", "TestSupport", "Broker", "LinkSimulator",
+                "Mirror", "MetricsHTTP", "KafkaClient", "KafkaProtocol", "KafkaWire", "Topology", "TestSupport", "Broker", "LinkSimulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

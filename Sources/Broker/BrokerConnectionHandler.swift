@@ -61,6 +61,8 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         remote = context.remoteAddress.map { "\($0)" } ?? "?"
         logger[metadataKey: "client"] = "\(remote)"
         logger.debug("connection opened")
+        broker.stats.connectionsOpen.wrappingIncrement(ordering: .relaxed)
+        broker.stats.connectionsAccepted.wrappingIncrement(ordering: .relaxed)
         if isTLS {
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             handshakeTimer = context.eventLoop.scheduleTask(in: .milliseconds(broker.config.tlsHandshakeTimeoutMs)) {
@@ -76,6 +78,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         logger.debug("connection closed")
+        broker.stats.connectionsOpen.wrappingDecrement(ordering: .relaxed)
         handshakeTimer?.cancel()
         dropPendingRegions()
         context.fireChannelInactive()
@@ -134,6 +137,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         } catch {
             return closeForBadRequest(context, "unreadable request header: \(error)")
         }
+        broker.stats.request(header.apiKey, bytes: size + 4)
         var requestLogger = self.logger
         requestLogger[metadataKey: "api"] = "\(header.apiKey.name)"
         requestLogger[metadataKey: "version"] = "\(header.apiVersion)"
@@ -295,6 +299,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
             return empty
         }
         KafkaFrame.finish(&w, sizeAt: sizeAt)
+        broker.stats.response(body, bytes: w.buffer.readableBytes + w.fileSplices.reduce(0) { $0 + $1.region.readableBytes })
         return w
     }
 

@@ -31,6 +31,8 @@ public protocol KafkaRequestMessage: KafkaMessage {
 
 public protocol KafkaResponseMessage: KafkaMessage {
     static var apiKey: ApiKey { get }
+    /// Calls `body` with every error code of the response, nested ones included (generated).
+    func forEachErrorCode(_ body: (ErrorCode) -> Void)
 }
 
 extension KafkaRequestMessage {

@@ -184,6 +184,40 @@ struct MessageGenerator {
         out += encodeFunction(fields: live, context: context, indent: indent)
         out.append("")
         out += decodeFunction(fields: live, context: context, indent: indent)
+        if spec.kind == "response" {
+            out.append("")
+            out += errorCodeFunction(fields: live, context: context, indent: indent)
+        }
+        return out
+    }
+
+    /// Whether a field is, or holds somewhere inside it, an error code.
+    private func carriesErrorCode(_ f: FieldSpec, depth: Int = 0) -> Bool {
+        if strongType(f) == "ErrorCode" { return true }
+        guard depth < 16, let sub = f.fields ?? structs.first(where: { $0.name == SwiftNames.typeName(f.elementType) })?.fields else { return false }
+        return sub.contains { carriesErrorCode($0, depth: depth + 1) }
+    }
+
+    /// Responses: a visitor over every error code, nested ones included (the broker counts them for /metrics).
+    private func errorCodeFunction(fields: [FieldSpec], context: VersionRange, indent: String) -> [String] {
+        var out = ["\(indent)/// Calls `body` with every error code of this message, nested ones included.",
+                   "\(indent)public func forEachErrorCode(_ body: (ErrorCode) -> Void) {"]
+        for f in fields {
+            let p = "self.\(SwiftNames.bare(SwiftNames.property(f.name)))"
+            let isError = strongType(f) == "ErrorCode"
+            let isStruct = strongType(f) == nil && isStructType(f.elementType) && carriesErrorCode(f)
+            guard isError || isStruct else { continue }
+            let call = isError ? "body(e)" : "e.forEachErrorCode(body)"
+            let optional = isOptional(f, context: context)
+            if f.isArray {
+                out.append(optional ? "\(indent)    if let a = \(p) { for e in a { \(call) } }" : "\(indent)    for e in \(p) { \(call) }")
+            } else if isError {
+                out.append(optional ? "\(indent)    if let e = \(p) { \(call) }" : "\(indent)    body(\(p))")
+            } else {
+                out.append(optional ? "\(indent)    if let e = \(p) { \(call) }" : "\(indent)    \(p).forEachErrorCode(body)")
+            }
+        }
+        out.append("\(indent)}")
         return out
     }
 

@@ -67,12 +67,15 @@ public struct Topology: Codable, Sendable, Equatable {
         public var dataDir: String
         /// This broker's certificate and key (and optionally CA / client-auth overrides).
         public var tls: TLS?
+        /// `host:port` where the broker serves Prometheus metrics at /metrics (none when absent).
+        public var metrics: String?
 
-        public init(id: Int32, listeners: [String], dataDir: String, tls: TLS? = nil) {
+        public init(id: Int32, listeners: [String], dataDir: String, tls: TLS? = nil, metrics: String? = nil) {
             self.id = id
             self.listeners = listeners
             self.dataDir = dataDir
             self.tls = tls
+            self.metrics = metrics
         }
     }
 

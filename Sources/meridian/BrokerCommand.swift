@@ -3,6 +3,7 @@ import Broker
 import Foundation
 import KafkaWire
 import Logging
+import MetricsHTTP
 import NIOPosix
 import ServiceLifecycle
 import Topology
@@ -128,6 +129,13 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "Region of --topology this broker belongs to.")
     var region: String?
+
+    @Option(help: ArgumentHelp("""
+        Serve Prometheus metrics at http://HOST:PORT/metrics: requests and error codes by API, bytes \
+        in and out, connections, every partition's offsets and each group's lag. Default: the \
+        broker's "metrics" in --topology. Port 0 picks a free one, printed at start.
+        """, valueName: "host:port"))
+    var metrics: String?
 
     @OptionGroup var logOptions: LogOptions
 
@@ -328,6 +336,21 @@ struct BrokerCommand: AsyncParsableCommand {
             try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
+        var metricsServer: MetricsHTTPServer?
+        if let address = try metrics ?? topologyMetricsAddress() {
+            let (host, port) = try MirrorCommand.hostPort(address)
+            let m = BrokerMetrics(broker: broker)
+            do {
+                metricsServer = try await MetricsHTTPServer(host: host, port: port, endpoints: [
+                    "/metrics": .init(contentType: "text/plain; version=0.0.4; charset=utf-8") { Array(m.scrape().utf8) },
+                ], group: group)
+            } catch {
+                broker.logs.closeAll()
+                try? await group.shutdownGracefully()
+                throw ValidationError("cannot serve metrics on \(address): \(error); pick another --metrics address")
+            }
+            FileHandle.standardOutput.write(Data("metrics on http://\(host):\(metricsServer?.port ?? port)/metrics\n".utf8))
+        }
         let server = BrokerServer(broker: broker, group: group) { bound in
             FileHandle.standardOutput.write(Data(("ready " + bound.map(\.description).joined(separator: ",") + "\n").utf8))
         }
@@ -339,11 +362,21 @@ struct BrokerCommand: AsyncParsableCommand {
             try await services.run()
         } catch {
             logger.critical("broker failed", metadata: ["error": "\(error)"])
+            await metricsServer?.close()
             broker.logs.closeAll()
             try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
+        await metricsServer?.close()
         try? await group.shutdownGracefully()
+    }
+
+    /// The "metrics" address of this broker in --topology, if it has one.
+    func topologyMetricsAddress() throws -> String? {
+        guard let topology, let regionName = region else { return nil }
+        let topo = try Topology.load(path: topology)
+        guard let r = topo.region(regionName) else { return nil }
+        return (brokerId.flatMap { id in r.brokers.first { $0.id == id } } ?? (r.brokers.count == 1 ? r.brokers[0] : nil))?.metrics
     }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import KafkaClient
 import KafkaProtocol
 import Logging
+import MetricsHTTP
 import Mirror
 import NIOPosix
 import ServiceLifecycle

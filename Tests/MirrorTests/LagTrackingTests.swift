@@ -7,6 +7,7 @@ import KafkaProtocol
 import KafkaWire
 import LinkSimulator
 import Logging
+import MetricsHTTP
 import Mirror
 import NIOConcurrencyHelpers
 import Testing

@@ -146,6 +146,11 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+    }
+
     public struct ApiVersion: Sendable, Equatable {
         public var apiKey: Int16 = 0
         public var minVersion: Int16 = 0
@@ -184,6 +189,10 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 
@@ -226,6 +235,10 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        }
     }
 
     public struct FinalizedFeatureKey: Sendable, Equatable {
@@ -266,6 +279,10 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

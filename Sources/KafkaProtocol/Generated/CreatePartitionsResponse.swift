@@ -56,6 +56,11 @@ public struct CreatePartitionsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.results { e.forEachErrorCode(body) }
+    }
+
     public struct CreatePartitionsTopicResult: Sendable, Equatable {
         public var name: TopicName = ""
         public var errorCode: ErrorCode = ErrorCode.none
@@ -94,6 +99,11 @@ public struct CreatePartitionsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

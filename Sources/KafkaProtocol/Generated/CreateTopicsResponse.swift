@@ -60,6 +60,11 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.topics { e.forEachErrorCode(body) }
+    }
+
     public struct CreatableTopicResult: Sendable, Equatable {
         public var name: TopicName = ""
         public var topicID: KafkaUUID = KafkaUUID.zero
@@ -173,6 +178,12 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = unknown
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
+            body(self.topicConfigErrorCode)
+        }
     }
 
     public struct CreatableTopicConfigs: Sendable, Equatable {
@@ -223,6 +234,10 @@ public struct CreateTopicsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

@@ -56,6 +56,11 @@ public struct DeleteGroupsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.results { e.forEachErrorCode(body) }
+    }
+
     public struct DeletableGroupResult: Sendable, Equatable {
         public var groupID: GroupID = ""
         public var errorCode: ErrorCode = ErrorCode.none
@@ -89,6 +94,11 @@ public struct DeleteGroupsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

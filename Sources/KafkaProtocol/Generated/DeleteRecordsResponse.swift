@@ -56,6 +56,11 @@ public struct DeleteRecordsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.topics { e.forEachErrorCode(body) }
+    }
+
     public struct DeleteRecordsTopicResult: Sendable, Equatable {
         public var name: TopicName = ""
         public var partitions: [DeleteRecordsPartitionResult] = []
@@ -105,6 +110,11 @@ public struct DeleteRecordsResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.partitions { e.forEachErrorCode(body) }
+        }
     }
 
     public struct DeleteRecordsPartitionResult: Sendable, Equatable {
@@ -145,6 +155,11 @@ public struct DeleteRecordsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

@@ -60,6 +60,11 @@ public struct DeleteTopicsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.responses { e.forEachErrorCode(body) }
+    }
+
     public struct DeletableTopicResult: Sendable, Equatable {
         public var name: TopicName? = ""
         public var topicID: KafkaUUID = KafkaUUID.zero
@@ -111,6 +116,11 @@ public struct DeleteTopicsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

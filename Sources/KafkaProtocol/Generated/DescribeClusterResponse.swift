@@ -90,6 +90,11 @@ public struct DescribeClusterResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+    }
+
     public struct DescribeClusterBroker: Sendable, Equatable {
         public var brokerID: BrokerID = 0
         public var host: String = ""
@@ -133,6 +138,10 @@ public struct DescribeClusterResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

@@ -56,6 +56,11 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.results { e.forEachErrorCode(body) }
+    }
+
     public struct DescribeConfigsResult: Sendable, Equatable {
         public var errorCode: ErrorCode = ErrorCode.none
         public var errorMessage: String? = ""
@@ -119,6 +124,11 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 
@@ -226,6 +236,10 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        }
     }
 
     public struct DescribeConfigsSynonym: Sendable, Equatable {
@@ -266,6 +280,10 @@ public struct DescribeConfigsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

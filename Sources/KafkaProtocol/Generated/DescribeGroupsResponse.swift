@@ -60,6 +60,11 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.groups { e.forEachErrorCode(body) }
+    }
+
     public struct DescribedGroup: Sendable, Equatable {
         public var errorCode: ErrorCode = ErrorCode.none
         public var groupID: GroupID = ""
@@ -138,6 +143,11 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
+        }
     }
 
     public struct DescribedGroupMember: Sendable, Equatable {
@@ -197,6 +207,10 @@ public struct DescribeGroupsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

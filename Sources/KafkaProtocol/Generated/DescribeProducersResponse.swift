@@ -56,6 +56,11 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.topics { e.forEachErrorCode(body) }
+    }
+
     public struct TopicResponse: Sendable, Equatable {
         public var name: TopicName = ""
         public var partitions: [PartitionResponse] = []
@@ -104,6 +109,11 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.partitions { e.forEachErrorCode(body) }
         }
     }
 
@@ -166,6 +176,11 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
+        }
     }
 
     public struct ProducerState: Sendable, Equatable {
@@ -221,6 +236,10 @@ public struct DescribeProducersResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

@@ -111,6 +111,12 @@ public struct FetchResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+        for e in self.responses { e.forEachErrorCode(body) }
+    }
+
     public struct FetchableTopicResponse: Sendable, Equatable {
         public var topic: TopicName = ""
         public var topicID: KafkaUUID = KafkaUUID.zero
@@ -172,6 +178,11 @@ public struct FetchResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.partitions { e.forEachErrorCode(body) }
         }
     }
 
@@ -311,6 +322,11 @@ public struct FetchResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = unknown
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
+        }
     }
 
     public struct EpochEndOffset: Sendable, Equatable {
@@ -346,6 +362,10 @@ public struct FetchResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 
@@ -383,6 +403,10 @@ public struct FetchResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        }
     }
 
     public struct SnapshotID: Sendable, Equatable {
@@ -419,6 +443,10 @@ public struct FetchResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        }
     }
 
     public struct AbortedTransaction: Sendable, Equatable {
@@ -454,6 +482,10 @@ public struct FetchResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 
@@ -500,6 +532,10 @@ public struct FetchResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

@@ -109,6 +109,12 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+        for e in self.coordinators { e.forEachErrorCode(body) }
+    }
+
     public struct Coordinator: Sendable, Equatable {
         public var key: String = ""
         public var nodeID: BrokerID = 0
@@ -162,6 +168,11 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

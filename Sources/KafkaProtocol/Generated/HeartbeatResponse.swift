@@ -44,4 +44,9 @@ public struct HeartbeatResponse: KafkaResponseMessage {
             self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
+
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+    }
 }

@@ -56,6 +56,11 @@ public struct IncrementalAlterConfigsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.responses { e.forEachErrorCode(body) }
+    }
+
     public struct AlterConfigsResourceResponse: Sendable, Equatable {
         public var errorCode: ErrorCode = ErrorCode.none
         public var errorMessage: String? = ""
@@ -99,6 +104,11 @@ public struct IncrementalAlterConfigsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

@@ -103,6 +103,11 @@ public struct JoinGroupResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+    }
+
     public struct JoinGroupResponseMember: Sendable, Equatable {
         public var memberID: String = ""
         public var groupInstanceID: String? = nil
@@ -145,6 +150,10 @@ public struct JoinGroupResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

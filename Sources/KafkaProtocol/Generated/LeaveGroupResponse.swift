@@ -69,6 +69,12 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+        for e in self.members { e.forEachErrorCode(body) }
+    }
+
     public struct MemberResponse: Sendable, Equatable {
         public var memberID: String = ""
         public var groupInstanceID: String? = ""
@@ -107,6 +113,11 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

@@ -65,6 +65,11 @@ public struct ListGroupsResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+    }
+
     public struct ListedGroup: Sendable, Equatable {
         public var groupID: GroupID = ""
         public var protocolType: String = ""
@@ -116,6 +121,10 @@ public struct ListGroupsResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

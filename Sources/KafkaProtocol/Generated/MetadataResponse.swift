@@ -107,6 +107,11 @@ public struct MetadataResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.topics { e.forEachErrorCode(body) }
+    }
+
     public struct MetadataResponseBroker: Sendable, Equatable {
         public var nodeID: BrokerID = 0
         public var host: String = ""
@@ -154,6 +159,10 @@ public struct MetadataResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 
@@ -237,6 +246,12 @@ public struct MetadataResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
+            for e in self.partitions { e.forEachErrorCode(body) }
         }
     }
 
@@ -351,6 +366,11 @@ public struct MetadataResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

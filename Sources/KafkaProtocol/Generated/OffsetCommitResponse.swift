@@ -60,6 +60,11 @@ public struct OffsetCommitResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.topics { e.forEachErrorCode(body) }
+    }
+
     public struct OffsetCommitResponseTopic: Sendable, Equatable {
         public var name: TopicName = ""
         public var partitions: [OffsetCommitResponsePartition] = []
@@ -109,6 +114,11 @@ public struct OffsetCommitResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.partitions { e.forEachErrorCode(body) }
+        }
     }
 
     public struct OffsetCommitResponsePartition: Sendable, Equatable {
@@ -144,6 +154,11 @@ public struct OffsetCommitResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

@@ -51,6 +51,12 @@ public struct OffsetDeleteResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+        for e in self.topics { e.forEachErrorCode(body) }
+    }
+
     public struct OffsetDeleteResponseTopic: Sendable, Equatable {
         public var name: TopicName = ""
         public var partitions: [OffsetDeleteResponsePartition] = []
@@ -90,6 +96,11 @@ public struct OffsetDeleteResponse: KafkaResponseMessage {
                 self.partitions = []
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.partitions { e.forEachErrorCode(body) }
+        }
     }
 
     public struct OffsetDeleteResponsePartition: Sendable, Equatable {
@@ -115,6 +126,11 @@ public struct OffsetDeleteResponse: KafkaResponseMessage {
             self.init()
             self.partitionIndex = try r.readKafkaInt32()
             self.errorCode = ErrorCode(try r.readKafkaInt16())
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

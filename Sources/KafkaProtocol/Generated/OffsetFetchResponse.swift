@@ -97,6 +97,13 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.topics { e.forEachErrorCode(body) }
+        body(self.errorCode)
+        for e in self.groups { e.forEachErrorCode(body) }
+    }
+
     public struct OffsetFetchResponseTopic: Sendable, Equatable {
         public var name: TopicName = ""
         public var partitions: [OffsetFetchResponsePartition] = []
@@ -145,6 +152,11 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.partitions { e.forEachErrorCode(body) }
         }
     }
 
@@ -200,6 +212,11 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 
@@ -257,6 +274,12 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.topics { e.forEachErrorCode(body) }
+            body(self.errorCode)
+        }
     }
 
     public struct OffsetFetchResponseTopics: Sendable, Equatable {
@@ -308,6 +331,11 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.partitions { e.forEachErrorCode(body) }
+        }
     }
 
     public struct OffsetFetchResponsePartitions: Sendable, Equatable {
@@ -358,6 +386,11 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

@@ -60,6 +60,11 @@ public struct OffsetForLeaderEpochResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.topics { e.forEachErrorCode(body) }
+    }
+
     public struct OffsetForLeaderTopicResult: Sendable, Equatable {
         public var topic: TopicName = ""
         public var partitions: [EpochEndOffset] = []
@@ -108,6 +113,11 @@ public struct OffsetForLeaderEpochResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.partitions { e.forEachErrorCode(body) }
         }
     }
 
@@ -158,6 +168,11 @@ public struct OffsetForLeaderEpochResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
         }
     }
 }

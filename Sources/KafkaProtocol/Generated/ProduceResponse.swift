@@ -93,6 +93,11 @@ public struct ProduceResponse: KafkaResponseMessage {
         }
     }
 
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        for e in self.responses { e.forEachErrorCode(body) }
+    }
+
     public struct TopicProduceResponse: Sendable, Equatable {
         public var name: TopicName = ""
         public var partitionResponses: [PartitionProduceResponse] = []
@@ -141,6 +146,11 @@ public struct ProduceResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            for e in self.partitionResponses { e.forEachErrorCode(body) }
         }
     }
 
@@ -252,6 +262,11 @@ public struct ProduceResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = unknown
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+            body(self.errorCode)
+        }
     }
 
     public struct BatchIndexAndErrorMessage: Sendable, Equatable {
@@ -288,6 +303,10 @@ public struct ProduceResponse: KafkaResponseMessage {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
         }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        }
     }
 
     public struct LeaderIDAndEpoch: Sendable, Equatable {
@@ -323,6 +342,10 @@ public struct ProduceResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 
@@ -369,6 +392,10 @@ public struct ProduceResponse: KafkaResponseMessage {
             if flexible {
                 self.unknownTaggedFields = try r.readTaggedFields()
             }
+        }
+
+        /// Calls `body` with every error code of this message, nested ones included.
+        public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
         }
     }
 }

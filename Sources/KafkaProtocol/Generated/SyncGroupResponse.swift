@@ -67,4 +67,9 @@ public struct SyncGroupResponse: KafkaResponseMessage {
             self.unknownTaggedFields = try r.readTaggedFields()
         }
     }
+
+    /// Calls `body` with every error code of this message, nested ones included.
+    public func forEachErrorCode(_ body: (ErrorCode) -> Void) {
+        body(self.errorCode)
+    }
 }
