@@ -131,6 +131,10 @@ struct LagProcessTests {
             return reading.status == 0 && reading.records == 0 && reading.states == ["running"] && reading.notes.isEmpty
         }, "caught up again: \(reading.raw)")
 
+        // Everything the source got while the mirror was down is now in the target, exactly once.
+        let audit = try await runProcess(BrokerProcess.binary, ["audit", "--topology", topology, "--flow", "us-to-eu"], timeout: 120)
+        #expect(audit.status == 0 && audit.stdout.contains("exact: "), "\(audit.stdout)\(audit.stderr)")
+
         let report = dir + "/report.html"
         let made = try await runProcess(BrokerProcess.binary, ["lag", "report", "--topology", topology, "--out", report], timeout: 60)
         #expect(made.status == 0, "\(made.stdout)\(made.stderr)")
