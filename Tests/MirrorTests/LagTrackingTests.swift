@@ -81,7 +81,7 @@ struct LagTrackingTests {
         try await KafkaAdmin(cluster: cluster(us)).createTopic("orders", partitions: 2)
         try await produce(us, "orders", count: 200)
         var settings = quickSettings()
-        settings.heartbeatInterval = .zero
+        settings.heartbeatInterval = .milliseconds(200)
         let m = try RunningMirror(Topology.Flow(name: "us-to-eu", source: "us-east", target: "eu-west",
                                                 topics: .init(include: ["orders"], exclude: [])), from: us, to: eu, settings: settings)
         let flows = [m.mirror]
@@ -90,7 +90,10 @@ struct LagTrackingTests {
             "/metrics": .init(contentType: "text/plain; version=0.0.4; charset=utf-8") { Array(metrics.scrape().utf8) },
             "/lag": .init(contentType: "application/json") { Array(try metrics.lagJSON()) },
         ], group: mirrorTestLoops)
-        #expect(await eventually(30) { m.mirror.lagStatus().reduce(0) { $0 + $1.copiedRecords } == 200 })
+        let orders = { m.mirror.lagStatus().filter { $0.source.topic == "orders" } }
+        #expect(await eventually(30) { orders().reduce(0) { $0 + $1.copiedRecords } == 200 })
+        // The source's heartbeats cross the flow: their age is the link's delay, well under the 10 s here.
+        #expect(await eventually(30) { (m.mirror.heartbeatAgeMs() ?? .max) < 10_000 })
         func get(_ path: String) async throws -> (Int, String) {
             let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(server.port)\(path)")!)
             return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
@@ -104,15 +107,18 @@ struct LagTrackingTests {
                      "meridian_mirror_copied_offset", "meridian_mirror_partition_state", "meridian_mirror_transfer_seconds"] {
             #expect(text.contains("# TYPE \(name) "), "\(name) is exposed")
         }
-        let copied = samples.filter { $0.hasPrefix("meridian_mirror_copied_records_total{") }
+        #expect(text.contains(#"meridian_mirror_heartbeat_age_seconds{flow="us-to-eu"} "#), "\(text)")
+        let copied = samples.filter { $0.hasPrefix("meridian_mirror_copied_records_total{flow=\"us-to-eu\",topic=\"orders\"") }
             .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
         #expect(copied == 200)
         #expect(text.contains(#"meridian_mirror_partition_state{flow="us-to-eu",topic="orders",partition="0",state="running"} 1"#), "\(text)")
         let (lagStatus, lag) = try await get("/lag")
         #expect(lagStatus == 200)
         let json = try JSONSerialization.jsonObject(with: Data(lag.utf8)) as? [String: Any]
-        let rows = json?["partitions"] as? [[String: Any]] ?? []
+        let rows = (json?["partitions"] as? [[String: Any]] ?? []).filter { $0["topic"] as? String == "orders" }
         #expect(rows.count == 2)
+        let flowRows = json?["flows"] as? [[String: Any]] ?? []
+        #expect(flowRows.count == 1 && flowRows.first?["name"] as? String == "us-to-eu" && flowRows.first?["heartbeatAgeSeconds"] is Double, "\(flowRows)")
         #expect(rows.allSatisfy { $0["lagRecords"] as? Int == 0 && $0["state"] as? String == "running" && $0["remoteTopic"] as? String == "us-east.orders" })
         #expect(try await get("/nothing").0 == 404)
         await server.close()
