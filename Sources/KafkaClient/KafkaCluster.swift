@@ -25,6 +25,10 @@ public final class KafkaCluster: @unchecked Sendable {
         public var retryBackoff: Duration = .milliseconds(50)
         /// Cached topic metadata older than this is fetched again (`metadata.max.age.ms`).
         public var metadataMaxAge: Duration = .seconds(300)
+        /// Brokers reached through another address (`"host:port"` → the address to connect to): a
+        /// tunnel, a NAT, or `meridian up`'s simulated WAN link. Applies to bootstrap addresses and
+        /// to the addresses metadata advertises; TLS still verifies the broker's own name.
+        public var routes: [String: BootstrapAddress] = [:]
         public init() {}
     }
 
@@ -95,7 +99,8 @@ public final class KafkaCluster: @unchecked Sendable {
     public var knownBrokers: [BrokerInfo] { lock.withLock { brokers.values.sorted { $0.id < $1.id } } }
 
     private func connect(_ host: String, _ port: Int) async throws -> KafkaConnection {
-        try await KafkaConnection.connect(host: host, port: port, tls: options.tls, group: group, clientID: options.clientID,
+        let via = options.routes["\(host):\(port)"].map { (host: $0.host, port: $0.port) }
+        return try await KafkaConnection.connect(host: host, port: port, via: via, tls: options.tls, group: group, clientID: options.clientID,
                                           requestTimeout: options.requestTimeout, connectTimeout: options.connectTimeout)
     }
 

@@ -35,7 +35,9 @@ public final class KafkaConnection: Sendable {
     public var eventLoop: EventLoop { channel.eventLoop }
 
     /// Opens a TCP (or TLS) connection and negotiates API versions.
-    public static func connect(host: String, port: Int, tls: TLSSettings? = nil, group: EventLoopGroup,
+    /// Connects to the broker at `host:port` — through `via` (a tunnel, NAT or simulated WAN link)
+    /// when given; TLS still names and verifies `host`.
+    public static func connect(host: String, port: Int, via: (host: String, port: Int)? = nil, tls: TLSSettings? = nil, group: EventLoopGroup,
                                clientID: String = "meridian", requestTimeout: TimeAmount = .seconds(30),
                                connectTimeout: TimeAmount = .seconds(10)) async throws -> KafkaConnection {
         let sslContext = try tls.map { try NIOSSLContext(configuration: try $0.clientConfiguration()) }
@@ -58,9 +60,10 @@ public final class KafkaConnection: Sendable {
             }
         let channel: Channel
         do {
-            channel = try await bootstrap.connect(host: host, port: port).get()
+            channel = try await bootstrap.connect(host: via?.host ?? host, port: via?.port ?? port).get()
         } catch {
-            throw KafkaConnectionError.connectFailed(host: host, port: port, reason: "\(error)")
+            let through = via.map { " (through \($0.host):\($0.port))" } ?? ""
+            throw KafkaConnectionError.connectFailed(host: host, port: port, reason: "\(error)\(through)")
         }
         do {
             let versions = try await negotiate(channel: channel, clientID: clientID, timeout: requestTimeout)

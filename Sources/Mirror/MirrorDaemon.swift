@@ -49,6 +49,7 @@ public final class MirrorDaemon: Sendable {
             var options = KafkaCluster.Options()
             options.clientID = "meridian-mirror-\(f.name)"
             options.tls = endpoint.tls
+            options.routes = settings.sourceRoutes
             let source = KafkaCluster(bootstrap: endpoint.addresses, options: options, group: group)
             clusters.append(source)
             var s = settings

@@ -1,3 +1,5 @@
+import KafkaClient
+
 /// Tunables of a running flow. Defaults suit a WAN link; tests shorten the intervals.
 public struct MirrorSettings: Sendable {
     /// How often the source's topic list, partition counts and configs are compared with the target.
@@ -48,6 +50,9 @@ public struct MirrorSettings: Sendable {
 
     /// A partition with records waiting and none copied for this long is reported stalled.
     public var stallAfter: Duration = .seconds(10)
+    /// Source brokers reached through another address (`"host:port"` → where to connect), e.g.
+    /// `meridian up`'s simulated WAN link; see ``KafkaCluster/Options/routes``.
+    public var sourceRoutes: [String: BootstrapAddress] = [:]
     /// Milliseconds since the epoch, for lag in time and stall detection (tests inject their own).
     public var clock: @Sendable () -> Int64 = PartitionLane.wallClockMs
 

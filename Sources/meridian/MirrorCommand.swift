@@ -62,6 +62,12 @@ struct MirrorCommand: AsyncParsableCommand {
     @Option(help: "Seconds between two points of the lag history (kept for 24 h at the default 10).")
     var historyInterval: Double = 10
 
+    @Option(name: .customLong("route"), help: ArgumentHelp("""
+        Reach the source broker HOST:PORT through VIA_HOST:VIA_PORT instead (a tunnel, a NAT, or the \
+        simulated WAN link of `meridian up --wan-latency`); TLS still verifies the broker's name. Repeatable.
+        """, valueName: "host:port=via-host:via-port"))
+    var routes: [String] = []
+
     @Option(help: .hidden)
     var memberSessionTimeoutMs: Int32 = 10_000
 
@@ -85,6 +91,13 @@ struct MirrorCommand: AsyncParsableCommand {
             settings.memberSessionTimeoutMs = memberSessionTimeoutMs
             settings.producesInFlight = producesInFlight
             settings.partitionFetchBytes = partitionFetchBytes
+            for r in routes {
+                let parts = r.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let via = try? BootstrapAddress.parseList(parts[1]).first, (try? BootstrapAddress.parseList(parts[0]).count) == 1 else {
+                    throw ValidationError("--route wants HOST:PORT=VIA_HOST:VIA_PORT, e.g. 10.0.0.5:9092=127.0.0.1:19092 (got '\(r)')")
+                }
+                settings.sourceRoutes[parts[0]] = via
+            }
             daemon = try MirrorDaemon(topology: topo, base: base, region: region, flowName: flow, settings: settings, group: group, logger: logger)
         } catch let e as MirrorError {
             try? await group.shutdownGracefully()
