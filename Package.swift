@@ -80,6 +80,11 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // What `meridian up` starts and how it restarts crashed children, without processes.
+        .target(
+            name: "Launcher",
+            dependencies: ["Mirror", "Topology"]
+        ),
         // The HTTP endpoints of the broker and the mirror (/metrics, /lag, /history).
         .target(
             name: "MetricsHTTP",
@@ -138,7 +143,7 @@ let package = Package(
         .executableTarget(
             name: "meridian",
             dependencies: [
-                "Broker", "KafkaClient", "MeridianBench", "MetricsHTTP", "Mirror", "Topology", "KafkaProtocol", "KafkaWire", "LogStorage",
+                "Broker", "KafkaClient", "Launcher", "LinkSimulator", "MeridianBench", "MetricsHTTP", "Mirror", "Topology", "KafkaProtocol", "KafkaWire", "LogStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -184,7 +189,7 @@ let package = Package(
         .testTarget(
             name: "MirrorTests",
             dependencies: [
-                "Mirror", "MetricsHTTP", "KafkaClient", "KafkaProtocol", "KafkaWire", "Topology", "TestSupport", "Broker", "LinkSimulator",
+                "Mirror", "MetricsHTTP", "Launcher", "KafkaClient", "KafkaProtocol", "KafkaWire", "Topology", "TestSupport", "Broker", "LinkSimulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -7,7 +7,8 @@
 # certificate DIR/NAME.pem + DIR/NAME.key, and for every --client NAME a client certificate (for
 # mTLS). Server certificates carry SANs for localhost and 127.0.0.1 (and ::1), so clients that verify
 # hostnames accept them on this machine. Existing certificates are left alone: run it again to add
-# names. Defaults: DIR=deploy/certs, SERVER_NAME=broker, one client named "client".
+# names. Defaults: DIR=deploy/certs; SERVER_NAME=broker unless only clients are named; one client
+# named "client" unless --client is given.
 set -euo pipefail
 
 out="deploy/certs"
@@ -24,7 +25,8 @@ while [ $# -gt 0 ]; do
     *) servers+=("$1"); shift ;;
   esac
 done
-[ ${#servers[@]} -gt 0 ] || servers=(broker)
+# Defaults: a server "broker" when neither servers nor clients are named; a client "client" when none is named.
+[ ${#servers[@]} -gt 0 ] || [ ${#clients[@]} -gt 0 ] || servers=(broker)
 [ ${#clients[@]} -gt 0 ] || clients=(client)
 command -v openssl >/dev/null || { echo "make-certs: openssl is not installed (apt-get install -y openssl)" >&2; exit 1; }
 mkdir -p "$out"

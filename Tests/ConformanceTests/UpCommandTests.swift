@@ -33,21 +33,21 @@ struct UpCommandTests {
         defer { if up.isRunning { kill(up.processIdentifier, SIGKILL) } }
         var text = ""
         let deadline = Date().addingTimeInterval(90)
-        while Date() < deadline && !text.contains("ready; press Ctrl-C") && up.isRunning {
+        while Date() < deadline && !text.contains("running; press Ctrl-C") && up.isRunning {
             try await Task.sleep(for: .microseconds(50_000))
             text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         }
-        #expect(text.contains("all 2 broker(s) ready"), "up output:\n\(text)")
+        #expect(text.contains("all 2 process(es) running"), "up output:\n\(text)")
         #expect(FileManager.default.fileExists(atPath: dir + "/certs/alpha-1.pem"), "missing certificates were created")
-        func address(_ name: String, _ proto: String) -> String? {
-            guard let line = text.split(separator: "\n").first(where: { $0.contains("\(name): ready") }) else { return nil }
+        func address(_ region: String, _ proto: String) -> String? {
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("region \(region): ") }) else { return nil }
             let l = line.split(separator: " ").first { $0.contains(proto + "://") } ?? ""
             return l.split(separator: ",").first { $0.hasPrefix(proto + "://") }
                 .map { String($0.dropFirst(proto.count + 3)) }
         }
-        let alpha = try #require(address("alpha-broker-1", "PLAINTEXT"))
-        let alphaSSL = try #require(address("alpha-broker-1", "SSL"))
-        let beta = try #require(address("beta-broker-7", "PLAINTEXT"))
+        let alpha = try #require(address("alpha", "PLAINTEXT"))
+        let alphaSSL = try #require(address("alpha", "SSL"))
+        let beta = try #require(address("beta", "PLAINTEXT"))
         let md = try await runProcess(kcat, ["-b", beta, "-L"])
         #expect(md.stdout.contains("broker 7 at \(beta)"))
         #expect(try await runProcess(kcat, ["-b", beta, "-P", "-t", "in-beta"], input: Data("x\n".utf8)).status == 0)
@@ -62,7 +62,7 @@ struct UpCommandTests {
         #expect(!up.isRunning)
         #expect(up.terminationStatus == 0)
         text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-        #expect(text.contains("alpha-broker-1: exited with status 0") && text.contains("beta-broker-7: exited with status 0"))
+        #expect(text.contains("alpha-broker-1: stopped cleanly") && text.contains("beta-broker-7: stopped cleanly"), "\(text)")
         let log = (try? String(contentsOfFile: dir + "/logs/beta-broker-7.log", encoding: .utf8)) ?? ""
         #expect(log.contains("all logs flushed and closed"))
         #expect(FileManager.default.fileExists(atPath: dir + "/data/beta/in-beta-0/.clean-shutdown"))
@@ -86,5 +86,153 @@ struct UpCommandTests {
         try "{ not json".write(toFile: dir + "/t.json", atomically: true, encoding: .utf8)
         let bad = try await runProcess(BrokerProcess.binary, ["up", "--topology", dir + "/t.json"])
         #expect(bad.status != 0 && bad.stderr.contains("not valid JSON"))
+    }
+}
+
+/// `meridian up` with a flow: the mirror runs, comes back after a crash, stops first; the WAN simulator.
+@Suite("meridian up with mirrors", .timeLimit(.minutes(6)))
+struct UpWithMirrorsTests {
+    struct Up {
+        var process: Process
+        var out: String
+        var text: String { (try? String(contentsOfFile: out, encoding: .utf8)) ?? "" }
+        /// Every child pid the output named.
+        var pids: [Int32] {
+            text.components(separatedBy: "(pid ").dropFirst().compactMap { Int32($0.prefix { $0.isNumber }) }
+        }
+        func stop() async throws -> Int32 {
+            kill(process.processIdentifier, SIGTERM)
+            let by = Date().addingTimeInterval(60)
+            while process.isRunning && Date() < by { try await Task.sleep(for: .milliseconds(50)) }
+            return process.isRunning ? -1 : process.terminationStatus
+        }
+    }
+
+    /// A two-region topology (fixed free ports) with one flow us-east → eu-west of `orders`.
+    func topology(_ dir: String) throws -> (path: String, us: String, eu: String) {
+        let us = "127.0.0.1:\(try freePort())", eu = "127.0.0.1:\(try freePort())"
+        try """
+            {"version": 1, "regions": [
+              {"name": "us-east", "brokers": [{"id": 1, "listeners": ["PLAINTEXT://\(us)"], "dataDir": "data/us"}]},
+              {"name": "eu-west", "brokers": [{"id": 1, "listeners": ["PLAINTEXT://\(eu)"], "dataDir": "data/eu"}]}],
+             "flows": [{"name": "us-to-eu", "source": "us-east", "target": "eu-west", "topics": {"include": ["orders"]}}]}
+            """.write(toFile: dir + "/topology.json", atomically: true, encoding: .utf8)
+        return (dir + "/topology.json", us, eu)
+    }
+
+    func start(_ topology: String, _ extra: [String] = [], out: String) async throws -> Up {
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: BrokerProcess.binary)
+        p.arguments = ["up", "--topology", topology] + extra
+        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        p.standardError = p.standardOutput
+        try p.run()
+        let up = Up(process: p, out: out)
+        let deadline = Date().addingTimeInterval(90)
+        while Date() < deadline && !up.text.contains("running; press Ctrl-C") && p.isRunning {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try #require(up.text.contains("running; press Ctrl-C"), "up output:\n\(up.text)")
+        return up
+    }
+
+    func kcat(_ args: [String], input: String? = nil) async throws -> ProcessResult {
+        try await runProcess(try ExternalTools.require(ExternalTools.kcat, "kcat"), args, input: input.map { Data($0.utf8) })
+    }
+
+    /// Every record of a topic as `partition offset key value` lines, sorted.
+    func dump(_ bootstrap: String, _ topic: String) async throws -> [String] {
+        try await kcat(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p %o %k %s\\n"]).stdout
+            .split(separator: "\n").map(String.init).sorted()
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
+    func upRunsTheMirrorStartsItAgainAfterAKillAndStopsMirrorsFirst() async throws {
+        let dir = NSTemporaryDirectory() + "meridian-upm-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (path, us, eu) = try topology(dir)
+        let up = try await start(path, out: dir + "/up.out")
+        defer { if up.process.isRunning { kill(up.process.processIdentifier, SIGKILL) } }
+        #expect(up.text.contains("region us-east: 1 broker(s) on PLAINTEXT://\(us)") && up.text.contains("region eu-west: 1 broker(s) on PLAINTEXT://\(eu)"), "\(up.text)")
+        #expect(up.text.contains("mirror eu-west: us-to-eu (us-east → eu-west); metrics http://127.0.0.1:"), "\(up.text)")
+
+        #expect(try await runProcess(BrokerProcess.binary, ["topics", "create", "orders", "--partitions", "2", "-b", us]).status == 0)
+        let first = (0..<1_000).map { "k\($0 % 37)\tfirst-\($0)" }.joined(separator: "\n") + "\n"
+        #expect(try await kcat(["-P", "-b", us, "-t", "orders", "-K", "\t"], input: first).status == 0)
+        #expect(await eventually(60) { (try? await dump(eu, "us-east.orders").count) == 1_000 }, "records produced in the source appear in the target")
+
+        // The mirror is killed; up starts it again and the stream completes, each record once.
+        let line = try #require(up.text.split(separator: "\n").first { $0.contains("eu-west-mirror ready (pid ") })
+        let mirrorPID = try #require(Int32(line.components(separatedBy: "(pid ")[1].prefix { $0.isNumber }))
+        kill(mirrorPID, SIGKILL)
+        let second = (0..<1_000).map { "k\($0 % 37)\tsecond-\($0)" }.joined(separator: "\n") + "\n"
+        #expect(try await kcat(["-P", "-b", us, "-t", "orders", "-K", "\t"], input: second).status == 0)
+        #expect(await eventually(60) { up.text.contains("eu-west-mirror started again") }, "\(up.text)")
+        #expect(up.text.contains("eu-west-mirror exited unexpectedly (killed by signal 9); starting it again in 1.0 s"), "\(up.text)")
+        #expect(await eventually(90) { (try? await dump(eu, "us-east.orders").count) == 2_000 }, "\(up.text)")
+        let source = try await dump(us, "orders"), target = try await dump(eu, "us-east.orders")
+        #expect(source == target, "every record once, at the same partition and offset")
+
+        let pids = up.pids
+        #expect(pids.count >= 4, "two brokers, the mirror and its restart: \(pids)")
+        #expect(try await up.stop() == 0, "\(up.text)")
+        let text = up.text
+        let stopping = try #require(text.range(of: "stopping: mirrors first"))
+        let mirrorStopped = try #require(text.range(of: "eu-west-mirror: stopped cleanly"), "\(text)")
+        let brokerStopped = try #require(text.range(of: "us-east-broker-1: stopped cleanly"), "\(text)")
+        #expect(stopping.lowerBound < mirrorStopped.lowerBound && mirrorStopped.lowerBound < brokerStopped.lowerBound)
+        for pid in pids { #expect(kill(pid, 0) == -1 && errno == ESRCH, "process \(pid) is gone") }
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
+    func aSimulatedWANLatencyRaisesTheTimeARecordTakesToCross() async throws {
+        let dir = NSTemporaryDirectory() + "meridian-upw-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (path, us, eu) = try topology(dir)
+        let python = try ExternalTools.require(ExternalTools.python, "python venv")
+        // Produces one record every 20 ms in the source and reads the target: the median of
+        // (time read − the record's source timestamp), in milliseconds.
+        let measure = """
+            import sys, time
+            from confluent_kafka import Producer, Consumer, TopicPartition, OFFSET_END
+            src, dst = sys.argv[1], sys.argv[2]
+            c = Consumer({"bootstrap.servers": dst, "group.id": "latency", "fetch.wait.max.ms": 5, "enable.auto.commit": False})
+            c.assign([TopicPartition("us-east.orders", p, OFFSET_END) for p in range(2)])
+            for _ in range(20): c.poll(0.05)
+            p = Producer({"bootstrap.servers": src, "linger.ms": 0})
+            lat, sent, end = [], 0, time.time() + 60
+            next_send = time.time()
+            while len(lat) < 80 and time.time() < end:
+                if sent < 100 and time.time() >= next_send:
+                    p.produce("orders", key=b"k%d" % sent, value=b"v"); p.poll(0); sent += 1; next_send += 0.02
+                m = c.poll(0.002)
+                if m is not None and not m.error():
+                    lat.append(time.time() * 1000 - m.timestamp()[1])
+            p.flush(5)
+            lat.sort()
+            print("%.1f %d" % (lat[len(lat) // 2], len(lat)))
+            """
+        var medians: [Double] = []
+        for extra in [[], ["--wan-latency", "50ms"]] {
+            let up = try await start(path, extra, out: dir + "/up-\(extra.count).out")
+            defer { if up.process.isRunning { kill(up.process.processIdentifier, SIGKILL) } }
+            if extra.isEmpty {
+                #expect(try await runProcess(BrokerProcess.binary, ["topics", "create", "orders", "--partitions", "2", "-b", us]).status == 0)
+                #expect(try await kcat(["-P", "-b", us, "-t", "orders"], input: "warm-up\n").status == 0)
+            } else {
+                #expect(up.text.contains("simulated WAN between regions: 50.0 ms each way, 1 link(s)"), "\(up.text)")
+            }
+            #expect(await eventually(60) { ((try? await dump(eu, "us-east.orders"))?.count ?? 0) >= 1 }, "the remote topic exists")
+            let r = try await runProcess(python, ["-c", measure, us, eu], timeout: 120)
+            let parts = r.stdout.split(separator: " ")
+            let median = try #require(parts.first.flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }, "\(r.stdout)\(r.stderr)")
+            medians.append(median)
+            #expect(try await up.stop() == 0, "\(up.text)")
+        }
+        print("produce → mirrored record, p50: \(medians[0]) ms without the WAN simulator, \(medians[1]) ms with 50 ms each way")
+        #expect(medians[1] - medians[0] >= 40, "50 ms each way adds at least the one-way trip of the fetch answer: \(medians)")
     }
 }
