@@ -133,24 +133,9 @@ struct LagCommand: AsyncParsableCommand {
             let topo = try Topology.load(path: common.topology)
             let base = (common.topology as NSString).deletingLastPathComponent
             let flows = try LagGathering.flows(topo, region: common.region)
-            let g = await LagGathering.collect(topo, base: base, flows: flows, fromClusters: common.fromClusters, groups: true, history: true)
-            for n in g.notes { FileHandle.standardError.write(Data("note: \(n)\n".utf8)) }
-            for f in g.failures { FileHandle.standardError.write(Data("error: \(f)\n".utf8)) }
-            var histories = g.histories
-            // Flows no mirror answered for are charted from this one point.
-            let charted = Set(histories.flatMap { $0.keys.map(\.flow) })
-            var now = LagHistory()
-            now.record(now: LagGathering.nowMs(), rows: g.report.rows.filter { !charted.contains($0.flow) })
-            if !now.keys.isEmpty || histories.isEmpty { histories.append(now) }
-            let html = LagHTMLReport(report: g.report, groups: g.groups, histories: histories, flows: flows,
-                                     generatedAt: Date(), notes: g.notes + g.failures).render()
-            do {
-                try Data(html.utf8).write(to: URL(fileURLWithPath: out))
-            } catch {
-                throw ValidationError("cannot write \(out): \(error.localizedDescription)")
-            }
-            print("wrote \(out) (\(html.utf8.count / 1024) KiB): \(g.report.rows.count) partitions, \(histories.map(\.times.count).max() ?? 0) points of history, \(g.report.violations.count) missed objectives")
-            if !g.failures.isEmpty { throw ExitCode(1) }
+            let (summary, failures) = try await LagGathering.writeReport(topo, base: base, flows: flows, fromClusters: common.fromClusters, out: out)
+            print(summary)
+            if !failures.isEmpty { throw ExitCode(1) }
         }
     }
 }
@@ -251,6 +236,29 @@ enum LagGathering {
         result.report = LagReport(rows: rows, flows: flows)
         result.report.heartbeats = heartbeats.sorted { $0.name < $1.name }
         return result
+    }
+
+    /// Writes the HTML report of `flows` to `out`; returns a one-line summary and the failures.
+    static func writeReport(_ topo: Topology, base: String, flows: [Topology.Flow], fromClusters: Bool, out: String) async throws -> (String, [String]) {
+        let g = await collect(topo, base: base, flows: flows, fromClusters: fromClusters, groups: true, history: true)
+        for n in g.notes { FileHandle.standardError.write(Data("note: \(n)\n".utf8)) }
+        for f in g.failures { FileHandle.standardError.write(Data("error: \(f)\n".utf8)) }
+        var histories = g.histories
+        // Flows no mirror answered for are charted from this one point.
+        let charted = Set(histories.flatMap { $0.keys.map(\.flow) })
+        var now = LagHistory()
+        now.record(now: nowMs(), rows: g.report.rows.filter { !charted.contains($0.flow) })
+        if !now.keys.isEmpty || histories.isEmpty { histories.append(now) }
+        let html = LagHTMLReport(report: g.report, groups: g.groups, histories: histories, flows: flows,
+                                 generatedAt: Date(), notes: g.notes + g.failures).render()
+        do {
+            try Data(html.utf8).write(to: URL(fileURLWithPath: out))
+        } catch {
+            throw ValidationError("cannot write \(out): \(error.localizedDescription)")
+        }
+        let summary = "wrote \(out) (\(html.utf8.count / 1024) KiB): \(g.report.rows.count) partitions, "
+            + "\(histories.map(\.times.count).max() ?? 0) points of history, \(g.report.violations.count) missed objectives"
+        return (summary, g.failures)
     }
 
     static func groupTable(_ rows: [ClusterLag.GroupRow]) -> String {

@@ -11,6 +11,6 @@ struct Meridian: AsyncParsableCommand {
             `meridian broker` to run one broker. Kafka clients (kcat, librdkafka, the Java client,
             kafka-python) connect to the listeners as they would to Apache Kafka.
             """,
-        subcommands: [BrokerCommand.self, UpCommand.self, MirrorCommand.self, LagCommand.self, AuditCommand.self, OffsetsCommand.self, TopicsCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupsCommand.self, BenchCommand.self, TopologyCommand.self]
+        subcommands: [BrokerCommand.self, UpCommand.self, MirrorCommand.self, LagCommand.self, AuditCommand.self, DemoCommand.self, OffsetsCommand.self, TopicsCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupsCommand.self, BenchCommand.self, TopologyCommand.self]
     )
 }

@@ -58,6 +58,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for every child to be ready.")
     var readyTimeout: Double = 60
 
+    @Option(help: "Seconds between two points of each mirror's lag history (meridian mirror --history-interval).")
+    var historyInterval: Double = 10
+
     @Option(help: ArgumentHelp("One-way latency added in each direction between regions (e.g. 40ms).", valueName: "duration"))
     var wanLatency: String?
 
@@ -140,6 +143,7 @@ struct UpCommand: AsyncParsableCommand {
         var proxies: [TCPProxy] = []
         let proxyLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var mirrors = plan.mirrors
+        for i in mirrors.indices { mirrors[i].arguments += ["--history-interval", "\(historyInterval)"] }
         if let wan {
             var routeOf: [String: String] = [:]
             for m in mirrors {

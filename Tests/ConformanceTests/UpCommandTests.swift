@@ -236,3 +236,39 @@ struct UpWithMirrorsTests {
         #expect(medians[1] - medians[0] >= 40, "50 ms each way adds at least the one-way trip of the fetch answer: \(medians)")
     }
 }
+
+/// `meridian demo` as the README's first command: every step, an exact failover and audit, and nothing left behind.
+@Suite("meridian demo", .timeLimit(.minutes(5)))
+struct DemoTests {
+    @Test func theDemoShowsEveryStepFailsOverExactlyAndLeavesNothingRunning() async throws {
+        let dir = NSTemporaryDirectory() + "meridian-demo-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let started = Date()
+        // Run from the checkout (where deploy/make-certs.sh is), as the README says.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: BrokerProcess.binary)
+        p.arguments = ["demo", "--dir", dir, "--seconds", "8", "--rate", "100"]
+        p.currentDirectoryURL = ExternalTools.packageRoot
+        let out = NSTemporaryDirectory() + "demo-\(UUID().uuidString.prefix(8)).out"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        p.standardError = p.standardOutput
+        try p.run()
+        while p.isRunning && Date().timeIntervalSince(started) < 240 { try await Task.sleep(for: .milliseconds(200)) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        #expect(!p.isRunning && p.terminationStatus == 0, "\(text)")
+        for n in 1...8 { #expect(text.contains("[\(n)/8 "), "step \(n) is announced:\n\(text)") }
+        #expect(text.contains("re-read 0, skipped 0"), "\(text)")
+        #expect(text.contains("exact: ") && text.contains("records in 3 partitions, each once"), "\(text)")
+        #expect(text.contains("FLOW") && text.contains("RECORDS BEHIND"), "the live lag table")
+        #expect(text.contains("nothing left listening"), "\(text)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/lag-report.html"))
+        // Every process `meridian up` started is gone.
+        let upText = (try? String(contentsOfFile: dir + "/up.out", encoding: .utf8)) ?? ""
+        let pids = upText.components(separatedBy: "(pid ").dropFirst().compactMap { Int32($0.prefix { $0.isNumber }) }
+        #expect(pids.count == 6, "3 brokers and 3 mirrors: \(upText)")
+        for pid in pids { #expect(kill(pid, 0) == -1 && errno == ESRCH, "process \(pid) is gone") }
+    }
+}
