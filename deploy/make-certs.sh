@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Makes a private CA and certificates for Meridian brokers and clients with openssl.
 #
-#   deploy/make-certs.sh [--out DIR] [--days N] [--client NAME]... [SERVER_NAME...]
+#   deploy/make-certs.sh [--out DIR] [--days N] [--client NAME]... [SERVER_NAME[=HOST,...]...]
 #
 # Writes DIR/ca.pem + DIR/ca.key (kept if they already exist), and for every SERVER_NAME a server
 # certificate DIR/NAME.pem + DIR/NAME.key, and for every --client NAME a client certificate (for
-# mTLS). Server certificates carry SANs for localhost and 127.0.0.1 (and ::1), so clients that verify
-# hostnames accept them on this machine. Existing certificates are left alone: run it again to add
+# mTLS, e.g. mirror-eu-west for the mirror of eu-west). Server certificates carry SANs for localhost
+# and 127.0.0.1 (and ::1), so clients that verify hostnames accept them on this machine, plus every
+# HOST after '=' (the host names or addresses of the broker's listeners in topology.json:
+# us-east-broker-1=10.0.1.5,kafka1.us-east.example.com). Existing certificates are left alone: run it again to add
 # names. Defaults: DIR=deploy/certs; SERVER_NAME=broker unless only clients are named; one client
 # named "client" unless --client is given.
 set -euo pipefail
@@ -39,12 +41,19 @@ if [ ! -f "$out/ca.pem" ] || [ ! -f "$out/ca.key" ]; then
   echo "make-certs: created CA $out/ca.pem"
 fi
 
-issue() { # name kind
-  local name="$1" kind="$2" ext
+issue() { # name[=host,...] kind
+  local name="${1%%=*}" kind="$2" ext sans="DNS:localhost,IP:127.0.0.1,IP:::1" hosts h
+  [ "$name" != "$1" ] && hosts="${1#*=}" || hosts=""
   [ -f "$out/$name.pem" ] && [ -f "$out/$name.key" ] && return 0
   ext="$(mktemp)"
   if [ "$kind" = server ]; then
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1,DNS:%s\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n' "$name" > "$ext"
+    sans="$sans,DNS:$name"
+    IFS=',' read -r -a extra <<< "$hosts"
+    for h in "${extra[@]}"; do
+      [ -z "$h" ] && continue
+      if [[ "$h" =~ ^[0-9.]+$ || "$h" == *:* ]]; then sans="$sans,IP:$h"; else sans="$sans,DNS:$h"; fi
+    done
+    printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n' "$sans" > "$ext"
   else
     printf 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n' > "$ext"
   fi

@@ -275,7 +275,14 @@ struct UpCommand: AsyncParsableCommand {
                 if let ca = t.ca { caByDir[dir] = Topology.resolve(ca, relativeTo: baseDir) }
                 let keyPath = t.key.map { Topology.resolve($0, relativeTo: baseDir) } ?? ""
                 if !FileManager.default.fileExists(atPath: certPath) || !FileManager.default.fileExists(atPath: keyPath) {
-                    missingByDir[dir, default: []].insert(((certPath as NSString).lastPathComponent as NSString).deletingPathExtension)
+                    // The certificate names every host the broker listens on (make-certs.sh NAME=HOST,...).
+                    let hosts = Set(b.listeners.compactMap { l -> String? in
+                        guard let sep = l.range(of: "://"), let colon = l.lastIndex(of: ":"), colon > sep.upperBound else { return nil }
+                        let h = String(l[sep.upperBound..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+                        return h.isEmpty || h == "0.0.0.0" || h == "::" ? nil : h
+                    }).sorted()
+                    let name = ((certPath as NSString).lastPathComponent as NSString).deletingPathExtension
+                    missingByDir[dir, default: []].insert(hosts.isEmpty ? name : "\(name)=\(hosts.joined(separator: ","))")
                 }
             }
         }
