@@ -272,3 +272,59 @@ struct DemoTests {
         for pid in pids { #expect(kill(pid, 0) == -1 && errno == ESRCH, "process \(pid) is gone") }
     }
 }
+
+/// `meridian topology check` points at each problem's place in the file and says what to do;
+/// `deploy/make-certs.sh` puts the listeners' hosts in the certificates.
+@Suite("Topology check and certificates", .timeLimit(.minutes(2)))
+struct TopologyCheckTests {
+    @Test func everyProblemHasItsLineColumnPathAndAFix() async throws {
+        let dir = NSTemporaryDirectory() + "meridian-check-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let closed = try freePort()
+        try """
+            {"version": 1,
+             "regions": [
+              {"name": "us-east", "tls": {"ca": "certs/ca.pem"},
+               "brokers": [{"id": 1, "listeners": ["PLAINTEXT://127.0.0.1:9092", "SSL://127.0.0.1:9093"], "dataDir": "us",
+                            "tls": {"cert": "certs/us-east-broker-1.pem", "key": "certs/us-east-broker-1.key"}}]},
+              {"name": "eu-west",
+               "brokers": [{"id": 1, "listeners": ["PLAINTEXT://127.0.0.1:9092"], "dataDir": "eu"}]},
+              {"name": "ext", "bootstrap": ["127.0.0.1:\(closed)"]}
+             ],
+             "flows": [
+              {"name": "a", "source": "us-east", "target": "mars"},
+              {"name": "b", "source": "eu-west", "target": "us-east", "tls": true}
+             ]}
+            """.write(toFile: dir + "/t.json", atomically: true, encoding: .utf8)
+        let path = dir + "/t.json"
+        let r = try await runProcess(BrokerProcess.binary, ["topology", "check", "--topology", path, "--connect"])
+        #expect(r.status == 1)
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        func line(_ needle: String) -> String? { lines.first { $0.contains(needle) } }
+        #expect(line("clashes with region 'us-east' broker 1")?.hasPrefix("\(path):7:40: problem: ") == true
+                && line("clashes with")?.hasSuffix("(at regions[1].brokers[0].listeners[0])") == true, "a port used in two regions: \(lines)")
+        #expect(line("target region 'mars' is not defined")?.hasPrefix("\(path):11:48: ") == true, "an unknown region in a flow: \(lines)")
+        #expect(line("has no SSL listener; add one or set \"tls\": false")?.hasPrefix("\(path):12:66: ") == true, "a TLS flow without an SSL listener")
+        #expect(line("certificate certs/us-east-broker-1.pem does not exist")?.contains("run deploy/make-certs.sh --out certs us-east-broker-1") == true,
+                "a missing certificate, with the command that makes it: \(lines)")
+        #expect(line("CA file certs/ca.pem does not exist")?.hasPrefix("\(path):3:37: ") == true)
+        #expect(line("bootstrap 127.0.0.1:\(closed) does not answer")?.hasSuffix("(at regions[2].bootstrap[0])") == true, "--connect: \(lines)")
+        #expect(lines.last == "8 problem(s)", "\(lines)")
+    }
+
+    @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.openssl)))
+    func makeCertsPutsTheListenersHostsInTheServerCertificate() async throws {
+        let dir = NSTemporaryDirectory() + "meridian-certs-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = ExternalTools.packageRoot.appendingPathComponent("deploy/make-certs.sh").path
+        let made = try await runProcess("/bin/bash", [script, "--out", dir, "us-east-broker-1=10.1.2.3,kafka1.us-east.example.com", "--client", "mirror-eu-west"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let openssl = try ExternalTools.require(ExternalTools.openssl, "openssl")
+        let text = try await runProcess(openssl, ["x509", "-in", dir + "/us-east-broker-1.pem", "-noout", "-text"]).stdout
+        #expect(text.contains("IP Address:10.1.2.3") && text.contains("DNS:kafka1.us-east.example.com") && text.contains("DNS:localhost"), "\(text)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/mirror-eu-west.pem"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/client.pem") && !FileManager.default.fileExists(atPath: dir + "/broker.pem"),
+                "only what was asked for")
+    }
+}
