@@ -161,8 +161,8 @@ struct DemoCommand: AsyncParsableCommand {
             say("""
                   explore it:
                     kcat -b \(plain["us-east"]!) -L
-                    kcat -b \(plain["eu-west"]!) -C -t us-east.orders -o -5 -e -f '%k %s\\n'
-                    meridian consume --bootstrap-server \(plain["ap-south"]!) --topic us-east.orders --from-beginning --max-messages 5
+                    kcat -b \(plain["eu-west"]!) -C -t us-east.orders -o beginning -c 5 -f '%k %s\\n'
+                    meridian consume -b \(plain["ap-south"]!) -t us-east.orders -o beginning -c 5
                     meridian lag --topology \(dir)/topology.json --watch
                     meridian lag --topology \(dir)/topology.json --groups
                     meridian audit --topology \(dir)/topology.json --flow us-to-ap
