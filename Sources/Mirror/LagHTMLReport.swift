@@ -56,9 +56,13 @@ public struct LagHTMLReport {
                           limit: f.slo?.maxLagSeconds)
             body += "</div></section>\n"
         }
-        let worst = Array(report.rows.prefix(worstPartitions))
+        // Worst by seconds behind now or at any point of the history, so a lag that has passed still shows.
+        let worst = report.rows.map { r -> (LagReport.Row, Double) in
+            let k = LagHistory.Key(flow: r.flow, topic: r.topic, partition: r.partition)
+            return (r, max(r.lagSeconds, history(for: r.flow)?.points(k).compactMap(\.seconds).max() ?? 0))
+        }.sorted { ($0.1, $0.0.lagRecords) > ($1.1, $1.0.lagRecords) }.prefix(worstPartitions).map(\.0)
         if !worst.isEmpty {
-            body += "<h2>Worst partitions</h2>\n<div class=\"charts\">"
+            body += "<h2>Worst partitions <small>(by seconds behind, now or at their peak)</small></h2>\n<div class=\"charts\">"
             var secs: [(String, String, [(Int64, Double?)])] = []
             var recs: [(String, String, [(Int64, Double?)])] = []
             for (i, r) in worst.enumerated() {

@@ -126,9 +126,8 @@ struct DemoCommand: AsyncParsableCommand {
         up.arguments = ["up", "--topology", topologyPath, "--wan-latency", wanLatency, "--make-certs", script, "--history-interval", "1"]
         up.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: upOut))
         up.standardError = up.standardOutput
-        // Its own process group: a Ctrl-C here reaches the demo, which stops `up` (mirrors, then brokers) in order.
+        // A Ctrl-C reaches `up` too, which stops its children in order; the demo then waits for it.
         try up.run()
-        setpgid(up.processIdentifier, up.processIdentifier)
         var stopped = false
         func stopUp() async -> Int32 {
             guard !stopped else { return 0 }

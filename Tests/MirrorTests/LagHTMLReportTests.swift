@@ -17,9 +17,11 @@ struct LagHTMLReportTests {
         let t0: Int64 = 1_796_000_000_000
         for i in 0..<120 {
             let s = i < 60 ? 0.0 : Double(i - 60)
-            h.record(now: t0 + Int64(i) * 10_000, rows: [row(0, Int64(s * 100), s), row(1, 3, 0.2)])
+            // Partition 2 was far behind for a while and has caught up since.
+            let past = (20..<40).contains(i) ? 100.0 : 0
+            h.record(now: t0 + Int64(i) * 10_000, rows: [row(0, Int64(s * 100), s), row(1, 3, 0.2), row(2, Int64(past * 10), past)])
         }
-        let now = [row(0, 5_900, 59), row(1, 3, 0.2)]
+        let now = [row(0, 5_900, 59), row(1, 3, 0.2), row(2, 0, 0)]
         var report = LagReport(rows: now, flows: [flow])
         report.heartbeats = [.init(name: "us-to-eu", heartbeatAgeSeconds: 58.7)]
         let groups = [ClusterLag.GroupRow(flow: "us-to-eu", group: "billing", topic: "orders<&>", partition: 0, remoteTopic: "us-east.orders",
@@ -39,6 +41,10 @@ struct LagHTMLReportTests {
         #expect(html.contains("59.0 s behind, objective 30"), "the missed objective is listed")
         #expect(html.contains("<td>billing</td>") && html.contains(">120<"), "group RPO table")
         #expect(html.contains("heartbeat 58.7 s ago"))
+        let worst = try #require(html.range(of: "<h2>Worst partitions"))
+        let legend = html[worst.upperBound...]
+        let p2 = try #require(legend.range(of: "orders&lt;&amp;&gt;-2")), p0 = try #require(legend.range(of: "orders&lt;&amp;&gt;-0"))
+        #expect(p2.lowerBound < p0.lowerBound, "a partition that was 100 s behind ranks before one 59 s behind now")
         if let out = ProcessInfo.processInfo.environment["LAG_REPORT_SAMPLE"] { try html.write(toFile: out, atomically: true, encoding: .utf8) }
     }
 }
