@@ -66,7 +66,18 @@ public struct ClusterLag: Sendable {
         var end: Int64
         var copied: Int64
         var map: PartitionOffsetMap
-        var lag: Int64 { max(0, end - copied) }
+        var lag: Int64 { ClusterLag.gap(end, copied) }
+    }
+
+    /// `a − b`, at least 0, without trapping on offsets a cluster made up (they come off the wire).
+    static func gap(_ a: Int64, _ b: Int64) -> Int64 {
+        let (d, overflow) = a.subtractingReportingOverflow(b)
+        return overflow ? (a > b ? .max : 0) : max(0, d)
+    }
+
+    /// Seconds from a record's timestamp (any value a cluster sends) to `nowMs`, at least 0.
+    static func age(_ nowMs: Int64, _ timestamp: Int64) -> Double {
+        max(0, (Double(nowMs) - Double(timestamp)) / 1000)
     }
 
     public let flow: Topology.Flow
@@ -96,7 +107,7 @@ public struct ClusterLag: Sendable {
         let oldest = try await timestamps(at: positions.filter { $0.lag > 0 }.map { ($0.source, $0.copied) })
         var rows: [LagReport.Row] = []
         for p in positions {
-            let seconds = p.lag > 0 ? oldest[p.source].map { max(0, Double(nowMs - $0) / 1000) } ?? 0 : 0
+            let seconds = p.lag > 0 ? oldest[p.source].map { ClusterLag.age(nowMs, $0) } ?? 0 : 0
             rows.append(LagReport.Row(flow: flow.name, source: flow.source, target: flow.target, topic: p.source.topic.rawValue,
                                       partition: Int(p.source.partition), remoteTopic: p.remote.topic.rawValue, lagRecords: p.lag,
                                       lagSeconds: seconds, state: state(p.lag > 0), transferP50Seconds: nil, transferP99Seconds: nil))
@@ -113,15 +124,15 @@ public struct ClusterLag: Sendable {
                 let synced = try await targetAdmin.groupOffsets(g, partitions: remote)
                 for (tp, c) in committed.sorted(by: { ($0.key.topic, $0.key.partition) < ($1.key.topic, $1.key.partition) }) {
                     let p = byPartition[tp]!
-                    let rpo = max(0, c - p.copied)
+                    let rpo = ClusterLag.gap(c, p.copied)
                     let translated = p.map.translate(min(c, p.copied))
                     let synced = synced[p.remote]
                     groupRows.append(GroupRow(
                         flow: flow.name, group: g.rawValue, topic: tp.topic.rawValue, partition: Int(tp.partition),
                         remoteTopic: p.remote.topic.rawValue, committed: c, rpoRecords: rpo,
-                        rpoSeconds: rpo > 0 ? oldest[tp].map { max(0, Double(nowMs - $0) / 1000) } ?? 0 : 0,
+                        rpoSeconds: rpo > 0 ? oldest[tp].map { ClusterLag.age(nowMs, $0) } ?? 0 : 0,
                         targetCommitted: synced, translated: translated,
-                        reReads: translated.flatMap { t in synced.map { max(0, t - $0) } }))
+                        reReads: translated.flatMap { t in synced.map { ClusterLag.gap(t, $0) } }))
                 }
             }
         }
@@ -220,6 +231,6 @@ public struct ClusterLag: Sendable {
             throw error
         }
         await consumer.close()
-        return newest.map { max(0, Double(nowMs - $0) / 1000) }
+        return newest.map { ClusterLag.age(nowMs, $0) }
     }
 }

@@ -174,7 +174,7 @@ public struct FlowAudit: Sendable {
                 note(.unexpected, nil, dst[i].offset, "no source record has this key, value, headers and timestamp")
             }
         }
-        return PartitionResult(source: p.source, target: p.remote, checked: expected, notYetCopied: max(0, p.end - upTo),
+        return PartitionResult(source: p.source, target: p.remote, checked: expected, notYetCopied: ClusterLag.gap(p.end, upTo),
                                findings: findings.sorted { ($0.sourceOffset ?? $0.targetOffset ?? 0) < ($1.sourceOffset ?? $1.targetOffset ?? 0) },
                                counts: counts)
     }
@@ -194,7 +194,7 @@ public struct FlowAudit: Sendable {
         consumer.assign([tp])
         consumer.seek(tp, to: .offset(from))
         var out: [Seen] = []
-        out.reserveCapacity(Int(min(to - from, 10_000_000)))
+        out.reserveCapacity(Int(min(ClusterLag.gap(to, from), 10_000_000)))
         var idle = 0
         do {
             while (consumer.currentPositions[tp] ?? from) < to {

@@ -143,7 +143,8 @@ public struct LagHTMLReport {
         let values = all.compactMap(\.1)
         let t0 = all.map(\.0).min() ?? 0, t1 = all.map(\.0).max() ?? 0
         let vmax = niceMax(max(values.max() ?? 0, limit ?? 0))
-        func x(_ t: Int64) -> Double { t1 > t0 ? left + (w - left - right) * Double(t - t0) / Double(t1 - t0) : left + (w - left - right) / 2 }
+        // Times come from a mirror's /history: computed in Double, so no value can trap.
+        func x(_ t: Int64) -> Double { t1 > t0 ? left + (w - left - right) * (Double(t) - Double(t0)) / (Double(t1) - Double(t0)) : left + (w - left - right) / 2 }
         func y(_ v: Double) -> Double { h - bottom - (h - top - bottom) * (vmax > 0 ? v / vmax : 0) }
         var s = "<figure><figcaption>\(esc(title)) (\(esc(unit)))</figcaption>"
         s += "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\" aria-label=\"\(esc(title))\">"
@@ -155,7 +156,7 @@ public struct LagHTMLReport {
         }
         if !all.isEmpty {
             let f = DateFormatter()
-            f.dateFormat = t1 - t0 > 86_400_000 ? "MM-dd HH:mm" : "HH:mm:ss"
+            f.dateFormat = Double(t1) - Double(t0) > 86_400_000 ? "MM-dd HH:mm" : "HH:mm:ss"
             f.timeZone = TimeZone(identifier: "UTC")
             s += "<text x=\"\(left)\" y=\"\(h - 10)\" font-size=\"10\" fill=\"#555\">\(f.string(from: Date(timeIntervalSince1970: Double(t0) / 1000))) UTC</text>"
             s += "<text x=\"\(w - right)\" y=\"\(h - 10)\" font-size=\"10\" text-anchor=\"end\" fill=\"#555\">\(f.string(from: Date(timeIntervalSince1970: Double(t1) / 1000)))</text>"

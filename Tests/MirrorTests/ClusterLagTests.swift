@@ -2,7 +2,7 @@ import Foundation
 import KafkaClient
 import KafkaProtocol
 import Logging
-import Mirror
+@testable import Mirror
 import NIOCore
 import Testing
 import TestSupport
@@ -82,5 +82,20 @@ struct ClusterLagTests {
         let late = try await consume(eu, dst, count: 20)
         #expect(late == ahead, "the records the RPO counted, in order")
         await again.stop()
+    }
+}
+
+/// Offsets and timestamps from a cluster are wire values: the lag arithmetic never traps on them.
+@Suite("Lag arithmetic on made-up values", .timeLimit(.minutes(1)))
+struct LagArithmeticTests {
+    @Test func gapsAndAgesOfExtremeValuesAreClampedNotTrapped() {
+        #expect(ClusterLag.gap(10, 3) == 7)
+        #expect(ClusterLag.gap(3, 10) == 0)
+        #expect(ClusterLag.gap(.max, .min) == .max, "would overflow: the largest gap")
+        #expect(ClusterLag.gap(.min, .max) == 0)
+        #expect(ClusterLag.gap(.min, 1) == 0)
+        #expect(ClusterLag.age(10_000, 4_000) == 6)
+        #expect(ClusterLag.age(10_000, 20_000) == 0, "a timestamp in the future is 0 s old")
+        #expect(ClusterLag.age(1_796_000_000_000, .min) > 0, "a timestamp of Int64.min is old, not a crash")
     }
 }
