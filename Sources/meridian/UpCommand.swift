@@ -349,7 +349,8 @@ final class Supervisor {
         func isReady() -> Bool {
             switch plan.kind {
             case .broker: return readyLine() != nil
-            case .mirror: return currentRun().contains("mirror \(plan.region): running")
+            // `up` always gives mirrors --metrics: ready once the flows run and the address is known.
+            case .mirror: return currentRun().contains("mirror \(plan.region): running") && metricsAddress() != nil
             }
         }
 
