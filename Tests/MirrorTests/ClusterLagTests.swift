@@ -54,6 +54,7 @@ struct ClusterLagTests {
         // The group reads everything there is; the mirror syncs its offset: nothing to lose, nothing to re-read.
         #expect(try await consume(us, src, count: 50).count == 50)
         #expect(await eventually(30) { (try? await KafkaAdmin(cluster: cluster(eu)).groupOffsets("billing")[dst]) == 50 })
+        #expect(await eventually(30) { (await endOffsets(eu, "us-east.heartbeats")[0] ?? 0) > 0 }, "a heartbeat crossed")
         var snap = try await measure(us, eu)
         var g = try #require(snap.groups.first { $0.group == "billing" })
         #expect(g.rpoRecords == 0 && g.rpoSeconds == 0 && g.reReads == 0 && g.translated == 50 && g.targetCommitted == 50, "\(g)")
