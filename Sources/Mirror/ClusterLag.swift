@@ -150,23 +150,11 @@ public struct ClusterLag: Sendable {
         guard !pairs.isEmpty else { return [] }
         let ends = try await sourceAdmin.listOffsets(pairs.map(\.0), .latest)
         let starts = try await sourceAdmin.listOffsets(pairs.map(\.0), .earliest)
-        let store = OffsetMapStore(target: target, logger: logger)
-        let maps: [OffsetMapStore.PartitionKey: OffsetMapStore.Loaded]
-        do {
-            maps = try await store.load(flow: flow.name)
-        } catch {
-            await store.close()
-            throw error
-        }
-        await store.close()
-        let targetAdmin = KafkaAdmin(cluster: target)
+        let maps = try await OffsetMapStore.landed(flow: flow.name, target: target, logger: logger)
         var out: [Position] = []
         for (s, r) in pairs.sorted(by: { ($0.0.topic, $0.0.partition) < ($1.0.topic, $1.0.partition) }) {
             let start = starts[s] ?? 0
-            var map = maps[.init(flow: flow.name, topic: s.topic, partition: s.partition)]?.map ?? PartitionOffsetMap()
-            if map.sourceEnd != nil, let targetEnd = try? await targetAdmin.listOffsets([r], .latest)[r] {
-                _ = map.truncate(targetEnd: targetEnd)
-            }
+            let map = maps[.init(flow: flow.name, topic: s.topic, partition: s.partition)]?.map ?? PartitionOffsetMap()
             let copied = max(start, map.sourceEnd ?? start)
             out.append(Position(source: s, remote: r, logStart: start, end: ends[s] ?? start, copied: copied, map: map))
         }

@@ -138,6 +138,29 @@ public final class OffsetMapStore: Sendable {
         return loaded
     }
 
+    /// What a flow's mapping says landed, read without a mirror: ``load(flow:)`` with each
+    /// partition's runs cut at its target partition's log end, as a mirror decides on start (runs a
+    /// stopped mirror declared but never wrote do not count).
+    public static func landed(flow: String, target: KafkaCluster, logger: Logger) async throws -> [PartitionKey: Loaded] {
+        let store = OffsetMapStore(target: target, logger: logger)
+        var loaded: [PartitionKey: Loaded]
+        do {
+            loaded = try await store.load(flow: flow)
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+        let admin = KafkaAdmin(cluster: target)
+        for (k, v) in loaded where v.map.sourceEnd != nil {
+            let remote = TopicPartition(v.targetTopic, k.partition)
+            if let end = try? await admin.listOffsets([remote], .latest)[remote] {
+                _ = loaded[k]!.map.truncate(targetEnd: end)
+            }
+        }
+        return loaded
+    }
+
     private func read(_ consumer: KafkaConsumer, _ tp: TopicPartition, end: Int64, flow: String?,
                       into latest: inout [String: (PartitionKey, Entry?)]) async throws {
         consumer.assign([tp])

@@ -20,30 +20,18 @@ public enum OffsetTranslator {
     public static func translate(group: GroupID, flow: String, topic: TopicName? = nil, source: KafkaCluster, target: KafkaCluster,
                                  logger: Logger) async throws -> [Row] {
         let committed = try await KafkaAdmin(cluster: source).groupOffsets(group).filter { topic == nil || $0.key.topic == topic }
-        let store = OffsetMapStore(target: target, logger: logger)
-        let maps: [OffsetMapStore.PartitionKey: OffsetMapStore.Loaded]
-        do {
-            maps = try await store.load(flow: flow)
-        } catch {
-            await store.close()
-            throw error
-        }
-        await store.close()
+        let maps = try await OffsetMapStore.landed(flow: flow, target: target, logger: logger)
         let sourceEnds = committed.isEmpty ? [:] : try await KafkaAdmin(cluster: source).listOffsets(Array(committed.keys), .latest)
         var rows: [Row] = []
         for (tp, offset) in committed.sorted(by: { ($0.key.topic, $0.key.partition) < ($1.key.topic, $1.key.partition) }) {
             var row = Row(source: tp, committed: offset)
             if let loaded = maps[.init(flow: flow, topic: tp.topic, partition: tp.partition)] {
                 let remote = TopicPartition(loaded.targetTopic, tp.partition)
-                var map = loaded.map
-                // Runs declared but not landed (a mirror stopped mid-write) do not count.
-                if let end = try? await KafkaAdmin(cluster: target).listOffsets([remote], .latest)[remote] {
-                    _ = map.truncate(targetEnd: end)
-                }
+                let map = loaded.map
                 row.target = remote
                 row.translated = map.translate(offset)
                 if let copied = map.sourceEnd, let end = sourceEnds[tp] {
-                    row.notYetCopied = max(0, end - max(copied, offset))
+                    row.notYetCopied = ClusterLag.gap(end, max(copied, offset))
                 }
             }
             rows.append(row)
