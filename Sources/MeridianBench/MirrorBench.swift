@@ -63,7 +63,7 @@ public struct MirrorBench: Sendable {
 
     private func measure(exe: String, root: String, proxyLoop: EventLoopGroup, group: EventLoopGroup, children: inout [Child],
                          output: @escaping @Sendable (String) -> Void) async throws {
-        let targetPort = try Self.freePort(), sourcePort = try Self.freePort(), wanPort = try Self.freePort()
+        let targetPort = try LocalPort.free(), sourcePort = try LocalPort.free(), wanPort = try LocalPort.free()
         let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: wanPort, group: proxyLoop)
         defer { proxy.close() }
         func broker(_ name: String, _ port: Int, advertised: Int? = nil) throws -> Child {
@@ -182,19 +182,6 @@ public struct MirrorBench: Sendable {
                          brokerCPU.first ?? 0, brokerCPU.last ?? 0, (brokerCPU.last ?? 0) / gib, seconds)
         m.stop()
         return Copy(bytes: bytes, seconds: seconds, peakRSS: peak, cpu: cpu)
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchError("socket() failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     /// A child process of this executable, its standard output in `<log>.out`, standard error in `log`.

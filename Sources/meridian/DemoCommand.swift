@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KafkaClient
 import KafkaProtocol
+import LinkSimulator
 import Logging
 import Mirror
 import NIOCore
@@ -82,9 +83,9 @@ struct DemoCommand: AsyncParsableCommand {
         let regions = ["us-east", "eu-west", "ap-south"]
         var plain: [String: String] = [:], ssl: [String: String] = [:], metrics: [String: String] = [:]
         for r in regions {
-            plain[r] = "127.0.0.1:\(try Self.freePort())"
-            ssl[r] = "127.0.0.1:\(try Self.freePort())"
-            metrics[r] = "127.0.0.1:\(try Self.freePort())"
+            plain[r] = "127.0.0.1:\(try LocalPort.free())"
+            ssl[r] = "127.0.0.1:\(try LocalPort.free())"
+            metrics[r] = "127.0.0.1:\(try LocalPort.free())"
         }
         let regionJSON = regions.map { r in
             """
@@ -385,31 +386,11 @@ struct DemoCommand: AsyncParsableCommand {
 
     static func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
-    /// A TCP port nothing listens on right now.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ValidationError("cannot open a socket to find a free port") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
     /// The addresses among `addresses` something still accepts connections on.
     static func listening(_ addresses: [String]) -> [String] {
         addresses.filter { a in
-            guard let colon = a.lastIndex(of: ":"), let port = UInt16(a[a.index(after: colon)...]) else { return false }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = port.bigEndian
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+            guard let colon = a.lastIndex(of: ":"), let port = Int(a[a.index(after: colon)...]) else { return false }
+            return tcpConnectError(host: String(a[..<colon]), port: port, timeoutMs: 1_000) == nil
         }
     }
 }

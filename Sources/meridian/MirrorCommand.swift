@@ -79,6 +79,10 @@ struct MirrorCommand: AsyncParsableCommand {
 
     @OptionGroup var log: LogOptions
 
+    func validate() throws {
+        guard historyInterval >= 0.01 else { throw ValidationError("--history-interval wants a number of seconds ≥ 0.01") }
+    }
+
     func run() async throws {
         let topo = try Topology.load(path: topology)
         let base = (topology as NSString).deletingLastPathComponent
@@ -103,9 +107,7 @@ struct MirrorCommand: AsyncParsableCommand {
             try? await group.shutdownGracefully()
             throw ValidationError(e.description)
         }
-        say("mirror \(region): running \(daemon.flows.map { "\($0.flow.name) (\($0.flow.source) → \($0.flow.target))" }.joined(separator: ", "))")
         var server: MetricsHTTPServer?
-        guard historyInterval >= 0.01 else { throw ValidationError("--history-interval wants a number of seconds ≥ 0.01") }
         let recorder: LagHistoryRecorder
         do {
             recorder = try LagHistoryRecorder(capacity: max(1, Int((86_400 / historyInterval).rounded())), file: historyFile)
@@ -137,6 +139,8 @@ struct MirrorCommand: AsyncParsableCommand {
             }
             say("mirror \(region): metrics on http://\(host):\(server?.port ?? port)/metrics, lag on /lag, history on /history")
         }
+        // Said once everything it serves is up: `meridian up` takes this line as "ready".
+        say("mirror \(region): running \(daemon.flows.map { "\($0.flow.name) (\($0.flow.source) → \($0.flow.target))" }.joined(separator: ", "))")
         let services = ServiceGroup(configuration: .init(
             services: [.init(service: MirrorService(daemon: daemon), successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],

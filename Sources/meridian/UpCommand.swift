@@ -349,8 +349,7 @@ final class Supervisor {
         func isReady() -> Bool {
             switch plan.kind {
             case .broker: return readyLine() != nil
-            // `up` always gives mirrors --metrics: ready once the flows run and the address is known.
-            case .mirror: return currentRun().contains("mirror \(plan.region): running") && metricsAddress() != nil
+            case .mirror: return currentRun().contains("mirror \(plan.region): running")
             }
         }
 
