@@ -134,6 +134,34 @@ struct LagProcessTests {
         // Everything the source got while the mirror was down is now in the target, exactly once.
         let audit = try await runProcess(BrokerProcess.binary, ["audit", "--topology", topology, "--flow", "us-to-eu"], timeout: 120)
         #expect(audit.status == 0 && audit.stdout.contains("exact: "), "\(audit.stdout)\(audit.stderr)")
+        let all = Int(audit.stdout.components(separatedBy: "exact: ").last?.prefix { $0.isNumber } ?? "") ?? 0
+        // Only what the source got since the stop, one topic: fewer records, still exact.
+        let since = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(stoppedAt) / 1000))
+        let recent = try await runProcess(BrokerProcess.binary, ["audit", "--topology", topology, "--flow", "us-to-eu", "--topic", "orders",
+                                                                 "--from", since, "--format", "json"], timeout: 120)
+        let recentJSON = try JSONSerialization.jsonObject(with: Data(recent.stdout.utf8)) as? [String: Any]
+        let checked = recentJSON?["checked"] as? Int ?? -1
+        #expect(recent.status == 0 && recentJSON?["exact"] as? Bool == true && checked > 0 && checked < all,
+                "--from \(since): \(checked) of \(all) records; \(recent.stdout)\(recent.stderr)")
+
+        // A group reads 30 orders in the source; once the mirror synced its offsets, `--groups`
+        // shows nothing a failover would lose or read twice.
+        let read = try await runProcess(BrokerProcess.binary, ["consume", "-b", us.bootstrap, "-t", "orders", "-G", "billing", "-o", "beginning",
+                                                               "-c", "30"], timeout: 60)
+        #expect(read.status == 0, "\(read.stderr)")
+        var groupRows: [[String: Any]] = []
+        #expect(await eventually(60) {
+            guard let r = try? await runProcess(BrokerProcess.binary, ["lag", "--topology", topology, "--groups", "--format", "json"], timeout: 60),
+                  let o = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return false }
+            groupRows = (o["groups"] as? [[String: Any]] ?? []).filter { $0["group"] as? String == "billing" }
+            return groupRows.count == 2 && groupRows.allSatisfy { $0["rpoRecords"] as? Int == 0 && $0["reReads"] as? Int == 0 }
+                && groupRows.map { $0["committed"] as? Int ?? 0 }.reduce(0, +) == 30
+        }, "billing's RPO per partition: \(groupRows)")
+
+        // --watch redraws in place until interrupted.
+        let watching = try await runProcess(BrokerProcess.binary, ["lag", "--topology", topology, "--watch", "--interval", "0.3"], timeout: 6)
+        #expect(watching.stdout.components(separatedBy: "\u{1B}[H\u{1B}[2J").count - 1 >= 2 && watching.stdout.contains("RECORDS BEHIND"),
+                "\(watching.stdout.suffix(500))")
 
         let report = dir + "/report.html"
         let made = try await runProcess(BrokerProcess.binary, ["lag", "report", "--topology", topology, "--out", report], timeout: 60)
