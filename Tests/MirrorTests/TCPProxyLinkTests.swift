@@ -1,0 +1,55 @@
+import LinkSimulator
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The simulated WAN link on real sockets: bandwidth holds the sender back, loss cuts the connection.
+@Suite("TCPProxy with a link model", .timeLimit(.minutes(1)))
+struct TCPProxyLinkTests {
+    final class Sink: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let received: NIOLockedValueBox<Int>
+        init(_ received: NIOLockedValueBox<Int>) { self.received = received }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let n = unwrapInboundIn(data).readableBytes
+            received.withLockedValue { $0 += n }
+        }
+    }
+
+    func sink(_ received: NIOLockedValueBox<Int>) async throws -> Channel {
+        try await ServerBootstrap(group: mirrorTestLoops)
+            .childChannelInitializer { $0.pipeline.addHandler(Sink(received)) }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    @Test func aMegabyteThroughEightMegabitsTakesAtLeastASecond() async throws {
+        let received = NIOLockedValueBox(0)
+        let server = try await sink(received)
+        let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: server.localAddress!.port!,
+                                 link: .init(latencyNanos: 20_000_000, bitsPerSecond: 8_000_000), group: mirrorTestLoops)
+        let client = try await ClientBootstrap(group: mirrorTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
+        let started = ContinuousClock.now
+        // In chunks, as a client writes: the proxy paces them on the wire one after the other.
+        for _ in 0..<16 { client.write(ByteBuffer(repeating: 7, count: 62_500), promise: nil) }
+        client.flush()
+        #expect(await eventually(30) { received.withLockedValue { $0 } == 1_000_000 })
+        let elapsed = ContinuousClock.now - started
+        #expect(elapsed >= .milliseconds(950), "1 MB at 8 Mbit/s needs 1 s on the wire plus 20 ms: \(elapsed)")
+        try await client.close()
+        proxy.close()
+        try await server.close()
+    }
+
+    @Test func lossCutsTheConnection() async throws {
+        let received = NIOLockedValueBox(0)
+        let server = try await sink(received)
+        let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: server.localAddress!.port!, link: .init(loss: 1), group: mirrorTestLoops)
+        let client = try await ClientBootstrap(group: mirrorTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
+        client.writeAndFlush(ByteBuffer(string: "hello"), promise: nil)
+        #expect(await eventually(10) { !client.isActive }, "every chunk is lost, so the link drops the connection")
+        #expect(received.withLockedValue { $0 } == 0)
+        proxy.close()
+        try await server.close()
+    }
+}
