@@ -204,7 +204,11 @@ public struct LagHTMLReport {
         return fmt(v)
     }
 
-    func fmt(_ v: Double) -> String { v == v.rounded() ? String(Int64(v)) : String(format: "%.1f", v) }
+    /// Values come from mirrors' /lag and /history: anything a Double holds prints, nothing traps.
+    func fmt(_ v: Double) -> String {
+        guard v.isFinite, abs(v) < 1e15 else { return String(format: "%.3g", v) }
+        return v == v.rounded() ? String(Int64(v)) : String(format: "%.1f", v)
+    }
     func ms(_ s: Double?) -> String { s.map { String(format: "%.0f ms", $0 * 1000) } ?? "—" }
 
     func esc(_ s: String) -> String {

@@ -34,6 +34,18 @@ public struct LagHistory: Sendable, Equatable {
 
     public var keys: [Key] { series.keys.sorted() }
 
+    /// A Double as stored: within Float's finite range (JSON has no infinity), NaN kept as a gap.
+    static func stored(_ v: Double) -> Float {
+        v.isNaN ? .nan : Float(max(-Double(Float.greatestFiniteMagnitude), min(Double(Float.greatestFiniteMagnitude), v)))
+    }
+
+    /// A stored (Float) count back as a whole number: Float(Int64.max) is 2^63, one past what Int64
+    /// holds, and a history file or a mirror's /history can hold any value.
+    static func wholeRecords(_ v: Double) -> Int64 {
+        guard v.isFinite else { return 0 }
+        return v >= 9.2e18 ? .max : v <= -9.2e18 ? .min : Int64(v)
+    }
+
     /// Adds a sample taken at `now` (ms since the epoch); the oldest point goes once the window is full.
     public mutating func record(now: Int64, rows: [LagReport.Row]) {
         guard now > (times.last ?? .min) else { return }
@@ -45,7 +57,7 @@ public struct LagHistory: Sendable, Equatable {
             guard seen.insert(k).inserted else { continue }
             var v = series[k] ?? Values(records: Deque(repeating: .nan, count: n), seconds: Deque(repeating: .nan, count: n))
             v.records.append(Float(r.lagRecords))
-            v.seconds.append(Float(r.lagSeconds))
+            v.seconds.append(Self.stored(r.lagSeconds))
             series[k] = v
         }
         for k in series.keys where !seen.contains(k) {
@@ -193,7 +205,7 @@ public final class LagHistoryRecorder: Sendable {
             for (k, pts) in zip(keys, columns) {
                 guard let r = pts[i].records, let s = pts[i].seconds else { continue }
                 rows.append(LagReport.Row(flow: k.flow, source: "", target: "", topic: k.topic, partition: k.partition, remoteTopic: "",
-                                          lagRecords: Int64(r), lagSeconds: s, state: "", transferP50Seconds: nil, transferP99Seconds: nil))
+                                          lagRecords: LagHistory.wholeRecords(r), lagSeconds: s, state: "", transferP50Seconds: nil, transferP99Seconds: nil))
             }
             out += try encoder.encode(Line(t: h.times[i], rows: rows)) + Data("\n".utf8)
         }

@@ -75,6 +75,10 @@ struct LagCommand: AsyncParsableCommand {
         @Option(help: "Seconds between redraws with --watch.")
         var interval: Double = 2
 
+        func validate() throws {
+            guard interval >= 0.2, interval <= 86_400 else { throw ValidationError("--interval wants 0.2 to 86400 seconds") }
+        }
+
         func run() async throws {
             let topo = try Topology.load(path: common.topology)
             let base = (common.topology as NSString).deletingLastPathComponent

@@ -80,7 +80,7 @@ struct MirrorCommand: AsyncParsableCommand {
     @OptionGroup var log: LogOptions
 
     func validate() throws {
-        guard historyInterval >= 0.01 else { throw ValidationError("--history-interval wants a number of seconds ≥ 0.01") }
+        guard historyInterval >= 0.01, historyInterval <= 86_400 else { throw ValidationError("--history-interval wants 0.01 to 86400 seconds") }
     }
 
     func run() async throws {

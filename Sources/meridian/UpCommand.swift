@@ -73,6 +73,11 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Share of chunks that cut the connection (e.g. 0.1%).", valueName: "share"))
     var wanLoss: String?
 
+    func validate() throws {
+        guard historyInterval >= 0.01, historyInterval <= 86_400 else { throw ValidationError("--history-interval wants 0.01 to 86400 seconds") }
+        guard readyTimeout >= 1, readyTimeout <= 86_400 else { throw ValidationError("--ready-timeout wants 1 to 86400 seconds") }
+    }
+
     /// The simulated link, nil when no --wan-* flag is given.
     func wanSettings() throws -> LinkModel.Settings? {
         guard wanLatency != nil || wanJitter != nil || wanBandwidth != nil || wanLoss != nil else { return nil }

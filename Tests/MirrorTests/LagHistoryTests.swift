@@ -48,4 +48,17 @@ struct LagHistoryTests {
         let lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 4, "the file is cut back to the window")
     }
+
+    @Test func extremeCountsSurviveTheFileAndTheReport() throws {
+        let file = NSTemporaryDirectory() + "lag-history-\(UUID().uuidString).jsonl"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let first = try LagHistoryRecorder(capacity: 4, file: file)
+        // A source that reports a high watermark of Int64.max: stored as Float 2^63, one past Int64.
+        first.record(now: 1_000, rows: [row("t", 0, records: .max, seconds: 1e300)])
+        let again = try LagHistoryRecorder(capacity: 4, file: file)  // reads and rewrites the file
+        #expect(again.snapshot.points(.init(flow: "f", topic: "t", partition: 0)).first?.records == 9.223372036854775807e18)
+        let html = LagHTMLReport(report: LagReport(rows: [row("t", 0, records: .max, seconds: 1e300)], flows: []), groups: [],
+                                 histories: [again.snapshot], flows: [], generatedAt: Date(), notes: []).render()
+        #expect(html.contains(">9223372036854775807<") && html.contains(">1e+300<") && html.contains("<circle"), "printed and charted, not trapped")
+    }
 }
