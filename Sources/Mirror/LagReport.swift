@@ -77,11 +77,6 @@ public struct LagReport: Sendable, Equatable {
         self.violations = violations
     }
 
-    /// Reads a mirror's `/lag` answer.
-    public static func rows(fromLagJSON data: Data) throws -> [Row] {
-        try parse(lagJSON: data).rows
-    }
-
     /// Reads a mirror's `/lag` answer: its partitions and its flows' heartbeat ages.
     public static func parse(lagJSON data: Data) throws -> (rows: [Row], heartbeats: [FlowHeartbeat]) {
         struct Body: Decodable {

@@ -33,7 +33,7 @@ struct LagReportTests {
 
     @Test func aMirrorsLagAnswerIsRead() throws {
         let json = #"{"partitions":[{"flow":"f","source":"a","target":"b","topic":"t","partition":2,"remoteTopic":"a.t","lagRecords":3,"lagSeconds":1.5,"state":"running","copiedRecords":9}]}"#
-        let rows = try LagReport.rows(fromLagJSON: Data(json.utf8))
+        let rows = try LagReport.parse(lagJSON: Data(json.utf8)).rows
         #expect(rows == [LagReport.Row(flow: "f", source: "a", target: "b", topic: "t", partition: 2, remoteTopic: "a.t", lagRecords: 3,
                                        lagSeconds: 1.5, state: "running", transferP50Seconds: nil, transferP99Seconds: nil)])
     }
