@@ -47,8 +47,10 @@ struct FlowMirrorTests {
 
         // A group that consumed part of the source gets the exact target offsets.
         try await admin.alterGroupOffsets("billing", [TopicPartition("orders", 0): 17, TopicPartition("orders", 1): 0])
+        // The flow's own sync loop (every 300 ms here) may commit them before this round does:
+        // what counts is what the target group holds after it.
         let synced = try await m.mirror.syncGroupsOnce()
-        #expect(synced["billing"]?[TopicPartition("us-east.orders", 0)] == 17)
+        #expect(synced["billing"].map { $0[TopicPartition("us-east.orders", 0)] == 17 } ?? true, "\(synced)")
         let there = try await KafkaAdmin(cluster: cluster(eu)).groupOffsets("billing")
         #expect(there[TopicPartition("us-east.orders", 0)] == 17 && there[TopicPartition("us-east.orders", 1)] == 0)
         // Only forwards: an older source commit does not move the target group back.
