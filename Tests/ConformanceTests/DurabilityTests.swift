@@ -28,7 +28,7 @@ struct DurabilityTests {
                               broker.bootstrap, "durable", "200000"]
         producer.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: ackLog))
         producer.standardError = FileHandle.nullDevice
-        try producer.run()
+        try launch(producer)
         // Let acknowledgements accumulate, then kill the broker mid-stream.
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {

@@ -162,7 +162,7 @@ struct GroupTests {
             p.arguments = [script, broker.bootstrap, "expiry", "expiry-group", "60"]
             p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
             p.standardError = FileHandle.nullDevice
-            try p.run()
+            try launch(p)
             procs.append(p)
         }
         defer { for p in procs where p.isRunning { kill(p.processIdentifier, SIGKILL) }; for o in outs { try? FileManager.default.removeItem(atPath: o) } }

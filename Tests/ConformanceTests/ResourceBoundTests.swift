@@ -61,7 +61,7 @@ struct ResourceBoundTests {
             """]
         let stdin = Pipe()
         holder.standardInput = stdin
-        try holder.run()
+        try launch(holder)
         defer {
             try? stdin.fileHandleForWriting.close()
             holder.waitUntilExit()
@@ -165,7 +165,7 @@ struct ResourceBoundTests {
             """]
         let stdin = Pipe()
         trickler.standardInput = stdin
-        try trickler.run()
+        try launch(trickler)
         defer {
             try? stdin.fileHandleForWriting.close()
             trickler.waitUntilExit()

@@ -29,7 +29,7 @@ struct UpCommandTests {
                         "--make-certs", ExternalTools.packageRoot.appendingPathComponent("deploy/make-certs.sh").path]
         up.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         up.standardError = up.standardOutput
-        try up.run()
+        try launch(up)
         defer { if up.isRunning { kill(up.processIdentifier, SIGKILL) } }
         var text = ""
         let deadline = Date().addingTimeInterval(90)
@@ -127,7 +127,7 @@ struct UpWithMirrorsTests {
         p.arguments = ["up", "--topology", topology] + extra
         p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         p.standardError = p.standardOutput
-        try p.run()
+        try launch(p)
         let up = Up(process: p, out: out)
         let deadline = Date().addingTimeInterval(90)
         while Date() < deadline && !up.text.contains("running; press Ctrl-C") && p.isRunning {
@@ -265,7 +265,7 @@ struct DemoTests {
         _ = FileManager.default.createFile(atPath: out, contents: nil)
         p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         p.standardError = p.standardOutput
-        try p.run()
+        try launch(p)
         while p.isRunning && Date().timeIntervalSince(started) < 240 { try await Task.sleep(for: .milliseconds(200)) }
         if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""

@@ -66,7 +66,7 @@ public final class BrokerProcess: @unchecked Sendable {
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         err.seekToEndOfFile()
         p.standardError = err
-        try p.run()
+        try launch(p)
         process = p
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {

@@ -89,7 +89,7 @@ public func runProcess(_ executable: String, _ arguments: [String], input: Data?
     p.standardOutput = try FileHandle(forWritingTo: outURL)
     p.standardError = try FileHandle(forWritingTo: errURL)
     p.standardInput = try FileHandle(forReadingFrom: inURL)
-    try p.run()
+    try launch(p)
     let deadline = Date().addingTimeInterval(timeout)
     while p.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
     var timedOut = false
@@ -184,3 +184,12 @@ public func connectLoopback(port: Int, nonBlocking: Bool = false) -> Int32? {
     if nonBlocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
     return fd
 }
+
+/// Starts `p`, one launch at a time across the test process: Foundation's `Process.run()` on Linux
+/// is not safe to call from several threads at once (a CI run crashed in its memcpy while two tests
+/// launched children together), and tests run in parallel.
+public func launch(_ p: Process) throws {
+    try processLaunchLock.withLock { try p.run() }
+}
+
+private let processLaunchLock = NSLock()
