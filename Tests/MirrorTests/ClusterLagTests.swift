@@ -80,7 +80,9 @@ struct ClusterLagTests {
         // When the mirror comes back, those 20 — and only those — arrive (delivered a second time).
         let again = try RunningMirror(flow, from: us, to: eu, settings: settings)
         #expect(await eventually(30) { await endOffsets(eu, "us-east.orders")[0] == 70 })
-        let late = try await consume(eu, dst, count: 20)
+        // Read from the target partition itself: the restarted mirror may already have moved the
+        // (memberless) group to 70 there, which is its job.
+        let late = try await readPartition(eu, dst).filter { $0.offset >= 50 }.map { $0.value.map { String(buffer: $0) } ?? "" }
         #expect(late == ahead, "the records the RPO counted, in order")
         await again.stop()
     }
