@@ -27,26 +27,69 @@ public struct RecordValidationRules: Sendable, Equatable {
     }
 }
 
+/// What the broker rewrites in a produced batch before storing it, where Kafka's log validator
+/// accepts the batch and repairs it rather than refusing it. Fields the broker owns are the
+/// broker's to set: a producer that gets them wrong is not refused.
+public struct ProducedBatchRepair: Sendable, Equatable {
+    /// The header's `maxTimestamp` becomes this: the largest record timestamp, or -1 when no record
+    /// has one. Sarama, for one, sends -1 with timestamped records.
+    public var maxTimestamp: Int64?
+    /// The records are written again: offset deltas that do not run 0, 1, 2, … become so (Kafka
+    /// reassigns inner offsets), and a key, value or header value whose length is negative but not
+    /// -1 becomes null with length -1 (Kafka reads any negative length as null; librdkafka cannot
+    /// parse the other negatives, so stored as sent they would stall its consumers).
+    public var rewriteRecords: Bool
+    /// The producer set the LogAppendTime type on a CreateTime topic. Kafka accepts such a batch
+    /// with the header's max timestamp as every record's time and stores it as CreateTime; so do we,
+    /// writing that time into every record.
+    public var logAppendTime: Int64?
+
+    public init(maxTimestamp: Int64? = nil, rewriteRecords: Bool = false, logAppendTime: Int64? = nil) {
+        self.maxTimestamp = maxTimestamp
+        self.rewriteRecords = rewriteRecords
+        self.logAppendTime = logAppendTime
+    }
+
+    public var isNeeded: Bool { maxTimestamp != nil || rewriteRecords || logAppendTime != nil }
+}
+
 extension RecordBatch {
     /// Walks the records of a produced batch (already CRC-checked) without building `Record` values
-    /// and checks what Kafka's validator checks: each record's length fits the batch, offset deltas
-    /// run 0, 1, 2, … up to `lastOffsetDelta`, the count matches `recordsCount` with no bytes left
-    /// over, header keys are not null, timestamps are inside the accepted window, keys are present
-    /// when required, and `maxTimestamp` is the largest record timestamp.
+    /// and checks what Kafka's validator checks: each record's length fits the batch and its fields
+    /// fill it exactly, the count matches `recordsCount` with no bytes left over, header keys are not
+    /// null, timestamps are inside the accepted window, keys are present when required, and a
+    /// producer sets the LogAppendTime type only where Kafka takes it.
     ///
-    /// gzip batches are inflated to be checked (as Kafka does); batches in codecs this build cannot
-    /// read only have their header timestamps checked. Throws ``KafkaProtocolError/invalidRecordBatch(_:)``
-    /// or ``KafkaProtocolError/invalidTimestamp(_:)``.
+    /// Returns what the broker must repair before storing the batch (see ``ProducedBatchRepair``):
+    /// nothing for a well-formed batch. gzip batches are inflated to be checked (as Kafka does);
+    /// batches in codecs this build cannot read have their header timestamps checked instead and are
+    /// stored as sent. Throws ``KafkaProtocolError/invalidRecordBatch(_:)`` or
+    /// ``KafkaProtocolError/invalidTimestamp(_:)``.
     public static func validateRecords(_ buffer: ByteBuffer, at index: Int, header: RecordBatchHeader,
-                                       rules: RecordValidationRules) throws {
-        if let window = rules.timestamps, !header.isLogAppendTime {
-            for (what, ts) in [("base timestamp", header.baseTimestamp), ("max timestamp", header.maxTimestamp)]
-            where ts != -1 && !window.contains(ts) {
+                                       rules: RecordValidationRules) throws -> ProducedBatchRepair {
+        var repair = ProducedBatchRepair()
+        func checkWindow(_ ts: Int64, _ what: @autoclosure () -> String) throws {
+            if let window = rules.timestamps, ts != -1, !window.contains(ts) {
                 throw KafkaProtocolError.invalidTimestamp(
-                    "\(what) \(ts) is outside [\(window.lowerBound), \(window.upperBound)] (message.timestamp.before.max.ms / after.max.ms)")
+                    "\(what()) \(ts) is outside [\(window.lowerBound), \(window.upperBound)] (message.timestamp.before.max.ms / after.max.ms)")
             }
         }
-        guard header.compression.isSupportedLocally else { return }
+        if header.isLogAppendTime {
+            // Kafka: a LogAppendTime topic refuses the type from a producer, and so does a CreateTime
+            // topic when the batch has no time; otherwise the batch's time is every record's.
+            guard rules.timestamps != nil, header.maxTimestamp != -1 else {
+                throw KafkaProtocolError.invalidTimestamp("the producer set the LogAppendTime timestamp type; the broker stamps it")
+            }
+            try checkWindow(header.maxTimestamp, "the batch's LogAppendTime timestamp")
+            repair.logAppendTime = header.maxTimestamp
+        }
+        guard header.compression.isSupportedLocally else {
+            if !header.isLogAppendTime {
+                try checkWindow(header.baseTimestamp, "base timestamp")
+                try checkWindow(header.maxTimestamp, "max timestamp")
+            }
+            return repair
+        }
         guard var records = buffer.getSlice(at: index + RecordBatchHeader.size, length: header.totalSize - RecordBatchHeader.size) else {
             throw KafkaProtocolError.truncated("record batch body")
         }
@@ -57,62 +100,117 @@ extension RecordBatch {
                 throw KafkaProtocolError.invalidRecordBatch("\(error)")
             }
         }
-        var maxTimestamp = Int64.min
+        var maxTimestamp: Int64 = -1
         let count = Int(header.recordsCount)
-        for expectedDelta in 0..<count {
+        for n in 0..<count {
             let length = Int(try records.readVarint())
             guard length > 0, length <= records.readableBytes, var r = records.readSlice(length: length) else {
-                throw KafkaProtocolError.invalidRecordBatch("record \(expectedDelta) declares \(length) bytes with \(records.readableBytes) left")
+                throw KafkaProtocolError.invalidRecordBatch("record \(n) declares \(length) bytes with \(records.readableBytes) left")
             }
             _ = try r.readKafkaInt8()
             let (ts, overflow) = header.baseTimestamp.addingReportingOverflow(try r.readVarlong())
-            guard !overflow else { throw KafkaProtocolError.invalidTimestamp("record \(expectedDelta)'s timestamp overflows") }
-            let delta = try r.readVarint()
-            guard delta == Int32(expectedDelta) else {
-                throw KafkaProtocolError.invalidRecordBatch("record \(expectedDelta) has offset delta \(delta); deltas must run 0, 1, 2, …")
+            guard !overflow else { throw KafkaProtocolError.invalidTimestamp("record \(n)'s timestamp overflows") }
+            if try r.readVarint() != Int32(n) { repair.rewriteRecords = true }
+            if !header.isLogAppendTime {
+                try checkWindow(ts, "record \(n)'s timestamp")
+                maxTimestamp = max(maxTimestamp, ts)
             }
-            if let window = rules.timestamps, !header.isLogAppendTime, ts != -1, !window.contains(ts) {
-                throw KafkaProtocolError.invalidTimestamp(
-                    "record \(expectedDelta)'s timestamp \(ts) is outside [\(window.lowerBound), \(window.upperBound)] (message.timestamp.before.max.ms / after.max.ms)")
-            }
-            maxTimestamp = max(maxTimestamp, ts)
-            let keyLength = try skipVarBytes(&r, "key")
-            if rules.requireKeys && keyLength < 0 {
+            let key = try skipVarBytes(&r, "key")
+            if key < -1 { repair.rewriteRecords = true }
+            if rules.requireKeys && key < 0 {
                 throw KafkaProtocolError.invalidRecordBatch("a compacted topic only accepts records with keys")
             }
-            _ = try skipVarBytes(&r, "value")
+            if try skipVarBytes(&r, "value") < -1 { repair.rewriteRecords = true }
             let headers = Int(try r.readVarint())
             guard headers >= 0, headers <= r.readableBytes else {
-                throw KafkaProtocolError.invalidRecordBatch("record \(expectedDelta) declares \(headers) headers")
+                throw KafkaProtocolError.invalidRecordBatch("record \(n) declares \(headers) headers")
             }
             for _ in 0..<headers {
                 guard try skipVarBytes(&r, "header key") >= 0 else {
-                    throw KafkaProtocolError.invalidRecordBatch("record \(expectedDelta) has a header with a null key")
+                    throw KafkaProtocolError.invalidRecordBatch("record \(n) has a header with a null key")
                 }
-                _ = try skipVarBytes(&r, "header value")
+                if try skipVarBytes(&r, "header value") < -1 { repair.rewriteRecords = true }
             }
             guard r.readableBytes == 0 else {
-                throw KafkaProtocolError.invalidRecordBatch("record \(expectedDelta) has \(r.readableBytes) bytes after its last field")
+                throw KafkaProtocolError.invalidRecordBatch("record \(n) has \(r.readableBytes) bytes after its last field")
             }
         }
         guard records.readableBytes == 0 else {
             throw KafkaProtocolError.invalidRecordBatch("\(records.readableBytes) bytes follow the \(count) records the batch declares")
         }
-        if !header.isLogAppendTime && count > 0 && maxTimestamp != header.maxTimestamp {
-            throw KafkaProtocolError.invalidRecordBatch(
-                "max timestamp \(header.maxTimestamp) in the batch header differs from the largest record timestamp \(maxTimestamp)")
+        if let time = repair.logAppendTime {
+            maxTimestamp = time
         }
+        if maxTimestamp != header.maxTimestamp || repair.logAppendTime != nil { repair.maxTimestamp = maxTimestamp }
+        return repair
     }
 
-    /// Skips a varint-length-prefixed field; returns its length (-1 for null).
-    ///
-    /// Only -1 means null. Kafka's Java reader takes any negative length as null, but librdkafka
-    /// fails to parse the batch and fetches it again forever, so a stored record with a length
-    /// of, say, -22 would stall every librdkafka consumer of the partition: it is refused here.
+    /// The batch at `index` with `repair` applied (a new buffer; the producer's bytes are not
+    /// changed): records rewritten if asked, then `maxTimestamp`, the timestamp type and the CRC.
+    /// Producer id, epoch, sequence, codec and the transactional bit stay as sent.
+    public static func repaired(_ buffer: ByteBuffer, at index: Int, header: RecordBatchHeader,
+                                _ repair: ProducedBatchRepair, maxDecompressedBytes: Int = 64 << 20) throws -> ByteBuffer {
+        var h = header
+        var body = buffer.getSlice(at: index + RecordBatchHeader.size, length: header.totalSize - RecordBatchHeader.size)!
+        if repair.rewriteRecords || repair.logAppendTime != nil {
+            var plain = try header.compression.decompress(body, maxSize: maxDecompressedBytes)
+            if let time = repair.logAppendTime { h.baseTimestamp = time }
+            let rewritten = try rewriteRecords(&plain, count: Int(header.recordsCount),
+                                               sameTimestamp: repair.logAppendTime != nil)
+            body = try header.compression.compress(rewritten)
+            h.batchLength = Int32(RecordBatchHeader.size - RecordBatchHeader.logOverhead + body.readableBytes)
+        }
+        h.attributes &= ~0x8
+        if let ts = repair.maxTimestamp { h.maxTimestamp = ts }
+        var out = ByteBufferAllocator().buffer(capacity: RecordBatchHeader.size + body.readableBytes)
+        h.write(to: &out)
+        out.writeImmutableBuffer(body)
+        let crc = CRC32C.checksum(out, at: out.readerIndex + RecordBatchHeader.attributesOffset,
+                                  length: out.readableBytes - RecordBatchHeader.attributesOffset)
+        out.setInteger(crc, at: out.readerIndex + RecordBatchHeader.crcOffset, endianness: .big)
+        return out
+    }
+
+    /// Writes `count` records (already validated) again with offset deltas 0, 1, 2, …, every
+    /// negative length as -1 and, with `sameTimestamp`, every timestamp delta 0; attributes, keys,
+    /// values and headers are copied byte for byte.
+    private static func rewriteRecords(_ records: inout ByteBuffer, count: Int, sameTimestamp: Bool) throws -> ByteBuffer {
+        var out = ByteBufferAllocator().buffer(capacity: records.readableBytes + 8)
+        var body = ByteBufferAllocator().buffer(capacity: 256)
+        func copyVarBytes(_ r: inout ByteBuffer) throws {
+            let n = try r.readVarint()
+            guard n >= 0 else { body.writeVarint(-1); return }
+            body.writeVarint(n)
+            var bytes = r.readSlice(length: Int(n))!
+            body.writeBuffer(&bytes)
+        }
+        for n in 0..<count {
+            let length = Int(try records.readVarint())
+            var r = records.readSlice(length: length)!
+            body.clear()
+            body.writeInteger(try r.readKafkaInt8())
+            let tsDelta = try r.readVarlong()
+            body.writeVarlong(sameTimestamp ? 0 : tsDelta)
+            _ = try r.readVarint()
+            body.writeVarint(Int32(n))
+            try copyVarBytes(&r)
+            try copyVarBytes(&r)
+            let headers = try r.readVarint()
+            body.writeVarint(headers)
+            for _ in 0..<headers {
+                try copyVarBytes(&r)
+                try copyVarBytes(&r)
+            }
+            out.writeVarint(Int32(body.readableBytes))
+            out.writeBuffer(&body)
+        }
+        return out
+    }
+
+    /// Skips a varint-length-prefixed field; returns its length (negative for null).
     private static func skipVarBytes(_ r: inout ByteBuffer, _ what: String) throws -> Int {
         let n = Int(try r.readVarint())
-        if n == -1 { return -1 }
-        guard n >= 0 else { throw KafkaProtocolError.invalidRecordBatch("\(what) has length \(n); only -1 (null) may be negative") }
+        if n < 0 { return n }
         guard n <= r.readableBytes else { throw KafkaProtocolError.invalidRecordBatch("\(what) of \(n) bytes with \(r.readableBytes) left") }
         r.moveReaderIndex(forwardBy: n)
         return n

@@ -31,9 +31,10 @@ public enum RecordBatch {
         return header
     }
 
-    /// Checks the producer-facing rules: positive record count that agrees with `lastOffsetDelta`,
-    /// not a control or transactional batch, a known codec, no log-append-time bit (the broker sets
-    /// it), and a sequence number whenever a producer id is set.
+    /// Checks the producer-facing rules of the header: positive record count that agrees with
+    /// `lastOffsetDelta`, not a control or transactional batch, a known codec, and a sequence number
+    /// whenever a producer id is set. (The timestamp type depends on the topic:
+    /// ``validateRecords(_:at:header:rules:)`` decides it.)
     public static func validateForProduce(_ header: RecordBatchHeader) throws {
         guard header.recordsCount > 0, Int64(header.lastOffsetDelta) + 1 == Int64(header.recordsCount) else {
             throw KafkaProtocolError.invalidRecordBatch(
@@ -47,9 +48,6 @@ public enum RecordBatch {
         }
         guard !header.isTransactional else {
             throw KafkaProtocolError.invalidRecordBatch("transactional batches are not supported (transactions are not)")
-        }
-        guard !header.isLogAppendTime else {
-            throw KafkaProtocolError.invalidRecordBatch("the log-append-time attribute is the broker's to set")
         }
         if header.producerID >= 0 && header.baseSequence < 0 {
             throw KafkaProtocolError.invalidRecordBatch("producer id \(header.producerID) without a base sequence")

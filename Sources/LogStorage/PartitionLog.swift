@@ -299,9 +299,11 @@ public final class PartitionLog: @unchecked Sendable {
     public func append(_ records: ByteBuffer, nowMs: Int64, allowRoll: Bool = true) throws -> AppendResult {
         var headers: [RecordBatchHeader] = []
         var starts: [Int] = []
+        var records = records
         var i = records.readerIndex
         let config = lock.withLock { _config }
         let rules = config.validationRules(nowMs: nowMs)
+        var repairs: [(index: Int, repair: ProducedBatchRepair)] = []
         while i < records.writerIndex {
             var h: RecordBatchHeader
             do {
@@ -310,7 +312,8 @@ public final class PartitionLog: @unchecked Sendable {
                     throw LogError.batchTooLarge(size: h.totalSize, limit: config.maxMessageBytes)
                 }
                 try RecordBatch.validateForProduce(h)
-                try RecordBatch.validateRecords(records, at: i, header: h, rules: rules)
+                let repair = try RecordBatch.validateRecords(records, at: i, header: h, rules: rules)
+                if repair.isNeeded { repairs.append((headers.count, repair)) }
             } catch let e as KafkaProtocolError {
                 switch e {
                 case .corruptRecordBatch: throw LogError.corruptBatch(e.description)
@@ -326,6 +329,11 @@ public final class PartitionLog: @unchecked Sendable {
             i += h.totalSize
         }
         guard !headers.isEmpty else { throw LogError.invalidBatch("no record batch in the request") }
+        if !repairs.isEmpty {
+            // Broker-owned fields the producer got wrong are set as Kafka's validator sets them: the
+            // batches are copied (only these; a well-formed batch is written from the request's bytes).
+            (records, headers, starts) = try Self.applying(repairs, to: records, headers: headers, starts: starts)
+        }
         while true {
             do {
                 return try appendValidated(records, headers: headers, starts: starts, nowMs: nowMs)
@@ -333,6 +341,36 @@ public final class PartitionLog: @unchecked Sendable {
                 try roll(nowMs: nowMs, ifNeededFor: headers)
             }
         }
+    }
+
+    /// `records` with the batches named in `repairs` replaced by their repaired copies.
+    private static func applying(_ repairs: [(index: Int, repair: ProducedBatchRepair)], to records: ByteBuffer,
+                                 headers: [RecordBatchHeader], starts: [Int]) throws -> (ByteBuffer, [RecordBatchHeader], [Int]) {
+        var out = ByteBufferAllocator().buffer(capacity: records.readableBytes + 64)
+        var newHeaders: [RecordBatchHeader] = []
+        var newStarts: [Int] = []
+        var next = repairs.makeIterator()
+        var pending = next.next()
+        for (k, h) in headers.enumerated() {
+            newStarts.append(out.writerIndex)
+            if let p = pending, p.index == k {
+                pending = next.next()
+                do {
+                    var fixed = try RecordBatch.repaired(records, at: starts[k], header: h, p.repair)
+                    var fh = try RecordBatchHeader(fixed, at: fixed.readerIndex)
+                    fh.baseOffset = 0
+                    newHeaders.append(fh)
+                    out.writeBuffer(&fixed)
+                } catch {
+                    throw LogError.invalidBatch("the batch could not be repaired: \(error)")
+                }
+            } else {
+                var one = records.getSlice(at: starts[k], length: h.totalSize)!
+                newHeaders.append(h)
+                out.writeBuffer(&one)
+            }
+        }
+        return (out, newHeaders, newStarts)
     }
 
     private func appendValidated(_ records: ByteBuffer, headers inHeaders: [RecordBatchHeader], starts: [Int],

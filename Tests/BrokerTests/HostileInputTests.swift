@@ -59,18 +59,20 @@ struct HostileInputTests {
         let cases: [(String, (inout ByteBuffer, Int) -> Void)] = [
             // The record's length varint claims more bytes than the batch holds.
             ("record length", { buf, at in buf.setInteger(UInt8(0x7E), at: at + first) }),
-            // Offset delta 5 in a one-record batch.
-            ("offset delta", { buf, at in buf.setInteger(UInt8(10), at: at + first + 3) }),
             // More records declared than present (lastOffsetDelta kept consistent).
             ("record count", { buf, at in
                 buf.setInteger(Int32(3), at: at + 57, endianness: .big)
                 buf.setInteger(Int32(2), at: at + 23, endianness: .big)
             }),
-            // Key length -22: Java reads any negative length as null, but librdkafka cannot parse
-            // it and refetches the batch forever, so one stored record would stall its consumers.
-            ("negative key length", { buf, at in buf.setInteger(UInt8(0x2B), at: at + first + 4) }),
-            // Max timestamp in the header that no record has.
-            ("max timestamp", { buf, at in buf.setInteger(Int64(5_000), at: at + 35, endianness: .big) }),
+            // A header with a null key (-1): Kafka refuses it too. (Offset deltas, negative lengths
+            // and the max timestamp are repaired instead: ProduceRepairTests.)
+            ("null header key", { buf, at in
+                buf.setInteger(UInt8(0x02), at: buf.writerIndex - 1)    // header count 1 …
+                buf.writeInteger(UInt8(0x01))                            // … with key length -1
+                buf.writeInteger(UInt8(0x01))                            // and a null value
+                buf.setInteger(UInt8(0x1A), at: at + first)              // record length 11 → 13
+                buf.setInteger(Int32(buf.readableBytes - 12), at: at + 8, endianness: .big)
+            }),
         ]
         for (what, mutate) in cases {
             let r = try await produce(conn, "rec", try Self.crafted(["hello"], mutate))

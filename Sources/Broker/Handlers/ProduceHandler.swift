@@ -10,7 +10,8 @@ import NIOCore
 // - Each partition carries exactly one v2 batch; it is validated as Kafka's log validator does
 //   (CRC → CORRUPT_MESSAGE; structure, records, keys → INVALID_RECORD; timestamps outside
 //   message.timestamp.before/after.max.ms → INVALID_TIMESTAMP; size → MESSAGE_TOO_LARGE) and
-//   appended without re-encoding. A partition named twice in one request is written once (the
+//   appended without re-encoding. Broker-owned fields a producer got wrong (the header's max
+//   timestamp, offset deltas, negative lengths other than -1) are repaired as Kafka repairs them. A partition named twice in one request is written once (the
 //   last occurrence, as Kafka's request map keeps it) and answered once.
 // - Internal topics (__consumer_offsets) are refused with INVALID_TOPIC_EXCEPTION.
 // - Idempotent batches are checked per producer; a retry gets the original base offset.
