@@ -23,6 +23,10 @@ let package = Package(
     targets: [
         // CRC-32C with SSE4.2 / ARMv8 CRC instructions and a portable fallback.
         .target(name: "CCRC32C"),
+        // fork/exec of child processes with the descriptors, signals and parent-death signal set up.
+        .target(name: "CSpawn"),
+        // Child processes that start reliably and die with their parent (`ChildProcess`).
+        .target(name: "Spawn", dependencies: ["CSpawn"]),
         // Sans-I/O Kafka protocol: primitives, headers, generated messages, record batches.
         .target(
             name: "KafkaProtocol",
@@ -118,7 +122,7 @@ let package = Package(
         .target(
             name: "MeridianBench",
             dependencies: [
-                "KafkaClient", "KafkaProtocol", "KafkaWire", "LinkSimulator",
+                "KafkaClient", "KafkaProtocol", "KafkaWire", "LinkSimulator", "Spawn",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -143,7 +147,7 @@ let package = Package(
         .executableTarget(
             name: "meridian",
             dependencies: [
-                "Broker", "KafkaClient", "Launcher", "LinkSimulator", "MeridianBench", "MetricsHTTP", "Mirror", "Topology", "KafkaProtocol", "KafkaWire", "LogStorage",
+                "Broker", "KafkaClient", "Launcher", "LinkSimulator", "MeridianBench", "MetricsHTTP", "Mirror", "Topology", "KafkaProtocol", "KafkaWire", "LogStorage", "Spawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -155,7 +159,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "FileLayer", "Broker", "KafkaProtocol", "KafkaWire", "LinkSimulator",
+                "FileLayer", "Broker", "KafkaProtocol", "KafkaWire", "LinkSimulator", "Spawn",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -197,6 +201,8 @@ let package = Package(
             ]
         ),
         // Framing and golden requests captured from real clients.
+        // Child processes: start, signals, descriptors, exit status.
+        .testTarget(name: "SpawnTests", dependencies: ["Spawn"]),
         .testTarget(
             name: "KafkaWireTests",
             dependencies: [

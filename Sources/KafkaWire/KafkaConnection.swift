@@ -79,24 +79,24 @@ public final class KafkaConnection: Sendable {
     }
 
     private static func negotiate(channel: Channel, clientID: String, timeout: TimeAmount) async throws -> [Int16: ClosedRange<Int16>] {
-        var version: Int16 = 3
-        for _ in 0..<2 {
+        var version = ApiVersionsRequest.validVersions.upperBound
+        while true {
             var req = ApiVersionsRequest()
             if version >= 3 {
                 req.clientSoftwareName = "meridian"
                 req.clientSoftwareVersion = "0.1.0"
             }
             let frame = try encodeFrame(req, version: version, clientID: clientID)
-            var payload = try await write(to: channel, frame: frame, deadline: .now() + timeout).get()
-            // ApiVersions responses always use header v0; on UNSUPPORTED_VERSION the body is v0-shaped.
-            let peek = payload.getInteger(at: payload.readerIndex, endianness: .big, as: Int16.self) ?? 0
-            let decodeVersion: Int16 = peek == ErrorCode.unsupportedVersion.rawValue ? 0 : version
-            let resp = try ApiVersionsResponse(from: &payload, version: decodeVersion)
-            if resp.errorCode == .unsupportedVersion {
-                let brokerMax = resp.apiKeys.first { $0.apiKey == ApiKey.apiVersions.rawValue }?.maxVersion ?? 0
-                version = min(version - 1, brokerMax)
+            let payload = try await write(to: channel, frame: frame, deadline: .now() + timeout).get()
+            // ApiVersions responses always use header v0.
+            let code = ErrorCode(rawValue: payload.getInteger(at: payload.readerIndex, endianness: .big, as: Int16.self) ?? 0)
+            if code == .unsupportedVersion {
+                guard version > 0 else { throw KafkaConnectionError.noCommonVersion(ApiKey.apiVersions) }
+                version = fallbackVersion(after: payload, asked: version)
                 continue
             }
+            var body = payload
+            let resp = try ApiVersionsResponse(from: &body, version: version)
             guard resp.errorCode == .none else {
                 throw KafkaConnectionError.apiVersionsRefused(resp.errorCode)
             }
@@ -104,7 +104,23 @@ public final class KafkaConnection: Sendable {
             for k in resp.apiKeys where k.minVersion <= k.maxVersion { out[k.apiKey] = k.minVersion...k.maxVersion }
             return out
         }
-        throw KafkaConnectionError.noCommonVersion(ApiKey.apiVersions)
+    }
+
+    /// The ApiVersions version to ask next after UNSUPPORTED_VERSION for `asked`. Servers answer in
+    /// different shapes: Apache Kafka with a v0 body, librdkafka's mock cluster in the flexible shape
+    /// of the version asked, others with no usable body. As librdkafka and the Java client do, the
+    /// body is only a hint: the server's highest ApiVersions version when a body in either shape
+    /// names one below `asked`, else v0.
+    static func fallbackVersion(after payload: ByteBuffer, asked: Int16) -> Int16 {
+        for shape in [Int16(0), asked] {
+            var body = payload
+            if let resp = try? ApiVersionsResponse(from: &body, version: shape),
+               let max = resp.apiKeys.first(where: { $0.apiKey == ApiKey.apiVersions.rawValue })?.maxVersion,
+               (0..<asked).contains(max) {
+                return max
+            }
+        }
+        return 0
     }
 
     /// Encodes a complete request frame (correlation id left 0; the handler assigns it).

@@ -1,4 +1,5 @@
 import Foundation
+import Spawn
 import KafkaClient
 import KafkaProtocol
 import KafkaWire
@@ -186,17 +187,14 @@ public struct MirrorBench: Sendable {
 
     /// A child process of this executable, its standard output in `<log>.out`, standard error in `log`.
     final class Child: @unchecked Sendable {
-        let process = Process()
+        let process: ChildProcess
         let out: String
 
         init(_ exe: String, _ args: [String], log: String) throws {
             out = log + ".out"
-            _ = FileManager.default.createFile(atPath: out, contents: nil)
-            _ = FileManager.default.createFile(atPath: log, contents: nil)
-            process.executableURL = URL(fileURLWithPath: exe)
-            process.arguments = args
-            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            process = ChildProcess(exe, args)
+            process.standardOutput = .file(out)
+            process.standardError = .file(log)
             try process.run()
         }
 
@@ -207,19 +205,19 @@ public struct MirrorBench: Sendable {
             let deadline = ContinuousClock.now + .seconds(seconds)
             while ContinuousClock.now < deadline {
                 if let s = try? String(contentsOfFile: out, encoding: .utf8), s.contains(text) { return }
-                guard process.isRunning else { throw BenchError("\(process.arguments?.first ?? "child") exited early; see \(out)") }
+                guard process.isRunning else { throw BenchError("\(process.arguments.first ?? "child") exited early; see \(out)") }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            throw BenchError("no '\(text)' from \(process.arguments?.first ?? "child") within \(Int(seconds)) s")
+            throw BenchError("no '\(text)' from \(process.arguments.first ?? "child") within \(Int(seconds)) s")
         }
 
         /// SIGTERM, then SIGKILL after 20 s.
         func stop() {
             guard process.isRunning else { return }
-            kill(process.processIdentifier, SIGTERM)
+            process.signal(SIGTERM)
             let deadline = Date().addingTimeInterval(20)
             while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            if process.isRunning { process.signal(SIGKILL) }
             process.waitUntilExit()
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Spawn
 import KafkaClient
 import KafkaProtocol
 import LinkSimulator
@@ -122,21 +123,22 @@ struct DemoCommand: AsyncParsableCommand {
         steps.step("Starting 3 brokers and 3 mirrors: meridian up --topology \(dir)/topology.json --wan-latency \(wanLatency)")
         let upOut = root + "/up.out"
         _ = FileManager.default.createFile(atPath: upOut, contents: nil)
-        let up = Process()
-        up.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-        up.arguments = ["up", "--topology", topologyPath, "--wan-latency", wanLatency, "--make-certs", script, "--history-interval", "1"]
-        up.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: upOut))
-        up.standardError = up.standardOutput
-        // A Ctrl-C reaches `up` too, which stops its children in order; the demo then waits for it.
+        let up = ChildProcess((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0],
+                              ["up", "--topology", topologyPath, "--wan-latency", wanLatency, "--make-certs", script, "--history-interval", "1"])
+        up.standardOutput = .file(upOut, append: true)
+        up.standardError = .standardOutput
+        // A Ctrl-C reaches `up` too (same process group), which stops its children in order; the
+        // demo then waits for it. `up` dies with the demo unless it is to keep running after it.
+        up.dieWithParent = !keepRunning
         try up.run()
         var stopped = false
         func stopUp() async -> Int32 {
             guard !stopped else { return 0 }
             stopped = true
-            kill(up.processIdentifier, SIGTERM)
+            up.signal(SIGTERM)
             let by = Date().addingTimeInterval(60)
             while up.isRunning && Date() < by { try? await Task.sleep(for: .milliseconds(50)) }
-            if up.isRunning { kill(up.processIdentifier, SIGKILL); up.waitUntilExit() }
+            if up.isRunning { up.signal(SIGKILL); up.waitUntilExit() }
             return up.terminationStatus
         }
         signal(SIGINT, SIG_IGN)
@@ -179,7 +181,7 @@ struct DemoCommand: AsyncParsableCommand {
         say("  run it again any time; `meridian demo --keep-running` leaves the regions up to explore.")
     }
 
-    func waitForUp(_ out: String, _ up: Process, _ interrupted: SignalFlag) async throws {
+    func waitForUp(_ out: String, _ up: ChildProcess, _ interrupted: SignalFlag) async throws {
         let deadline = Date().addingTimeInterval(120)
         while !Self.read(out).contains("running; press Ctrl-C") {
             if !up.isRunning { throw ValidationError("meridian up stopped (status \(up.terminationStatus)):\n\(Self.read(out).suffix(2_000))") }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Spawn
 import KafkaClient
 import Launcher
 import LinkSimulator
@@ -306,9 +307,7 @@ struct UpCommand: AsyncParsableCommand {
                 throw ValidationError("certificates in \(dir) are missing but their CA \(ca) lives elsewhere; create them by hand")
             }
             say("creating TLS certificates in \(dir) with \(script) (a private development CA): \((names.sorted() + clients.sorted()).joined(separator: ", "))")
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/bash")
-            p.arguments = [script, "--out", dir] + clients.sorted().flatMap { ["--client", $0] } + names.sorted()
+            let p = ChildProcess("/bin/bash", [script, "--out", dir] + clients.sorted().flatMap { ["--client", $0] } + names.sorted())
             try p.run()
             p.waitUntilExit()
             guard p.terminationStatus == 0 else { throw ValidationError("\(script) failed with status \(p.terminationStatus)") }
@@ -321,14 +320,14 @@ struct UpCommand: AsyncParsableCommand {
 final class Supervisor {
     final class Child {
         let plan: UpPlan.Child
-        var process: Process
+        var process: ChildProcess
         let logPath: String
         var policy = RestartPolicy()
         var restartAt: Int64?
         /// Bytes of the log before the current run started (readiness is judged on this run's lines).
         var logStart: UInt64 = 0
 
-        init(plan: UpPlan.Child, process: Process, logPath: String) {
+        init(plan: UpPlan.Child, process: ChildProcess, logPath: String) {
             self.plan = plan
             self.process = process
             self.logPath = logPath
@@ -337,7 +336,8 @@ final class Supervisor {
         var name: String { plan.name }
         var pid: Int32 { process.processIdentifier }
         var statusText: String {
-            process.terminationReason == .uncaughtSignal ? "killed by signal \(process.terminationStatus)" : "status \(process.terminationStatus)"
+            if case .signal(let s)? = process.terminated { return "killed by signal \(s)" }
+            return "status \(process.terminationStatus)"
         }
 
         private func currentRun() -> String {
@@ -380,15 +380,16 @@ final class Supervisor {
 
     func child(named name: String) -> Child? { children.first { $0.name == name } }
 
-    private func spawn(_ plan: UpPlan.Child, logPath: String) throws -> (Process, UInt64) {
+    /// Starts a child with its output appended to `logPath`. It gets a process group of its own,
+    /// so a Ctrl-C at the terminal reaches `up` alone, which stops the children in order; and it
+    /// dies with `up`, so a killed `up` leaves no broker or mirror running.
+    private func spawn(_ plan: UpPlan.Child, logPath: String) throws -> (ChildProcess, UInt64) {
         if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let start = log.seekToEndOfFile()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = plan.arguments
-        p.standardOutput = log
-        p.standardError = log
+        let start = ((try? FileManager.default.attributesOfItem(atPath: logPath))?[.size] as? NSNumber)?.uint64Value ?? 0
+        let p = ChildProcess(executable, plan.arguments)
+        p.standardOutput = .file(logPath, append: true)
+        p.standardError = .standardOutput
+        p.newProcessGroup = true
         try p.run()
         return (p, start)
     }
@@ -432,13 +433,13 @@ final class Supervisor {
     func stop(kind: UpPlan.Kind) -> [(String, Int32)] {
         stopping = true
         let mine = children.filter { $0.plan.kind == kind }
-        for c in mine where c.process.isRunning { kill(c.pid, SIGTERM) }
+        for c in mine { c.process.signal(SIGTERM) }
         let deadline = Date().addingTimeInterval(30)
         for c in mine {
             while c.process.isRunning && Date() < deadline { usleep(20_000) }
             if c.process.isRunning {
                 printError("\(c.name) did not stop within 30 s; killing it")
-                kill(c.pid, SIGKILL)
+                c.process.signal(SIGKILL)
                 c.process.waitUntilExit()
             }
         }

@@ -8,7 +8,7 @@ import TestSupport
 struct BrokerMetricsTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func metricsCountRequestsErrorsBytesConnectionsOffsetsAndGroupLag() async throws {
-        let broker = try BrokerProcess(arguments: ["--metrics", "127.0.0.1:0"])
+        let broker = try await BrokerProcess(arguments: ["--metrics", "127.0.0.1:0"])
         defer { broker.terminate(); broker.removeData() }
         let out = try String(contentsOfFile: broker.dataDir + ".out", encoding: .utf8)
         let line = try #require(out.split(separator: "\n").first { $0.hasPrefix("metrics on http://") }, "printed at start: \(out)")

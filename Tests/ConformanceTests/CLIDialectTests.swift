@@ -14,7 +14,7 @@ struct CLIDialectTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func produceAndConsumeTakeKcatFlagsAndClientProperties() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let b = broker.bootstrap
         let produced = try await runProcess(m, ["produce", "-b", b, "-t", "orders", "-K", ":", "-X", "acks=all", "-X", "compression.type=gzip",
@@ -65,7 +65,7 @@ struct CLIDialectTests {
     }
 
     @Test func aSASLSecurityProtocolIsRefusedWithAClearMessage() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let r = try await runProcess(m, ["topics", "list", "-b", broker.bootstrap, "-X", "security.protocol=SASL_SSL"])
         #expect(r.status != 0 && r.stderr.contains("SASL is not supported"), "\(r.stderr)")

@@ -24,7 +24,7 @@ struct ClientTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func keysLandWhereOtherClientsPutThem() async throws {
-        let broker = try BrokerProcess(arguments: ["--default-partitions", "7"])
+        let broker = try await BrokerProcess(arguments: ["--default-partitions", "7"])
         defer { broker.terminate(); broker.removeData() }
         let keys = (0..<400).map { "customer-\($0 * 7919 % 100_003)" }
         let lines = keys.map { "\($0):x" }.joined(separator: "\n") + "\n"
@@ -48,7 +48,7 @@ struct ClientTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
     func mixedGroupWithConfluentConsumer() async throws {
         let python = try ExternalTools.require(ExternalTools.python, "python venv")
-        let broker = try BrokerProcess(arguments: ["--group-initial-rebalance-delay-ms", "2000", "--default-partitions", "4"])
+        let broker = try await BrokerProcess(arguments: ["--group-initial-rebalance-delay-ms", "2000", "--default-partitions", "4"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<4_000).map { "k\($0 % 97):v\($0)" }.joined(separator: "\n") + "\n"
         #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "mixed", "-K:"], input: lines).status == 0)
@@ -82,7 +82,7 @@ struct ClientTests {
         let port = try freePort()
         let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: port)
         defer { proxy.close() }
-        let broker = try BrokerProcess(listeners: ["PLAINTEXT://127.0.0.1:\(port)"],
+        let broker = try await BrokerProcess(listeners: ["PLAINTEXT://127.0.0.1:\(port)"],
                                        arguments: ["--advertised-listener", "PLAINTEXT://127.0.0.1:\(proxy.port)", "--default-partitions", "1"])
         defer { broker.terminate(); broker.removeData() }
         proxy.setDelay(.milliseconds(3))
@@ -110,7 +110,7 @@ struct ClientTests {
     func tlsWithAndWithoutClientCertificates() async throws {
         let certs = try await makeTestCertificates()
         defer { try? FileManager.default.removeItem(atPath: certs) }
-        let broker = try BrokerProcess(listeners: ["SSL://127.0.0.1:0"], arguments: [
+        let broker = try await BrokerProcess(listeners: ["SSL://127.0.0.1:0"], arguments: [
             "--tls-cert", "\(certs)/broker.pem", "--tls-key", "\(certs)/broker.key", "--tls-ca", "\(certs)/ca.pem",
             "--tls-client-auth", "required"])
         defer { broker.terminate(); broker.removeData() }
@@ -143,7 +143,7 @@ struct ClientTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func consumerSurvivesABrokerRestartMidStream() async throws {
         let port = try freePort()
-        let broker = try BrokerProcess(listeners: ["PLAINTEXT://127.0.0.1:\(port)"], arguments: ["--default-partitions", "2"])
+        let broker = try await BrokerProcess(listeners: ["PLAINTEXT://127.0.0.1:\(port)"], arguments: ["--default-partitions", "2"])
         defer { broker.terminate(); broker.removeData() }
         #expect(try await runProcess(m, ["topics", "create", "restart", "--partitions", "2", "--bootstrap", broker.bootstrap]).status == 0)
         let out = broker.dataDir + ".consumed"
@@ -161,7 +161,7 @@ struct ClientTests {
         #expect(consumed().count >= 5_000)
         broker.terminate()          // the broker goes away under the consumer...
         try await Task.sleep(for: .microseconds(1_000_000))
-        try broker.start(reuseListeners: true)  // ...and comes back on the same port
+        try await broker.start(reuseListeners: true)  // ...and comes back on the same port
         try await produce(5_000..<10_000)
         deadline = Date().addingTimeInterval(60)
         while Set(consumed()).count < 10_000 && Date() < deadline { try await Task.sleep(for: .microseconds(100_000)) }
@@ -172,7 +172,7 @@ struct ClientTests {
     }
 
     @Test func produceConsumeRoundTripOfOneHundredThousandLines() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         #expect(try await runProcess(m, ["topics", "create", "pipe", "--partitions", "1", "--bootstrap", broker.bootstrap]).status == 0)
         let lines = (0..<100_000).map { "line \($0) " + String(repeating: "·", count: $0 % 17) }
@@ -194,7 +194,7 @@ struct ClientTests {
     }
 
     @Test func jsonOutputCarriesPartitionOffsetKeyAndHeaders() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         #expect(try await runProcess(m, ["produce", "js", "--key-separator", "=", "--header", "src=test", "--bootstrap", broker.bootstrap],
                                input: Data("k1=hello\n".utf8)).status == 0)

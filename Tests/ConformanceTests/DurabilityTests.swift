@@ -17,18 +17,16 @@ struct DurabilityTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
     func acknowledgedRecordsSurviveKillDashNine() async throws {
         let python = try ExternalTools.require(ExternalTools.python, "python venv")
-        let broker = try BrokerProcess(arguments: ["--default-partitions", "3"])
+        let broker = try await BrokerProcess(arguments: ["--default-partitions", "3"])
         defer { broker.terminate(); broker.removeData() }
         let ackLog = broker.dataDir + ".acks"
         _ = FileManager.default.createFile(atPath: ackLog, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: ackLog) }
-        let producer = Process()
-        producer.executableURL = URL(fileURLWithPath: python)
-        producer.arguments = [ExternalTools.packageRoot.appendingPathComponent("Tests/ConformanceTests/python/ck_ack_log.py").path,
-                              broker.bootstrap, "durable", "200000"]
-        producer.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: ackLog))
-        producer.standardError = FileHandle.nullDevice
-        try launch(producer)
+        let producer = ChildProcess(python, [ExternalTools.packageRoot.appendingPathComponent("Tests/ConformanceTests/python/ck_ack_log.py").path,
+                                             broker.bootstrap, "durable", "200000"])
+        producer.standardOutput = .file(ackLog)
+        producer.standardError = .null
+        try producer.run()
         // Let acknowledgements accumulate, then kill the broker mid-stream.
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
@@ -38,13 +36,13 @@ struct DurabilityTests {
         }
         broker.kill9()
         try await Task.sleep(for: .microseconds(200_000))
-        kill(producer.processIdentifier, SIGKILL)
+        producer.signal(SIGKILL)
         producer.waitUntilExit()
         let acked = try String(contentsOfFile: ackLog, encoding: .utf8).split(separator: "\n")
             .filter { $0.split(separator: " ").count == 3 }
         #expect(acked.count >= 5_000, "the producer got at least 5000 acknowledgements before the kill")
 
-        try broker.start()
+        try await broker.start()
         let c = try await kcat(["-b", broker.bootstrap, "-C", "-t", "durable", "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n"])
         let stored = Set(c.stdout.split(separator: "\n").map(String.init))
         let missing = acked.filter { !stored.contains(String($0)) }
@@ -58,7 +56,7 @@ struct DurabilityTests {
     /// the rest and continues at the recovered end offset.
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func tornSegmentTailIsRecovered() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         for round in 0..<3 {
             let lines = (0..<10).map { "round\(round)-\($0)" }.joined(separator: "\n") + "\n"
@@ -70,7 +68,7 @@ struct DurabilityTests {
         let h = try #require(FileHandle(forWritingAtPath: seg))
         try h.truncate(atOffset: UInt64(size - 20))
         try h.close()
-        try broker.start()
+        try await broker.start()
         #expect(broker.tailOfLog().contains("cut a torn or corrupt tail"))
         let c = try await kcat(["-b", broker.bootstrap, "-C", "-t", "torn", "-o", "beginning", "-e", "-q"])
         #expect(c.stdout.split(separator: "\n").map(String.init) == (0..<2).flatMap { r in (0..<10).map { "round\(r)-\($0)" } })
@@ -82,7 +80,7 @@ struct DurabilityTests {
     /// Retention removes whole old segments and ListOffsets(earliest) follows the new log start.
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func retentionDeletesOldSegmentsAndEarliestMovesForward() async throws {
-        let broker = try BrokerProcess(arguments: ["--retention-check-interval-ms", "200",
+        let broker = try await BrokerProcess(arguments: ["--retention-check-interval-ms", "200",
                                                    "--config", "segment.bytes=2048", "--config", "retention.bytes=6000"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<600).map { "retained-\($0)-" + String(repeating: "r", count: 60) }.joined(separator: "\n") + "\n"

@@ -68,7 +68,7 @@ struct FuzzTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)), .timeLimit(.minutes(5)))
     func brokerSurvivesThousandsOfBadFrames() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let before = (0..<50).map { "before-\($0)" }
         #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "fuzzed"], input: Data((before.joined(separator: "\n") + "\n").utf8)).status == 0)
@@ -130,7 +130,7 @@ struct FuzzTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func oversizedFrameClosesTheConnectionBeforeBuffering() async throws {
-        let broker = try BrokerProcess(arguments: ["--socket-request-max-bytes", "1048576"])
+        let broker = try await BrokerProcess(arguments: ["--socket-request-max-bytes", "1048576"])
         defer { broker.terminate(); broker.removeData() }
         // Announce 2 MiB but send only the header: the broker must close at once, not wait for the body.
         let frame = withUnsafeBytes(of: Int32(2 * 1024 * 1024).bigEndian, Array.init) + [0, 18, 0, 3, 0, 0, 0, 1]

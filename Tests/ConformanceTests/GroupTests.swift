@@ -25,7 +25,7 @@ struct GroupTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python)))
     func threeConsumersShareAQueueExactlyOnceAcrossARebalance() async throws {
-        let broker = try BrokerProcess(arguments: Self.fastGroups)
+        let broker = try await BrokerProcess(arguments: Self.fastGroups)
         defer { broker.terminate(); broker.removeData() }
         let r = try await runScript("ck_group_queue.py", [broker.bootstrap, "queue-topic", "queue-group"])
         #expect(r["distinct"] as? Int == 30_000, "every record consumed; missing e.g. \(r["missing"] ?? "")")
@@ -42,7 +42,7 @@ struct GroupTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
     func twoGroupsEachGetEveryRecord() async throws {
-        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "6"])
+        let broker = try await BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "6"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<30_000).map { "k\($0 % 500):v\($0)" }.joined(separator: "\n") + "\n"
         #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "broadcast", "-K:"], input: lines).status == 0)
@@ -53,7 +53,7 @@ struct GroupTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func kcatBalancedConsumersSplitAndResume() async throws {
-        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "4"])
+        let broker = try await BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "4"])
         defer { broker.terminate(); broker.removeData() }
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
         let lines = (0..<4_000).map { "k\($0 % 40):v\($0)" }.joined(separator: "\n") + "\n"
@@ -89,7 +89,7 @@ struct GroupTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python)))
     func kafkaPythonGroupConsumers() async throws {
-        let broker = try BrokerProcess(arguments: Self.fastGroups)
+        let broker = try await BrokerProcess(arguments: Self.fastGroups)
         defer { broker.terminate(); broker.removeData() }
         let r = try await runScript("kp_group.py", [broker.bootstrap, "kp-group-topic", "2000"])
         #expect(r["queue_distinct"] as? Int == 2000)
@@ -102,7 +102,7 @@ struct GroupTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
     func commitsSurviveKillDashNine() async throws {
-        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "3"])
+        let broker = try await BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "3"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<3_000).map { "v\($0)" }.joined(separator: "\n") + "\n"
         #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "resume"], input: lines).status == 0)
@@ -111,7 +111,7 @@ struct GroupTests {
         let committed = first["committed"] as? [String: Int] ?? [:]
         #expect(committed.values.reduce(0, +) == 1000)
         broker.kill9()
-        try broker.start()
+        try await broker.start()
         let second = try await runScript("ck_commit_then_resume.py", [broker.bootstrap, "resume", "resumers", "second", "2000"])
         #expect(second["consumed"] as? Int == 2000)
         let before = Set(first["values"] as? [String] ?? [])
@@ -126,7 +126,7 @@ struct GroupTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
     func confluentAdminGroupOperations() async throws {
-        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "2"])
+        let broker = try await BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "2"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<200).map { "a\($0)" }.joined(separator: "\n") + "\n"
         #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "admin-groups"], input: lines).status == 0)
@@ -147,25 +147,23 @@ struct GroupTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.python) && ExternalTools.shouldRun(ExternalTools.kcat)))
     func silentMemberIsExpiredAndItsPartitionsMove() async throws {
         let python = try ExternalTools.require(ExternalTools.python, "python venv")
-        let broker = try BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "4"])
+        let broker = try await BrokerProcess(arguments: Self.fastGroups + ["--default-partitions", "4"])
         defer { broker.terminate(); broker.removeData() }
         #expect(try await kcat(["-b", broker.bootstrap, "-P", "-t", "expiry"], input: "x\n").status == 0)
         let script = ExternalTools.packageRoot.appendingPathComponent("Tests/ConformanceTests/python/ck_member.py").path
         var outs: [String] = []
-        var procs: [Process] = []
+        var procs: [ChildProcess] = []
         for i in 0..<2 {
             let out = broker.dataDir + ".member\(i)"
             _ = FileManager.default.createFile(atPath: out, contents: nil)
             outs.append(out)
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: python)
-            p.arguments = [script, broker.bootstrap, "expiry", "expiry-group", "60"]
-            p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-            p.standardError = FileHandle.nullDevice
-            try launch(p)
+            let p = ChildProcess(python, [script, broker.bootstrap, "expiry", "expiry-group", "60"])
+            p.standardOutput = .file(out)
+            p.standardError = .null
+            try p.run()
             procs.append(p)
         }
-        defer { for p in procs where p.isRunning { kill(p.processIdentifier, SIGKILL) }; for o in outs { try? FileManager.default.removeItem(atPath: o) } }
+        defer { for p in procs { p.signal(SIGKILL) }; for o in outs { try? FileManager.default.removeItem(atPath: o) } }
         func changes(_ i: Int) -> [(assigned: [Int], at: Double)] {
             ((try? String(contentsOfFile: outs[i], encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
                 guard let line = try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any],
@@ -180,7 +178,7 @@ struct GroupTests {
         // Member 0 dies without leaving: no more heartbeats. The time is taken before the kill, and the
         // survivor's new assignment is timed by the member itself, so a slow wait here cannot shift either.
         let killedAt = Date().timeIntervalSince1970
-        kill(procs[0].processIdentifier, SIGKILL)
+        procs[0].signal(SIGKILL)
         deadline = Date().addingTimeInterval(40)
         while Date() < deadline && assignments(1).last != [0, 1, 2, 3] { try await Task.sleep(for: .microseconds(100_000)) }
         #expect(assignments(1).last == [0, 1, 2, 3], "the survivor took every partition: \(assignments(1))")
@@ -191,7 +189,7 @@ struct GroupTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat) && ExternalTools.shouldRun(ExternalTools.python)))
     func compactedTopicKeepsLatestValuePerKey() async throws {
-        let broker = try BrokerProcess(arguments: ["--log-cleaner-backoff-ms", "200", "--retention-check-interval-ms", "200"])
+        let broker = try await BrokerProcess(arguments: ["--log-cleaner-backoff-ms", "200", "--retention-check-interval-ms", "200"])
         defer { broker.terminate(); broker.removeData() }
         // kcat cannot create topics with configs; the confluent-kafka admin can.
         let python = try ExternalTools.require(ExternalTools.python, "python venv")
@@ -277,7 +275,7 @@ struct GroupsCommandTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func listDescribeResetDelete() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
-        let broker = try BrokerProcess(arguments: GroupTests.fastGroups + ["--default-partitions", "2"])
+        let broker = try await BrokerProcess(arguments: GroupTests.fastGroups + ["--default-partitions", "2"])
         defer { broker.terminate(); broker.removeData() }
         let start = Int64(Date().timeIntervalSince1970 * 1000)
         let lines = (0..<100).map { "k\($0 % 10):v\($0)" }.joined(separator: "\n") + "\n"

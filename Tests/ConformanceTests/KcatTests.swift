@@ -13,7 +13,7 @@ struct KcatTests {
     }
 
     @Test func metadataListsBrokerAndTopics() async throws {
-        let broker = try BrokerProcess(arguments: ["--default-partitions", "2"])
+        let broker = try await BrokerProcess(arguments: ["--default-partitions", "2"])
         defer { broker.terminate(); broker.removeData() }
         _ = try await kcat(["-b", broker.bootstrap, "-P", "-t", "meta-topic"], input: "x\n")
         let r = try await kcat(["-b", broker.bootstrap, "-L"])
@@ -24,7 +24,7 @@ struct KcatTests {
     }
 
     @Test func tenThousandKeyedMessagesReadBackInPartitionOrder() async throws {
-        let broker = try BrokerProcess(arguments: ["--default-partitions", "3"])
+        let broker = try await BrokerProcess(arguments: ["--default-partitions", "3"])
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<10_000).map { "key\($0 % 97):value-\($0)" }
         let p = try await kcat(["-b", broker.bootstrap, "-P", "-t", "keyed", "-K:", "-X", "linger.ms=5"], input: lines.joined(separator: "\n") + "\n")
@@ -52,7 +52,7 @@ struct KcatTests {
     }
 
     @Test func gzipCompressedProduceReadsBackIdentical() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<2_000).map { "gz-\($0)-" + String(repeating: "abc", count: $0 % 50) }
         let p = try await kcat(["-b", broker.bootstrap, "-P", "-t", "gz", "-z", "gzip"], input: lines.joined(separator: "\n") + "\n")
@@ -75,7 +75,7 @@ struct KcatTests {
     @Test func tlsWithTheDeployCA() async throws {
         let certs = try await makeTestCertificates()
         defer { try? FileManager.default.removeItem(atPath: certs) }
-        let broker = try BrokerProcess(
+        let broker = try await BrokerProcess(
             listeners: ["PLAINTEXT://127.0.0.1:0", "SSL://127.0.0.1:0"],
             arguments: ["--tls-cert", "\(certs)/broker.pem", "--tls-key", "\(certs)/broker.key"])
         defer { broker.terminate(); broker.removeData() }
@@ -92,7 +92,7 @@ struct KcatTests {
     @Test func mutualTLSRefusesClientsWithoutCertificates() async throws {
         let certs = try await makeTestCertificates()
         defer { try? FileManager.default.removeItem(atPath: certs) }
-        let broker = try BrokerProcess(
+        let broker = try await BrokerProcess(
             listeners: ["SSL://127.0.0.1:0"],
             arguments: ["--tls-cert", "\(certs)/broker.pem", "--tls-key", "\(certs)/broker.key",
                         "--tls-ca", "\(certs)/ca.pem", "--tls-client-auth", "required"])

@@ -48,9 +48,9 @@ struct LagProcessTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat) && ExternalTools.shouldRun(ExternalTools.chromium)))
     func stoppingTheMirrorMakesLagGrowPastTheObjectiveAndARestartBringsItBackWithItsHistory() async throws {
-        let us = try BrokerProcess()
+        let us = try await BrokerProcess()
         defer { us.terminate(); us.removeData() }
-        let eu = try BrokerProcess()
+        let eu = try await BrokerProcess()
         defer { eu.terminate(); eu.removeData() }
         let dir = NSTemporaryDirectory() + "meridian-lag-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

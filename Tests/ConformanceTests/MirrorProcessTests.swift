@@ -38,7 +38,7 @@ struct MirrorProcessTests {
     func aMirrorKilledFiveTimesCopiesEveryRecordOnceAndAGroupFailsOverExactly() async throws {
         let certs = try await makeTestCertificates()
         defer { try? FileManager.default.removeItem(atPath: certs) }
-        let us = try BrokerProcess(
+        let us = try await BrokerProcess(
             listeners: ["PLAINTEXT://127.0.0.1:0", "SSL://127.0.0.1:0"],
             arguments: ["--tls-cert", "\(certs)/broker.pem", "--tls-key", "\(certs)/broker.key", "--tls-ca", "\(certs)/ca.pem",
                         "--tls-client-auth", "required"])
@@ -46,7 +46,7 @@ struct MirrorProcessTests {
         // The target region is given with its SSL listener only: the mirror writes over mTLS with
         // the certificate make-certs.sh would make for it (here a copy of the client one); the
         // test's own checks use the PLAINTEXT listener.
-        let eu = try BrokerProcess(
+        let eu = try await BrokerProcess(
             listeners: ["PLAINTEXT://127.0.0.1:0", "SSL://127.0.0.1:0"],
             arguments: ["--tls-cert", "\(certs)/broker.pem", "--tls-key", "\(certs)/broker.key", "--tls-ca", "\(certs)/ca.pem",
                         "--tls-client-auth", "required"])
@@ -213,9 +213,9 @@ extension MirrorProcessTests {
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func twoMirrorProcessesSplitAFlowAndTheSurvivorTakesOverWithoutDuplicates() async throws {
-        let us = try BrokerProcess(arguments: ["--group-initial-rebalance-delay-ms", "500", "--group-min-session-timeout-ms", "1000"])
+        let us = try await BrokerProcess(arguments: ["--group-initial-rebalance-delay-ms", "500", "--group-min-session-timeout-ms", "1000"])
         defer { us.terminate(); us.removeData() }
-        let eu = try BrokerProcess()
+        let eu = try await BrokerProcess()
         defer { eu.terminate(); eu.removeData() }
         let dir = NSTemporaryDirectory() + "meridian-mirror2-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -29,7 +29,7 @@ struct ProduceRepairConformanceTests {
     }
 
     @Test func headerMaxTimestampMinusOneAndAWrongValueAreStoredWithTheRecordsMaximum() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let topic = TopicName("sarama-ts")
         let conn = try await KafkaConnection.connect(host: "127.0.0.1", port: broker.port, group: MultiThreadedEventLoopGroup.singleton,

@@ -17,7 +17,7 @@ struct PythonClientTests {
     }
 
     @Test func confluentIdempotentProducerAndSeekingConsumer() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let r = try await runScript("ck_producer_consumer.py", [broker.bootstrap, "ck-seek"])
         #expect((r["errors"] as? [String])?.isEmpty == true, "\(r["errors"] ?? "")")
@@ -36,7 +36,7 @@ struct PythonClientTests {
     }
 
     @Test func confluentAdminCreateListDescribe() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let r = try await runScript("ck_admin.py", [broker.bootstrap, "ck-admin"])
         #expect((r["topics"] as? [String])?.contains("ck-admin") == true)
@@ -49,7 +49,7 @@ struct PythonClientTests {
     }
 
     @Test func kafkaPythonProducerConsumerAdmin() async throws {
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let r = try await runScript("kafka_python_clients.py", [broker.bootstrap, "kp-topic"])
         #expect((r["topics"] as? [String])?.contains("kp-topic") == true)

@@ -43,27 +43,23 @@ struct ResourceBoundTests {
 
     @Test func fiveThousandIdleConnectionsCostBoundedMemory() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         // The connections live in a helper process: thousands of descriptors in the test process
-        // would make Foundation's Process.run (used by every test that starts a tool) crash.
+        // would hit its descriptor limit, shared with every test running alongside.
         let ready = broker.dataDir + ".idle-ready"
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        holder.arguments = ["python3", "-c", """
+        let holder = ChildProcess("/usr/bin/env", ["python3", "-c", """
             import socket, sys, time
             socks = []
             for _ in range(5000):
                 s = socket.create_connection(("127.0.0.1", \(broker.port)))
                 socks.append(s)
             open("\(ready)", "w").write(str(len(socks)))
-            sys.stdin.read()
-            """]
-        let stdin = Pipe()
-        holder.standardInput = stdin
-        try launch(holder)
+            time.sleep(600)
+            """])
+        try holder.run()
         defer {
-            try? stdin.fileHandleForWriting.close()
+            holder.signal(SIGKILL)
             holder.waitUntilExit()
             try? FileManager.default.removeItem(atPath: ready)
         }
@@ -90,7 +86,7 @@ struct ResourceBoundTests {
 
     @Test func aClientThatPipelinesFetchesAndNeverReadsCostsBoundedMemory() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         let lines = (0..<4_000).map { "r\($0)-" + String(repeating: "x", count: 900) }
         #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "hoard", "-p", "0", "-X", "batch.num.messages=20"],
@@ -127,15 +123,13 @@ struct ResourceBoundTests {
 
     @Test func hundredsOfConnectionsTricklingHugeRequestsCostBoundedMemory() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
-        let broker = try BrokerProcess()
+        let broker = try await BrokerProcess()
         defer { broker.terminate(); broker.removeData() }
         // 300 connections each announce a 100 MiB Produce and send its body slowly, 64 KiB per
         // connection and round, up to 4 MiB each or until the broker has read nothing for 1.5 s
         // (a helper process holds the sockets).
         let ready = broker.dataDir + ".trickle-done"
-        let trickler = Process()
-        trickler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        trickler.arguments = ["python3", "-c", """
+        let trickler = ChildProcess("/usr/bin/env", ["python3", "-c", """
             import socket, struct, sys, time
             socks, sent = [], []
             for _ in range(300):
@@ -161,13 +155,11 @@ struct ResourceBoundTests {
                 if progress: last_progress = time.time()
                 time.sleep(0.02)
             open("\(ready)", "w").write(str(sum(sent)))
-            sys.stdin.read()
-            """]
-        let stdin = Pipe()
-        trickler.standardInput = stdin
-        try launch(trickler)
+            time.sleep(600)
+            """])
+        try trickler.run()
         defer {
-            try? stdin.fileHandleForWriting.close()
+            trickler.signal(SIGKILL)
             trickler.waitUntilExit()
             try? FileManager.default.removeItem(atPath: ready)
         }

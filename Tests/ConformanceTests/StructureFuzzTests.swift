@@ -294,7 +294,7 @@ struct StructureFuzzTests {
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func brokerSurvivesThousandsOfStructureAwareRequests() async throws {
         let kcat = try ExternalTools.require(ExternalTools.kcat, "kcat")
-        let broker = try BrokerProcess(arguments: ["--group-initial-rebalance-delay-ms", "0", "--offsets-topic-partitions", "4"])
+        let broker = try await BrokerProcess(arguments: ["--group-initial-rebalance-delay-ms", "0", "--offsets-topic-partitions", "4"])
         defer { broker.terminate(); broker.removeData() }
         let acked = (0..<100).map { "acked-\($0)" }
         let p = try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "acked", "-X", "acks=all"],

@@ -23,14 +23,12 @@ struct UpCommandTests {
         try topology.write(toFile: dir + "/topology.json", atomically: true, encoding: .utf8)
         let out = dir + "/up.out"
         _ = FileManager.default.createFile(atPath: out, contents: nil)
-        let up = Process()
-        up.executableURL = URL(fileURLWithPath: BrokerProcess.binary)
-        up.arguments = ["up", "--topology", dir + "/topology.json",
-                        "--make-certs", ExternalTools.packageRoot.appendingPathComponent("deploy/make-certs.sh").path]
-        up.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        up.standardError = up.standardOutput
-        try launch(up)
-        defer { if up.isRunning { kill(up.processIdentifier, SIGKILL) } }
+        let up = ChildProcess(BrokerProcess.binary, ["up", "--topology", dir + "/topology.json",
+                                                     "--make-certs", ExternalTools.packageRoot.appendingPathComponent("deploy/make-certs.sh").path])
+        up.standardOutput = .file(out, append: true)
+        up.standardError = .standardOutput
+        try up.run()
+        defer { up.signal(SIGKILL) }
         var text = ""
         let deadline = Date().addingTimeInterval(90)
         while Date() < deadline && !text.contains("running; press Ctrl-C") && up.isRunning {
@@ -56,7 +54,7 @@ struct UpCommandTests {
         #expect(ssl.status == 0 && ssl.stdout.contains("broker 1 at \(alphaSSL)"), "\(ssl.stderr)")
         #expect(try await runProcess(kcat, ["-b", alpha, "-L"]).status == 0)
 
-        kill(up.processIdentifier, SIGTERM)
+        up.signal(SIGTERM)
         let stopBy = Date().addingTimeInterval(60)
         while up.isRunning && Date() < stopBy { try await Task.sleep(for: .microseconds(50_000)) }
         #expect(!up.isRunning)
@@ -93,7 +91,7 @@ struct UpCommandTests {
 @Suite("meridian up with mirrors", .timeLimit(.minutes(6)))
 struct UpWithMirrorsTests {
     struct Up {
-        var process: Process
+        var process: ChildProcess
         var out: String
         var text: String { (try? String(contentsOfFile: out, encoding: .utf8)) ?? "" }
         /// Every child pid the output named.
@@ -101,7 +99,7 @@ struct UpWithMirrorsTests {
             text.components(separatedBy: "(pid ").dropFirst().compactMap { Int32($0.prefix { $0.isNumber }) }
         }
         func stop() async throws -> Int32 {
-            kill(process.processIdentifier, SIGTERM)
+            process.signal(SIGTERM)
             let by = Date().addingTimeInterval(60)
             while process.isRunning && Date() < by { try await Task.sleep(for: .milliseconds(50)) }
             return process.isRunning ? -1 : process.terminationStatus
@@ -122,12 +120,10 @@ struct UpWithMirrorsTests {
 
     func start(_ topology: String, _ extra: [String] = [], out: String) async throws -> Up {
         _ = FileManager.default.createFile(atPath: out, contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: BrokerProcess.binary)
-        p.arguments = ["up", "--topology", topology] + extra
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        p.standardError = p.standardOutput
-        try launch(p)
+        let p = ChildProcess(BrokerProcess.binary, ["up", "--topology", topology] + extra)
+        p.standardOutput = .file(out, append: true)
+        p.standardError = .standardOutput
+        try p.run()
         let up = Up(process: p, out: out)
         let deadline = Date().addingTimeInterval(90)
         while Date() < deadline && !up.text.contains("running; press Ctrl-C") && p.isRunning {
@@ -154,7 +150,7 @@ struct UpWithMirrorsTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (path, us, eu) = try topology(dir)
         let up = try await start(path, out: dir + "/up.out")
-        defer { if up.process.isRunning { kill(up.process.processIdentifier, SIGKILL) } }
+        defer { up.process.signal(SIGKILL) }
         #expect(up.text.contains("region us-east: 1 broker(s) on PLAINTEXT://\(us)") && up.text.contains("region eu-west: 1 broker(s) on PLAINTEXT://\(eu)"), "\(up.text)")
         #expect(up.text.contains("mirror eu-west: us-to-eu (us-east → eu-west); metrics http://127.0.0.1:"), "\(up.text)")
 
@@ -186,13 +182,32 @@ struct UpWithMirrorsTests {
         for pid in pids { #expect(kill(pid, 0) == -1 && errno == ESRCH, "process \(pid) is gone") }
     }
 
+    /// What a crash of `up` (or of a test process) looks like to its children: the parent is gone
+    /// without a word. They die with it instead of lingering as orphans holding ports and data.
+    @Test func aKilledUpTakesItsBrokersAndMirrorWithIt() async throws {
+        let dir = NSTemporaryDirectory() + "meridian-upk-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (path, _, _) = try topology(dir)
+        let up = try await start(path, out: dir + "/up.out")
+        defer { up.process.signal(SIGKILL) }
+        let pids = up.pids
+        #expect(pids.count == 3, "two brokers and the mirror: \(up.text)")
+        for pid in pids { #expect(kill(pid, 0) == 0, "child \(pid) runs") }
+        up.process.signal(SIGKILL)
+        up.process.waitUntilExit()
+        // The kernel delivers their SIGKILL as `up` exits; they are reaped by init right after.
+        let gone = await eventually(10) { pids.allSatisfy { kill($0, 0) == -1 && errno == ESRCH } }
+        #expect(gone, "every child of the killed up has died: \(pids.filter { kill($0, 0) == 0 })")
+    }
+
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
     func aSimulatedWANLatencyRaisesTheTimeARecordTakesToCross() async throws {
         // Two topologies run side by side, one behind a 50 ms (each way) simulated WAN, and one
         // script measures both at once: whatever else loads the machine loads both alike.
         let python = try ExternalTools.require(ExternalTools.python, "python venv")
         var ups: [Up] = []
-        defer { for u in ups where u.process.isRunning { kill(u.process.processIdentifier, SIGKILL) } }
+        defer { for u in ups { u.process.signal(SIGKILL) } }
         var addresses: [(us: String, eu: String)] = []
         var dirs: [String] = []
         defer { for d in dirs { try? FileManager.default.removeItem(atPath: d) } }
@@ -256,18 +271,16 @@ struct DemoTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let started = Date()
         // Run from the checkout (where deploy/make-certs.sh is), as the README says.
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: BrokerProcess.binary)
-        p.arguments = ["demo", "--dir", dir, "--seconds", "8", "--rate", "100"]
-        p.currentDirectoryURL = ExternalTools.packageRoot
+        let p = ChildProcess(BrokerProcess.binary, ["demo", "--dir", dir, "--seconds", "8", "--rate", "100"])
+        p.currentDirectoryPath = ExternalTools.packageRoot.path
         let out = NSTemporaryDirectory() + "demo-\(UUID().uuidString.prefix(8)).out"
         defer { try? FileManager.default.removeItem(atPath: out) }
         _ = FileManager.default.createFile(atPath: out, contents: nil)
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        p.standardError = p.standardOutput
-        try launch(p)
+        p.standardOutput = .file(out, append: true)
+        p.standardError = .standardOutput
+        try p.run()
         while p.isRunning && Date().timeIntervalSince(started) < 240 { try await Task.sleep(for: .milliseconds(200)) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        if p.isRunning { p.signal(SIGKILL); p.waitUntilExit() }
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         #expect(!p.isRunning && p.terminationStatus == 0, "\(text)")
         for n in 1...8 { #expect(text.contains("[\(n)/8 "), "step \(n) is announced:\n\(text)") }

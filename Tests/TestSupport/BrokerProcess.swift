@@ -10,7 +10,7 @@ public final class BrokerProcess: @unchecked Sendable {
     public let extraArguments: [String]
     public let listenerSpecs: [String]
     public private(set) var listeners: [String] = []
-    private var process: Process?
+    private var process: ChildProcess?
     public var logPath: String { dataDir + ".log" }
 
     /// The binary under test: `MERIDIAN_BIN`, else `meridian` next to the test bundle.
@@ -27,15 +27,16 @@ public final class BrokerProcess: @unchecked Sendable {
         return ExternalTools.packageRoot.appendingPathComponent(".build/debug/meridian").path
     }
 
-    public init(listeners: [String] = ["PLAINTEXT://127.0.0.1:0"], arguments: [String] = [], dataDir: String? = nil) throws {
+    /// Starts the broker and waits (suspended, not blocking a thread) until it is ready.
+    public init(listeners: [String] = ["PLAINTEXT://127.0.0.1:0"], arguments: [String] = [], dataDir: String? = nil) async throws {
         self.dataDir = dataDir ?? (NSTemporaryDirectory() + "meridian-test-\(UUID().uuidString.prefix(8))")
         self.extraArguments = arguments
         self.listenerSpecs = listeners
-        try start()
+        try await start()
     }
 
     deinit {
-        if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        if let p = process, p.isRunning { p.signal(SIGKILL); p.waitUntilExit() }
     }
 
     public var pid: Int32 { process?.processIdentifier ?? -1 }
@@ -52,21 +53,18 @@ public final class BrokerProcess: @unchecked Sendable {
 
     public var port: Int { Int(bootstrap.split(separator: ":").last!)! }
 
-    public func start(reuseListeners: Bool = false) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
+    /// Starts the broker process and waits until it prints `ready`. Waiting suspends: tests run
+    /// in parallel on a thread pool as wide as the machine (two threads here), and a start that
+    /// blocked its thread for the seconds a loaded machine needs would stall every other test.
+    public func start(reuseListeners: Bool = false) async throws {
         let specs = reuseListeners && !listeners.isEmpty ? listeners : listenerSpecs
         var args = ["broker", "--data-dir", dataDir]
         for l in specs { args += ["--listener", l] }
-        p.arguments = args + extraArguments
+        let p = ChildProcess(Self.binary, args + extraArguments)
         let outPath = dataDir + ".out"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        err.seekToEndOfFile()
-        p.standardError = err
-        try launch(p)
+        p.standardOutput = .file(outPath)
+        p.standardError = .file(logPath, append: true)
+        try p.run()
         process = p
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
@@ -78,9 +76,9 @@ public final class BrokerProcess: @unchecked Sendable {
             if !p.isRunning {
                 throw BrokerFailed(message: "broker exited with status \(p.terminationStatus) before it was ready:\n\(tailOfLog())")
             }
-            usleep(20_000)
+            try? await Task.sleep(for: .milliseconds(20))
         }
-        kill(p.processIdentifier, SIGKILL)
+        p.signal(SIGKILL)
         throw BrokerFailed(message: "broker did not print 'ready' within 60 s:\n\(tailOfLog())")
     }
 
@@ -92,7 +90,7 @@ public final class BrokerProcess: @unchecked Sendable {
     /// SIGKILL: no flush, no clean-shutdown marker.
     public func kill9() {
         guard let p = process, p.isRunning else { return }
-        kill(p.processIdentifier, SIGKILL)
+        p.signal(SIGKILL)
         p.waitUntilExit()
     }
 
@@ -100,16 +98,16 @@ public final class BrokerProcess: @unchecked Sendable {
     @discardableResult
     public func terminate(timeout: Double = 30) -> Int32 {
         guard let p = process else { return -1 }
-        if p.isRunning { kill(p.processIdentifier, SIGTERM) }
+        p.signal(SIGTERM)
         let deadline = Date().addingTimeInterval(timeout)
         while p.isRunning && Date() < deadline { usleep(20_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit(); return -9 }
+        if p.isRunning { p.signal(SIGKILL); p.waitUntilExit(); return -9 }
         return p.terminationStatus
     }
 
-    public func restart() throws {
+    public func restart() async throws {
         kill9()
-        try start()
+        try await start()
     }
 
     public var isRunning: Bool { process?.isRunning ?? false }

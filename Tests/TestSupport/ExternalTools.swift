@@ -75,92 +75,27 @@ public struct ProcessResult: Sendable {
 /// that blocked a thread for the life of a child process would starve every other test.
 public func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil, timeout: Double = 120,
                        environment: [String: String]? = nil) async throws -> ProcessResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = arguments
+    let p = ChildProcess(executable, arguments)
     if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("proc-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     let outURL = dir.appendingPathComponent("out"), errURL = dir.appendingPathComponent("err"), inURL = dir.appendingPathComponent("in")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
     _ = FileManager.default.createFile(atPath: inURL.path, contents: input ?? Data())
-    p.standardOutput = try FileHandle(forWritingTo: outURL)
-    p.standardError = try FileHandle(forWritingTo: errURL)
-    p.standardInput = try FileHandle(forReadingFrom: inURL)
-    try launch(p)
-    let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-    var timedOut = false
-    if p.isRunning {
-        timedOut = true
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+    p.standardOutput = .file(outURL.path)
+    p.standardError = .file(errURL.path)
+    p.standardInput = .file(inURL.path)
+    try p.run()
+    let ended = await p.wait(timeout: .milliseconds(Int64(timeout * 1000)))
+    if !ended {
+        p.signal(SIGKILL)
+        await p.wait()
     }
     // Lossy: a record value that is not UTF-8 must not blank out everything else a tool printed.
     let out = (try? Data(contentsOf: outURL)).map { String(decoding: $0, as: UTF8.self) } ?? ""
     var err = (try? Data(contentsOf: errURL)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-    if timedOut { err += "\n[killed after \(timeout) s]" }
-    return ProcessResult(status: timedOut ? -9 : p.terminationStatus, stdout: out, stderr: err)
-}
-
-/// A child process started with an empty signal mask and default signal actions.
-///
-/// Foundation's `Process` hands the parent's blocked-signal mask to the child, and the test runner
-/// blocks SIGTERM on its threads, so a child started that way ignores SIGTERM. Clients that must be
-/// stopped gracefully (a kcat group member that should leave its group) are started with this.
-public final class SpawnedProcess: @unchecked Sendable {
-    public let pid: pid_t
-
-    public init(_ executable: String, _ arguments: [String], stdoutPath: String, stderrPath: String? = nil) throws {
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        // Only 0–2 reach the child: tests run in parallel, and a socket another test holds open
-        // would otherwise live on in this child after that test closed it.
-        // (glibc ignores a close action whose descriptor was closed meanwhile.)
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
-            if let fd = Int32(name), fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
-        }
-        if let stderrPath {
-            posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, environ)
-        guard rc == 0 else { throw BrokerFailed(message: "cannot start \(executable): \(String(cString: strerror(rc)))") }
-        self.pid = pid
-    }
-
-    /// Sends `signal` and waits up to `timeout` seconds; SIGKILL after that. Returns the wait status.
-    @discardableResult
-    public func stop(_ signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32 {
-        kill(pid, signal)
-        var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if waitpid(pid, &status, WNOHANG) == pid { return status }
-            usleep(20_000)
-        }
-        kill(pid, SIGKILL)
-        waitpid(pid, &status, 0)
-        return status
-    }
+    if !ended { err += "\n[killed after \(timeout) s]" }
+    return ProcessResult(status: ended ? p.terminationStatus : -9, stdout: out, stderr: err)
 }
 
 /// A blocking TCP socket connected to 127.0.0.1:`port` (non-blocking after connecting if asked),
@@ -185,11 +120,36 @@ public func connectLoopback(port: Int, nonBlocking: Bool = false) -> Int32? {
     return fd
 }
 
-/// Starts `p`, one launch at a time across the test process: Foundation's `Process.run()` on Linux
-/// is not safe to call from several threads at once (a CI run crashed in its memcpy while two tests
-/// launched children together), and tests run in parallel.
-public func launch(_ p: Process) throws {
-    try processLaunchLock.withLock { try p.run() }
-}
+/// A child process for a test, started at once with its output in files: standard output to
+/// `stdoutPath` (truncated), standard error appended to `stderrPath` (or discarded).
+public final class SpawnedProcess: @unchecked Sendable {
+    public let process: ChildProcess
+    public var pid: pid_t { process.processIdentifier }
 
-private let processLaunchLock = NSLock()
+    public init(_ executable: String, _ arguments: [String], stdoutPath: String, stderrPath: String? = nil) throws {
+        process = ChildProcess(executable, arguments)
+        process.standardOutput = .file(stdoutPath)
+        process.standardError = stderrPath.map { .file($0, append: true) } ?? .null
+        try process.run()
+    }
+
+    public var isRunning: Bool { process.isRunning }
+
+    /// Sends `signal` and waits up to `timeout` seconds; SIGKILL after that. Returns the exit status,
+    /// or 128 + the signal that ended the child.
+    @discardableResult
+    public func stop(_ signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32 {
+        process.signal(signal)
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.signal(SIGKILL)
+            process.waitUntilExit()
+        }
+        switch process.terminated {
+        case .exit(let code)?: return code
+        case .signal(let s)?: return 128 + s
+        case nil: return -1
+        }
+    }
+}
