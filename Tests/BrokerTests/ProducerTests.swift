@@ -81,32 +81,43 @@ struct ProducerTests {
         config.batchSize = 2_000
         config.retryBackoffMs = 20
         let producer = KafkaProducer(cluster: cluster(port: proxy.port), config: config)
-        let total = 6_000
-        // 20 ms each way keeps every request in flight long enough for a cut to catch it; the cutter
-        // keeps cutting until the producer is done. Between two cuts the producer must have sent
-        // some record data again (so it reconnected and, if it needed them, got metadata and a
-        // producer id): on a starved machine a fixed rhythm of cuts could otherwise refuse every
-        // reconnection until the client's 30 s retry timeout, which tests the machine, not the client.
-        proxy.setDelay(.milliseconds(20))
+        func logEnd() -> Int64 {
+            (0..<2).reduce(0) { $0 + (b.server.broker.logs.partition("idem", $1)?.offsets.logEndOffset ?? 0) }
+        }
+        // Records go out until the cuts are done (at least 6,000), so a fast run cannot finish
+        // before the faults have happened.
         let done = ManagedAtomicFlag()
-        let cutter = Task {
-            // The first cut comes as soon as 8 KB went out, so a fast run is cut too (a run that
-            // finished within the first 300 ms used to see no cut and no retry).
-            while !done.value {
-                let sent = proxy.bytesFromClients
-                while !done.value && proxy.bytesFromClients < sent + 8_000 { try? await Task.sleep(for: .milliseconds(10)) }
-                if done.value { break }
-                proxy.cutAll()
-                try? await Task.sleep(for: .milliseconds(300))
+        let sending = Task {
+            var i = 0
+            while i < 6_000 || !done.value {
+                try await producer.enqueue(topic: "idem", key: ByteBuffer(string: "k\(i % 2)"), value: ByteBuffer(string: "\(i)"))
+                i += 1
             }
+            try await producer.flush()
+            return i
         }
-        for i in 0..<total {
-            try await producer.enqueue(topic: "idem", key: ByteBuffer(string: "k\(i % 2)"), value: ByteBuffer(string: "\(i)"))
+        // Three times the fault at the moment that matters: the broker has answered a produce
+        // whose answer the proxy holds back, and the connection is cut. The producer must send that
+        // batch again (a retry), and the broker must take the retry for the duplicate it is. Between
+        // cuts the producer writes steadily (it has metadata and a producer id), so the answer held
+        // back is a produce's.
+        #expect(await eventually(30) { logEnd() > 0 })
+        var cuts = 0
+        for _ in 0..<3 {
+            proxy.hold(.downstream)
+            let answered = await eventually(30) { proxy.heldChunks(.downstream) > 0 }
+            guard answered else { proxy.release(); break }
+            proxy.cutAll()
+            proxy.release()
+            cuts += 1
+            // The producer reconnects and gets answers again before the next cut.
+            let after = logEnd()
+            _ = await eventually(30) { logEnd() > after }
         }
-        try await producer.flush()
         done.set()
-        await cutter.value
-        #expect(producer.retriedBatches > 0, "the connection drops hit in-flight batches")
+        let total = try await sending.value
+        #expect(cuts == 3, "each cut came with a produce's answer held back")
+        #expect(producer.retriedBatches >= 3, "each cut batch was sent again: \(producer.retriedBatches)")
         await producer.close()
         let records = try await readAll(b, "idem", partitions: 2, expect: total)
         #expect(records.count == total, "no record lost or duplicated: \(records.count)")

@@ -264,14 +264,3 @@ extension MirrorProcessTests {
         #expect(b.stop(SIGTERM) == 0)
     }
 }
-
-/// Waits until `condition` holds (checked every 200 ms) or `seconds` pass.
-func eventually(_ seconds: Double, _ condition: () async -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while true {
-        let last = ContinuousClock.now >= deadline
-        if await condition() { return true }
-        if last { return false }
-        try? await Task.sleep(for: .milliseconds(200))
-    }
-}

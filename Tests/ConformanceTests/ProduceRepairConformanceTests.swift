@@ -11,9 +11,8 @@ import TestSupport
 /// stores them with the records' maximum in the header; so must we, and what kcat and
 /// confluent-kafka read back (record times, offsets for times, the max-timestamp offset) follows.
 /// The Go client is not at hand here, so its requests are sent as raw frames of the versions it uses.
-@Suite("Produce repair seen by real clients", .serialized,
-       .enabled(if: ExternalTools.shouldRun(ExternalTools.kcat) && ExternalTools.shouldRun(ExternalTools.python)),
-       .timeLimit(.minutes(3)))
+@Suite("Produce repair seen by real clients", .timeLimit(.minutes(3)),
+       .enabled(if: ExternalTools.shouldRun(ExternalTools.kcat) && ExternalTools.shouldRun(ExternalTools.python)))
 struct ProduceRepairConformanceTests {
     static func batch(base: Int64, count: Int, producer: (id: Int64, epoch: Int16)?, headerMaxTimestamp: Int64) throws -> ByteBuffer {
         var b = RecordBatchBuilder(producerID: producer?.id ?? -1, producerEpoch: producer?.epoch ?? -1, baseSequence: producer == nil ? -1 : 0)

@@ -109,17 +109,6 @@ func endOffsets(_ b: InProcessBroker, _ topic: TopicName) async -> [Int32: Int64
     return out
 }
 
-/// Waits until `condition` holds (checked every 50 ms) or `seconds` pass; returns whether it held.
-func eventually(_ seconds: Double = 30, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while true {
-        let last = ContinuousClock.now >= deadline
-        if try await condition() { return true }
-        if last { return false }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
-}
-
 /// What a consumer sees of a record, for comparing source and target.
 struct Seen: Equatable, CustomStringConvertible {
     var key: String?

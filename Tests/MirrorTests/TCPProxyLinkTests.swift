@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
+import TestSupport
 
 /// The simulated WAN link on real sockets: bandwidth holds the sender back, loss cuts the connection.
 @Suite("TCPProxy with a link model", .timeLimit(.minutes(1)))
@@ -48,10 +49,33 @@ struct TCPProxyLinkTests {
         let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: server.localAddress!.port!, link: .init(loss: 1), group: mirrorTestLoops)
         let client = try await ClientBootstrap(group: mirrorTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
         client.writeAndFlush(ByteBuffer(string: "hello"), promise: nil)
+        // The link decides when the chunk is sent, not once the proxy has reached the far side.
         #expect(await eventually(10) { !client.isActive }, "every chunk is lost, so the link drops the connection")
         #expect(received.withLockedValue { $0 } == 0)
         proxy.close()
         try await server.close()
     }
-}
 
+    @Test func heldChunksWaitForReleaseAndDieWithACut() async throws {
+        let received = NIOLockedValueBox(0)
+        let server = try await sink(received)
+        let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: server.localAddress!.port!, group: mirrorTestLoops)
+        proxy.hold(.upstream)
+        let client = try await ClientBootstrap(group: mirrorTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
+        try await client.writeAndFlush(ByteBuffer(string: "held")).get()
+        #expect(await eventually(10) { proxy.heldChunks(.upstream) == 1 })
+        #expect(received.withLockedValue { $0 } == 0, "nothing passes while held")
+        proxy.release()
+        #expect(await eventually(10) { received.withLockedValue { $0 } == 4 })
+        // Held again, then cut: the held chunk is lost with its connection.
+        proxy.hold(.upstream)
+        try await client.writeAndFlush(ByteBuffer(string: "lost")).get()
+        #expect(await eventually(10) { proxy.heldChunks(.upstream) == 1 })
+        proxy.cutAll()
+        proxy.release()
+        #expect(await eventually(10) { !client.isActive })
+        #expect(received.withLockedValue { $0 } == 4)
+        proxy.close()
+        try await server.close()
+    }
+}
