@@ -2,11 +2,13 @@ import KafkaProtocol
 import KafkaWire
 
 extension KafkaAdmin {
-    /// The controller (where topic changes go); any broker when the cluster reports none.
+    /// The controller (where topic changes go); any broker when the cluster reports none, or one
+    /// that is not among its brokers (librdkafka's mock cluster reports controller 0).
     private func controllerConnection() async throws -> KafkaConnection {
         try await cluster.refreshMetadata(topics: [])
         let c = cluster.controller
-        return c.rawValue >= 0 ? try await cluster.connection(to: c) : try await cluster.anyConnection()
+        let known = cluster.knownBrokers.contains { $0.id == c }
+        return known ? try await cluster.connection(to: c) : try await cluster.anyConnection()
     }
 
     /// Creates a topic. `replicationFactor` -1 and `partitions` -1 take the broker defaults.

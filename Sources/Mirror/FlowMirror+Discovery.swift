@@ -1,5 +1,6 @@
 import KafkaClient
 import KafkaProtocol
+import KafkaWire
 
 extension FlowMirror {
     /// Topic configs copied to remote topics: the ones that decide what a partition keeps and
@@ -73,7 +74,7 @@ extension FlowMirror {
                 logger.info("added partitions to the remote topic", metadata: ["remote": "\(remote)", "from": "\(existing)", "to": "\(partitions)"])
             }
         } else {
-            let configs = try await sourceConfigs(name)
+            let configs = try await sourceConfigs(name) ?? [:]
             do {
                 try await admin.createTopic(remote, partitions: Int32(partitions), configs: configs)
                 logger.info("created remote topic", metadata: ["topic": "\(name)", "remote": "\(remote)", "partitions": "\(partitions)",
@@ -91,20 +92,38 @@ extension FlowMirror {
         lock.withLock { remoteTopics[remote] = info.partitions.count }
     }
 
-    /// The source topic's own settings among ``mirroredConfigs``.
-    func sourceConfigs(_ name: TopicName) async throws -> [String: String] {
+    /// The source topic's own settings among ``mirroredConfigs``; nil when the source cluster does
+    /// not serve DescribeConfigs (librdkafka's mock cluster, some proxies): the remote topic then
+    /// keeps the target's defaults, and that is said once.
+    func sourceConfigs(_ name: TopicName) async throws -> [String: String]? {
         var out: [String: String] = [:]
-        for c in try await KafkaAdmin(cluster: source).describeTopicConfigs(name)
-        where c.source == "topic" && Self.mirroredConfigs.contains(c.name) {
+        let configs: [KafkaAdmin.ConfigEntry]
+        do {
+            configs = try await KafkaAdmin(cluster: source).describeTopicConfigs(name)
+        } catch let error where doesNotServe(error, "remote topics get the target's default configs and do not follow the source's") {
+            return nil
+        }
+        for c in configs where c.source == "topic" && Self.mirroredConfigs.contains(c.name) {
             if let v = c.value { out[c.name] = v }
         }
         return out
     }
 
+    /// Whether `error` says the source cluster serves no version of a request the flow can do
+    /// without; reports it once per request, with `consequence`.
+    func doesNotServe(_ error: Error, _ consequence: String) -> Bool {
+        guard case KafkaConnectionError.noCommonVersion(let api) = error else { return false }
+        let first = lock.withLock { unservedRequests.insert(api.rawValue).inserted }
+        if first {
+            logger.warning("the source cluster does not serve \(api.name); \(consequence)", metadata: ["flow": "\(flow.name)"])
+        }
+        return true
+    }
+
     /// Makes the remote topic's mirrored configs equal the source's: changed values set, settings
     /// the source dropped removed.
     func syncConfigs(_ name: TopicName, _ remote: TopicName) async throws {
-        let wanted = try await sourceConfigs(name)
+        guard let wanted = try await sourceConfigs(name) else { return }
         var have: [String: String] = [:]
         for c in try await KafkaAdmin(cluster: target).describeTopicConfigs(remote)
         where c.source == "topic" && Self.mirroredConfigs.contains(c.name) {

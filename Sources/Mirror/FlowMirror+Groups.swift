@@ -1,6 +1,7 @@
 import Foundation
 import KafkaClient
 import KafkaProtocol
+import KafkaWire
 
 extension FlowMirror {
     /// Every `groupSyncInterval`: each selected group's committed source offsets, translated
@@ -24,7 +25,13 @@ extension FlowMirror {
         let sourceAdmin = KafkaAdmin(cluster: source)
         let targetAdmin = KafkaAdmin(cluster: target)
         var done: [GroupID: [TopicPartition: Int64]] = [:]
-        for g in try await sourceAdmin.listGroups() where !g.groupID.rawValue.isEmpty && groupFilter.matches(g.groupID.rawValue)
+        let groups: [KafkaAdmin.GroupListing]
+        do {
+            groups = try await sourceAdmin.listGroups()
+        } catch let error where doesNotServe(error, "consumer group offsets are not synced") {
+            return [:]
+        }
+        for g in groups where !g.groupID.rawValue.isEmpty && groupFilter.matches(g.groupID.rawValue)
             && !g.groupID.rawValue.hasPrefix(Self.memberGroupPrefix) {
             let committed = try await sourceAdmin.groupOffsets(g.groupID)
             let pairs = translatePairs(committed)
@@ -107,6 +114,7 @@ extension FlowMirror {
                     do {
                         try await KafkaAdmin(cluster: source).createTopic(MM2Records.heartbeatsTopic, partitions: 1, configs: ["cleanup.policy": "compact"])
                     } catch let KafkaClientError.broker(code, _) where code == .topicAlreadyExists {
+                    } catch let error where doesNotServe(error, "heartbeats go to \(MM2Records.heartbeatsTopic) only if it exists or the source creates topics on first write") {
                     }
                     ready = true
                 }

@@ -46,6 +46,8 @@ public final class FlowMirror: @unchecked Sendable {
     /// Whether the last fetch round left lanes out for the flow's memory budget.
     var fetchBudgetLimited = false
     let fetchWakeup = Wakeup()
+    /// Requests the source cluster does not serve, already reported (see ``doesNotServe(_:_:)``).
+    var unservedRequests: Set<Int16> = []
     static let memberGroupPrefix = "meridian-mirror."
 
     /// Fetch requests to the source in flight now, over all its brokers.
