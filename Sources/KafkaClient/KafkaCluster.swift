@@ -29,8 +29,33 @@ public final class KafkaCluster: @unchecked Sendable {
         /// tunnel, a NAT, or `meridian up`'s simulated WAN link. Applies to bootstrap addresses and
         /// to the addresses metadata advertises; TLS still verifies the broker's own name.
         public var routes: [String: BootstrapAddress] = [:]
+        /// Told about brokers that cannot be reached (the first failed attempt at once, then again
+        /// every `connectFailureReportInterval` while it lasts) and about reaching one again, so a
+        /// command can say so within seconds instead of staying silent for its whole retry timeout.
+        /// Called without the cluster's lock, from the task that tried.
+        public var onConnectionEvent: (@Sendable (ConnectionEvent) -> Void)? = nil
+        public var connectFailureReportInterval: Duration = .seconds(10)
+        /// A connect still under way after this long is reported as slow (once per attempt); the
+        /// attempt itself goes on until `connectTimeout`.
+        public var slowConnectNotice: Duration = .seconds(2)
         public init() {}
     }
+
+    /// What ``Options/onConnectionEvent`` hears.
+    public enum ConnectionEvent: Sendable, Equatable {
+        /// An attempt to connect to `address` failed for `reason`; the operation that tried keeps
+        /// trying until `retryingUntil` (nil: it does not retry).
+        case failed(address: String, reason: String, retryingUntil: ContinuousClock.Instant?)
+        /// A connect to `address` has had no answer for `waited` and goes on.
+        case slow(address: String, waited: Duration, retryingUntil: ContinuousClock.Instant?)
+        /// `address` answered again after failing for `after`.
+        case recovered(address: String, after: Duration)
+    }
+
+    /// The deadline of the outermost ``retrying(_:)`` running in this task: nested retries (an
+    /// operation that retries calls another that retries) share it instead of each taking a full
+    /// `retryTimeout`, so a command gives up when its timeout says.
+    @TaskLocal static var retryDeadline: ContinuousClock.Instant?
 
     public struct BrokerInfo: Sendable, Equatable {
         public var id: BrokerID
@@ -87,6 +112,7 @@ public final class KafkaCluster: @unchecked Sendable {
     private var fetchedAt: [TopicName: ContinuousClock.Instant] = [:]
     private var _clusterID: String?
     private var _controller: BrokerID = .none
+    private var failures = ConnectFailures()
 
     public init(bootstrap: [BootstrapAddress], options: Options = Options(), group: EventLoopGroup) {
         self.bootstrap = bootstrap
@@ -100,24 +126,61 @@ public final class KafkaCluster: @unchecked Sendable {
 
     private func connect(_ host: String, _ port: Int) async throws -> KafkaConnection {
         let via = options.routes["\(host):\(port)"].map { (host: $0.host, port: $0.port) }
-        return try await KafkaConnection.connect(host: host, port: port, via: via, tls: options.tls, group: group, clientID: options.clientID,
-                                          requestTimeout: options.requestTimeout, connectTimeout: options.connectTimeout)
+        let address = "\(host):\(port)"
+        // Said while the attempt goes on, so a black-holed address is reported within seconds.
+        let until = Self.retryDeadline
+        let notice: Task<Void, Never>? = options.onConnectionEvent.map { report in
+            let after = options.slowConnectNotice, every = options.connectFailureReportInterval
+            return Task { [weak self] in
+                guard (try? await Task.sleep(for: after)) != nil,
+                      self?.lock.withLock({ self?.failures.slow(address, now: .now, every: every) }) == true else { return }
+                report(.slow(address: address, waited: after, retryingUntil: until))
+            }
+        }
+        defer { notice?.cancel() }
+        // An attempt ends by the deadline of the operation that makes it.
+        var timeout = options.connectTimeout
+        if let until {
+            let left = until - .now
+            let ns = max(Int64(100_000_000), left.components.seconds * 1_000_000_000 + left.components.attoseconds / 1_000_000_000)
+            timeout = .nanoseconds(min(timeout.nanoseconds, ns))
+        }
+        do {
+            let c = try await KafkaConnection.connect(host: host, port: port, via: via, tls: options.tls, group: group, clientID: options.clientID,
+                                                      requestTimeout: options.requestTimeout, connectTimeout: timeout)
+            if let report = options.onConnectionEvent, let down = lock.withLock({ failures.succeeded(address, now: .now) }) {
+                report(.recovered(address: address, after: down))
+            }
+            return c
+        } catch let e as KafkaConnectionError {
+            if let report = options.onConnectionEvent,
+               lock.withLock({ failures.failed(address, now: .now, every: options.connectFailureReportInterval) }) {
+                let reason: String
+                if case .connectFailed(_, _, let why) = e { reason = why } else { reason = e.description }
+                report(.failed(address: address, reason: reason, retryingUntil: until))
+            }
+            throw e
+        }
     }
 
     /// Whether an error is worth retrying; see ``KafkaClientError/isRetriable(_:)``.
     public static func isRetriable(_ error: Error) -> Bool { KafkaClientError.isRetriable(error) }
 
     /// Runs `body`, retrying retriable failures with exponential backoff until `retryTimeout`.
+    /// Inside another `retrying` of the same task, the outer deadline holds.
     public func retrying<T>(_ body: () async throws -> T) async throws -> T {
-        let deadline = ContinuousClock.now + options.retryTimeout
-        var backoff = options.retryBackoff
-        while true {
-            do {
-                return try await body()
-            } catch {
-                guard Self.isRetriable(error), ContinuousClock.now + backoff < deadline else { throw error }
-                try await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .seconds(1))
+        let own = ContinuousClock.now + options.retryTimeout
+        let deadline = Self.retryDeadline.map { min($0, own) } ?? own
+        return try await Self.$retryDeadline.withValue(deadline) {
+            var backoff = options.retryBackoff
+            while true {
+                do {
+                    return try await body()
+                } catch {
+                    guard Self.isRetriable(error), ContinuousClock.now + backoff < deadline else { throw error }
+                    try await Task.sleep(for: backoff)
+                    backoff = min(backoff * 2, .seconds(1))
+                }
             }
         }
     }

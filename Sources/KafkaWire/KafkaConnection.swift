@@ -63,12 +63,20 @@ public final class KafkaConnection: Sendable {
             channel = try await bootstrap.connect(host: via?.host ?? host, port: via?.port ?? port).get()
         } catch {
             let through = via.map { " (through \($0.host):\($0.port))" } ?? ""
-            throw KafkaConnectionError.connectFailed(host: host, port: port, reason: "\(error)\(through)")
+            throw KafkaConnectionError.connectFailed(host: host, port: port, reason: Self.reason(error, connectTimeout: connectTimeout) + through)
         }
         do {
-            let versions = try await negotiate(channel: channel, clientID: clientID, timeout: requestTimeout)
+            // Setting up the connection (TLS handshake, ApiVersions) is bounded by the connect
+            // timeout, as the TCP handshake is: a listener that accepts and never answers is a
+            // broker that cannot be reached, reported as soon as one would be.
+            let versions = try await negotiate(channel: channel, clientID: clientID, timeout: connectTimeout)
             return KafkaConnection(channel: channel, host: host, port: port, clientID: clientID,
                                    brokerVersions: versions, requestTimeout: requestTimeout)
+        } catch KafkaConnectionError.timedOut {
+            try? await channel.close()
+            throw KafkaConnectionError.connectFailed(
+                host: host, port: port,
+                reason: "connected, but no answer to ApiVersions within \(connectTimeout.nanoseconds / 1_000_000) ms (is it a Kafka listener, with TLS on both sides or neither?)")
         } catch let error as KafkaConnectionError {
             try? await channel.close()
             throw error
@@ -203,6 +211,24 @@ public final class KafkaConnection: Sendable {
 
     public func close() async {
         try? await channel.close()
+    }
+
+    /// What a person should read for a failed connect: the operating system's words for the
+    /// socket error ("Connection refused"), not NIO's nested description of every address tried.
+    static func reason(_ error: Error, connectTimeout: TimeAmount) -> String {
+        func plain(_ e: Error) -> String? {
+            if let io = e as? IOError { return String(cString: strerror(io.errnoCode)) }
+            if let c = e as? ChannelError, case .connectTimeout = c {
+                return "no answer within \(connectTimeout.nanoseconds / 1_000_000) ms (socket.connection.setup.timeout.ms)"
+            }
+            return nil
+        }
+        if let p = plain(error) { return p }
+        if let n = error as? NIOConnectionError {
+            if let first = n.connectionErrors.first, let p = plain(first.error) { return p }
+            if let e = n.dnsAAAAError ?? n.dnsAError { return "cannot resolve \(n.host): \(e)" }
+        }
+        return "\(error)"
     }
 
     /// Whether `host` is an IPv4 or IPv6 address literal (as `inet_pton` reads them).

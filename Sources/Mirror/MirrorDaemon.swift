@@ -39,6 +39,7 @@ public final class MirrorDaemon: Sendable {
         var targetOptions = KafkaCluster.Options()
         targetOptions.clientID = "meridian-mirror-\(region)"
         targetOptions.tls = targetEndpoint.tls
+        targetOptions.onConnectionEvent = Self.logConnectionEvents(logger, cluster: "target", region: region)
         let target = KafkaCluster(bootstrap: targetEndpoint.addresses, options: targetOptions, group: group)
         var clusters = [target]
         var flows: [FlowMirror] = []
@@ -50,6 +51,7 @@ public final class MirrorDaemon: Sendable {
             options.clientID = "meridian-mirror-\(f.name)"
             options.tls = endpoint.tls
             options.routes = settings.sourceRoutes
+            options.onConnectionEvent = Self.logConnectionEvents(logger, cluster: "source", region: f.source)
             let source = KafkaCluster(bootstrap: endpoint.addresses, options: options, group: group)
             clusters.append(source)
             var s = settings
@@ -59,6 +61,23 @@ public final class MirrorDaemon: Sendable {
         self.flows = flows
         self.clusters = clusters
         self.logger = logger
+    }
+
+    /// Logs, as they happen, brokers of a flow's clusters that cannot be reached and reached again:
+    /// a mirror whose source is down says so within seconds (and every 10 s while it lasts), not
+    /// after an operation's retries ran out.
+    static func logConnectionEvents(_ logger: Logger, cluster: String, region: String) -> @Sendable (KafkaCluster.ConnectionEvent) -> Void {
+        { event in
+            switch event {
+            case .failed(let address, let reason, _):
+                logger.warning("cannot connect to a \(cluster) broker; retrying", metadata: ["region": "\(region)", "broker": "\(address)", "error": "\(reason)"])
+            case .slow(let address, let waited, _):
+                logger.warning("no answer yet from a \(cluster) broker; still connecting", metadata: ["region": "\(region)", "broker": "\(address)",
+                                                                                                       "waited": "\(waited)"])
+            case .recovered(let address, let after):
+                logger.notice("connected to the \(cluster) broker again", metadata: ["region": "\(region)", "broker": "\(address)", "after": "\(after)"])
+            }
+        }
     }
 
     /// Runs every flow until cancelled, then closes the connections.

@@ -47,6 +47,10 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "Findings listed per partition at most (all are counted).")
     var maxFindings: Int = 20
 
+    @Option(name: [.customShort("m"), .customLong("timeout")],
+            help: ArgumentHelp("Seconds to keep trying to reach each cluster before giving up; a broker that cannot be reached is reported at once.", valueName: "seconds"))
+    var timeout: Double = 10
+
     @Option(help: "text (a summary and findings) or json (one object).")
     var format: OutputFormat.Format = .text
 
@@ -68,7 +72,7 @@ struct AuditCommand: AsyncParsableCommand {
         let text = format == .text
         let result: FlowAudit.Result
         do {
-            result = try await withFlowClusters(f, topology: topo, base: base) { source, target in
+            result = try await withFlowClusters(f, topology: topo, base: base, retryTimeout: try clusterTimeout(timeout)) { source, target in
                 let audit = try FlowAudit(flow: f, regions: Set(topo.regions.map(\.name)), source: source, target: target,
                                           logger: Logger(label: "meridian.audit"))
                 return try await audit.run(topic: topic.map { TopicName($0) }, fromMs: fromMs, maxFindingsPerPartition: maxFindings) { r in

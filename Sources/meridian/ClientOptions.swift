@@ -47,6 +47,11 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Do not check that the broker certificate names the host (testing only; -X ssl.endpoint.identification.algorithm=none).")
     var noVerifyHostname = false
 
+    @Option(name: [.customShort("m"), .customLong("timeout")],
+            help: ArgumentHelp("Seconds to keep trying to reach the cluster, and to retry a failed request, before giving up with an error (as kcat's -m). A broker that cannot be reached is reported at once.",
+                               valueName: "seconds"))
+    var timeout: Double = 30
+
     /// Where and how to connect, resolved from flags, -X properties and topology.json.
     struct Connection {
         var addresses: [BootstrapAddress]
@@ -105,6 +110,10 @@ struct ClientOptions: ParsableArguments {
         var options = KafkaCluster.Options()
         options.clientID = props.string("client.id") ?? clientID
         options.tls = tls
+        guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be between 0 and 86400 seconds, got \(timeout)") }
+        options.retryTimeout = .milliseconds(Int64(timeout * 1000))
+        options.onConnectionEvent = reportConnectionEvents(flag: "--timeout")
+        options.connectTimeout = .milliseconds(Int64(min(10, timeout) * 1000))
         if let ms: Int64 = try props.number("socket.connection.setup.timeout.ms") { options.connectTimeout = .milliseconds(ms) }
         if let ms: Int64 = try props.number("metadata.max.age.ms", "topic.metadata.refresh.interval.ms") { options.metadataMaxAge = .milliseconds(ms) }
         if let ms: Int64 = try props.number("request.timeout.ms", "socket.timeout.ms") { options.requestTimeout = .milliseconds(ms) }
@@ -260,4 +269,24 @@ func parseISO8601(_ text: String) -> Int64? {
     }
     if let d = f.date(from: text + "T00:00:00Z") { return Int64(d.timeIntervalSince1970 * 1000) }
     return nil
+}
+
+/// Says on standard error, as it happens, that a broker cannot be reached (which address, why, that
+/// the command keeps trying and for how long, and the flag that sets it) and when it answers again:
+/// a command whose cluster is down must not sit silent for its whole timeout.
+func reportConnectionEvents(flag: String) -> @Sendable (KafkaCluster.ConnectionEvent) -> Void {
+    { event in
+        switch event {
+        case .failed(let address, let reason, let until):
+            let left = until.map { max(0, ($0 - .now) / .seconds(1)) }
+            let retry = left.map { String(format: "; still trying for %.0f s (%@ sets how long)", $0, flag) } ?? ""
+            printError("cannot connect to \(address): \(reason)\(retry)")
+        case .slow(let address, let waited, let until):
+            let left = until.map { max(0, ($0 - .now) / .seconds(1)) }
+            let retry = left.map { String(format: "; still trying for %.0f s (%@ sets how long)", $0, flag) } ?? ""
+            printError(String(format: "no answer from %@ after %.0f s%@", address, waited / .seconds(1), retry))
+        case .recovered(let address, let after):
+            printError(String(format: "connected to %@ after %.1f s", address, after / .seconds(1)))
+        }
+    }
 }

@@ -20,6 +20,8 @@ func withFlowClusters<T: Sendable>(_ flow: Topology.Flow, topology: Topology, ba
         to.tls = t.tls
         so.retryTimeout = retryTimeout
         to.retryTimeout = retryTimeout
+        so.onConnectionEvent = reportConnectionEvents(flag: "--timeout")
+        to.onConnectionEvent = reportConnectionEvents(flag: "--timeout")
         let source = KafkaCluster(bootstrap: s.addresses, options: so, group: elg)
         let target = KafkaCluster(bootstrap: t.addresses, options: to, group: elg)
         do {
@@ -36,4 +38,10 @@ func withFlowClusters<T: Sendable>(_ flow: Topology.Flow, topology: Topology, ba
     }
     try? await elg.shutdownGracefully()
     return try result.get()
+}
+
+/// `--timeout SECONDS` as a retry timeout, checked (a huge or negative value would trap converting).
+func clusterTimeout(_ seconds: Double) throws -> Duration {
+    guard seconds > 0, seconds <= 86_400 else { throw ValidationError("--timeout must be between 0 and 86400 seconds, got \(seconds)") }
+    return .milliseconds(Int64(seconds * 1000))
 }

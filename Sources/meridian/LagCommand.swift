@@ -25,6 +25,10 @@ struct LagCommand: AsyncParsableCommand {
 
         @Flag(help: "Compute from the clusters and the stored offset mapping even when a mirror answers.")
         var fromClusters = false
+
+        @Option(name: [.customShort("m"), .customLong("timeout")],
+                help: ArgumentHelp("Seconds to keep trying to reach each cluster (when lag is computed from them) before giving up; a broker that cannot be reached is reported at once.", valueName: "seconds"))
+        var timeout: Double = 5
     }
 
     struct Show: AsyncParsableCommand {
@@ -84,7 +88,8 @@ struct LagCommand: AsyncParsableCommand {
             let base = (common.topology as NSString).deletingLastPathComponent
             let flows = try LagGathering.flows(topo, region: common.region)
             repeat {
-                let g = await LagGathering.collect(topo, base: base, flows: flows, fromClusters: common.fromClusters, groups: groups)
+                let g = await LagGathering.collect(topo, base: base, flows: flows, fromClusters: common.fromClusters, groups: groups,
+                                                  timeout: common.timeout)
                 let report = g.report
                 if watch { print("\u{1B}[H\u{1B}[2J", terminator: "") }
                 if format == .json {
@@ -137,7 +142,8 @@ struct LagCommand: AsyncParsableCommand {
             let topo = try Topology.load(path: common.topology)
             let base = (common.topology as NSString).deletingLastPathComponent
             let flows = try LagGathering.flows(topo, region: common.region)
-            let (summary, failures) = try await LagGathering.writeReport(topo, base: base, flows: flows, fromClusters: common.fromClusters, out: out)
+            let (summary, failures) = try await LagGathering.writeReport(topo, base: base, flows: flows, fromClusters: common.fromClusters, out: out,
+                                                                             timeout: common.timeout)
             print(summary)
             if !failures.isEmpty { throw ExitCode(1) }
         }
@@ -199,7 +205,7 @@ enum LagGathering {
     }
 
     static func collect(_ topo: Topology, base: String, flows: [Topology.Flow], fromClusters: Bool, groups: Bool,
-                        history wantHistory: Bool = false) async -> Result {
+                        history wantHistory: Bool = false, timeout: Double = 5) async -> Result {
         var rows: [LagReport.Row] = []
         var heartbeats: [LagReport.FlowHeartbeat] = []
         var result = Result(report: LagReport(rows: [], flows: []))
@@ -223,7 +229,7 @@ enum LagGathering {
             }
             for f in into where !fromMirror || groups {
                 do {
-                    let snap = try await withFlowClusters(f, topology: topo, base: base, retryTimeout: .seconds(5)) { source, target in
+                    let snap = try await withFlowClusters(f, topology: topo, base: base, retryTimeout: try clusterTimeout(timeout)) { source, target in
                         try await ClusterLag(flow: f, regions: regions, source: source, target: target, logger: Logger(label: "meridian.lag"))
                             .measure(nowMs: nowMs(), groups: groups) { $0 ? "stalled" : "caught-up" }
                     }
@@ -243,8 +249,9 @@ enum LagGathering {
     }
 
     /// Writes the HTML report of `flows` to `out`; returns a one-line summary and the failures.
-    static func writeReport(_ topo: Topology, base: String, flows: [Topology.Flow], fromClusters: Bool, out: String) async throws -> (String, [String]) {
-        let g = await collect(topo, base: base, flows: flows, fromClusters: fromClusters, groups: true, history: true)
+    static func writeReport(_ topo: Topology, base: String, flows: [Topology.Flow], fromClusters: Bool, out: String,
+                            timeout: Double = 5) async throws -> (String, [String]) {
+        let g = await collect(topo, base: base, flows: flows, fromClusters: fromClusters, groups: true, history: true, timeout: timeout)
         for n in g.notes { FileHandle.standardError.write(Data("note: \(n)\n".utf8)) }
         for f in g.failures { FileHandle.standardError.write(Data("error: \(f)\n".utf8)) }
         var histories = g.histories

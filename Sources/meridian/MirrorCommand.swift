@@ -202,6 +202,10 @@ struct OffsetsCommand: AsyncParsableCommand {
         @Option(help: "Only this source topic.")
         var topic: String?
 
+        @Option(name: [.customShort("m"), .customLong("timeout")],
+                help: ArgumentHelp("Seconds to keep trying to reach each cluster before giving up; a broker that cannot be reached is reported at once.", valueName: "seconds"))
+        var timeout: Double = 10
+
         @OptionGroup var output: OutputFormat
 
         func run() async throws {
@@ -210,7 +214,7 @@ struct OffsetsCommand: AsyncParsableCommand {
             guard let f = topo.flow(flow) else {
                 throw ValidationError("no flow named '\(flow)' in \(topology); flows: \(topo.flows.map(\.name).joined(separator: ", "))")
             }
-            let rows = try await withFlowClusters(f, topology: topo, base: base) { source, target in
+            let rows = try await withFlowClusters(f, topology: topo, base: base, retryTimeout: try clusterTimeout(timeout)) { source, target in
                 try await OffsetTranslator.translate(group: GroupID(group), flow: f.name, topic: topic.map { TopicName($0) },
                                                      source: source, target: target, logger: Logger(label: "meridian.offsets"))
             }
