@@ -142,17 +142,17 @@ public struct LagHTMLReport {
         let all = series.flatMap { $0.2 }
         let values = all.compactMap(\.1)
         let t0 = all.map(\.0).min() ?? 0, t1 = all.map(\.0).max() ?? 0
-        let vmax = niceMax(max(values.max() ?? 0, limit ?? 0))
+        let scale = AxisScale(covering: max(values.max() ?? 0, limit ?? 0))
+        let vmax = scale.maximum
         // Times come from a mirror's /history: computed in Double, so no value can trap.
         func x(_ t: Int64) -> Double { t1 > t0 ? left + (w - left - right) * (Double(t) - Double(t0)) / (Double(t1) - Double(t0)) : left + (w - left - right) / 2 }
         func y(_ v: Double) -> Double { h - bottom - (h - top - bottom) * (vmax > 0 ? v / vmax : 0) }
         var s = "<figure><figcaption>\(esc(title)) (\(esc(unit)))</figcaption>"
         s += "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\" aria-label=\"\(esc(title))\">"
         s += "<rect x=\"0\" y=\"0\" width=\"\(Int(w))\" height=\"\(Int(h))\" fill=\"#fff\"/>"
-        for i in 0...4 {
-            let v = vmax * Double(i) / 4
+        for v in scale.ticks {
             s += "<line x1=\"\(left)\" x2=\"\(w - right)\" y1=\"\(y(v))\" y2=\"\(y(v))\" stroke=\"#e6e6e6\"/>"
-            s += "<text x=\"\(left - 4)\" y=\"\(y(v) + 4)\" font-size=\"10\" text-anchor=\"end\" fill=\"#555\">\(esc(axis(v)))</text>"
+            s += "<text x=\"\(left - 4)\" y=\"\(y(v) + 4)\" font-size=\"10\" text-anchor=\"end\" fill=\"#555\">\(esc(scale.label(v)))</text>"
         }
         if !all.isEmpty {
             let f = DateFormatter()
@@ -189,13 +189,6 @@ public struct LagHTMLReport {
             s += "</figcaption>"
         }
         return s + "</figure>"
-    }
-
-    func niceMax(_ v: Double) -> Double {
-        guard v > 0 else { return 1 }
-        let p = pow(10, floor(log10(v)))
-        for m in [1.0, 2, 2.5, 5, 10] where m * p >= v { return m * p }
-        return 10 * p
     }
 
     func axis(_ v: Double) -> String {

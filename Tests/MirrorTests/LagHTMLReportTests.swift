@@ -47,4 +47,41 @@ struct LagHTMLReportTests {
         #expect(p2.lowerBound < p0.lowerBound, "a partition that was 100 s behind ranks before one 59 s behind now")
         if let out = ProcessInfo.processInfo.environment["LAG_REPORT_SAMPLE"] { try html.write(toFile: out, atomically: true, encoding: .utf8) }
     }
+
+    @Test(arguments: [0.0, 0.23, 0.25, 0.26, 0.7, 1, 3, 7.3, 12, 99, 101, 1_234, 9_999, 45_678, 3.2e6, 1e-4, 0.0625, 1e300, -5, .nan, .infinity])
+    func axesUseRoundStepsAndNeverRepeatALabel(_ value: Double) {
+        let a = AxisScale(covering: value)
+        let labels = a.ticks.map(a.label)
+        #expect(Set(labels).count == labels.count, "labels of \(value): \(labels)")
+        #expect(labels.first == "0" && a.ticks.count >= 2 && a.ticks.count <= 5, "\(value): \(labels)")
+        if value.isFinite && value > 0 { #expect(a.maximum >= value) }
+        let mantissa = a.step / pow(10, floor(log10(a.step)))
+        #expect([1, 2, 2.5, 5].contains { abs($0 - mantissa) < 1e-9 }, "step \(a.step) of \(value)")
+        // Each label reads back as its tick (in its unit), so none is a rounded stand-in.
+        for (t, l) in zip(a.ticks, labels) where t > 0 {
+            let unit = l.hasSuffix("M") ? 1e6 : l.hasSuffix("k") ? 1e3 : 1
+            let number = Double(l.trimmingCharacters(in: CharacterSet(charactersIn: "kM")))!
+            #expect(abs(number * unit - t) <= t * 1e-9, "\(l) for \(t)")
+        }
+    }
+
+    @Test func aChartOfQuarterSecondLagLabelsItsAxisWithoutRepeats() {
+        // The case the report got wrong: a peak of 0.25 s labelled 0, 0.1, 0.1, 0.2, 0.2.
+        #expect(AxisScale(covering: 0.25).ticks.map(AxisScale(covering: 0.25).label) == ["0", "0.1", "0.2", "0.3"])
+        let flow = Topology.Flow(name: "f", source: "a", target: "b", topics: .init(include: [".*"], exclude: []))
+        var h = LagHistory()
+        for i in 0..<10 {
+            let seconds = Double(i) * 0.25 / 9
+            h.record(now: 1_796_000_000_000 + Int64(i) * 10_000, rows: [
+                LagReport.Row(flow: "f", source: "a", target: "b", topic: "t", partition: 0, remoteTopic: "a.t", lagRecords: 1,
+                              lagSeconds: seconds, state: "running", transferP50Seconds: nil, transferP99Seconds: nil)])
+        }
+        let html = LagHTMLReport(report: LagReport(rows: [], flows: [flow]), groups: [], histories: [h], flows: [flow],
+                                 generatedAt: Date(timeIntervalSince1970: 1_796_001_200), notes: []).render()
+        let charts = html.components(separatedBy: "<svg class=\"chart\"").dropFirst()
+        let seconds = charts.first { $0.contains("seconds") } ?? charts.first ?? ""
+        let labels = seconds.components(separatedBy: "text-anchor=\"end\" fill=\"#555\">").dropFirst().compactMap { $0.split(separator: "<").first.map(String.init) }
+            .filter { Double($0) != nil }
+        #expect(labels.count >= 2 && Set(labels).count == labels.count, "\(labels)")
+    }
 }
