@@ -79,7 +79,7 @@ struct LagHTMLReportTests {
         let html = LagHTMLReport(report: LagReport(rows: [], flows: [flow]), groups: [], histories: [h], flows: [flow],
                                  generatedAt: Date(timeIntervalSince1970: 1_796_001_200), notes: []).render()
         let charts = html.components(separatedBy: "<svg class=\"chart\"").dropFirst()
-        let seconds = charts.first { $0.contains("seconds") } ?? charts.first ?? ""
+        let seconds = charts.first { $0.hasPrefix(" xmlns") && $0.contains("aria-label=\"Seconds behind") } ?? ""
         let labels = seconds.components(separatedBy: "text-anchor=\"end\" fill=\"#555\">").dropFirst().compactMap { $0.split(separator: "<").first.map(String.init) }
             .filter { Double($0) != nil }
         #expect(labels.count >= 2 && Set(labels).count == labels.count, "\(labels)")
