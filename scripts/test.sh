@@ -48,4 +48,20 @@ if [ -n "$own_warnings" ]; then
 fi
 # A test that hangs without yielding cannot be stopped by its time limit: bound the whole run so
 # CI reports it (the time-limit message names the test) instead of waiting out its own limit.
-timeout --kill-after=30 45m swift test --skip-build "$@"
+status=0
+timeout --kill-after=30 45m swift test --skip-build "$@" || status=$?
+# Every child a test starts dies with the test process (a parent-death signal); anything of this
+# checkout still running now is a leak to fix, so it is named, and killed so it cannot hold ports.
+root=$(pwd)
+left=""
+for _ in 1 2 3 4 5 6 7 8 9 10; do   # children killed as the test process ended need a moment to go
+  left=$(pgrep -f "^($root/\.build/|$root/\.venv/)" || true)
+  [ -z "$left" ] && break
+  sleep 0.5
+done
+if [ -n "$left" ]; then
+  echo "test.sh: processes outlived the tests (a leak; they are killed now):" >&2
+  ps -o pid=,args= -p $(echo $left | tr ' ' ',') >&2 || true
+  kill -9 $left 2>/dev/null || true
+fi
+exit $status

@@ -73,7 +73,9 @@ struct FuzzTests {
         let before = (0..<50).map { "before-\($0)" }
         #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "fuzzed"], input: Data((before.joined(separator: "\n") + "\n").utf8)).status == 0)
 
-        var rng = SystemRandomNumberGenerator()
+        // MERIDIAN_FUZZ_SEED replays a run; the failure messages name the seed.
+        let seed = ProcessInfo.processInfo.environment["MERIDIAN_FUZZ_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        var rng = SplitMix64(seed: seed)
         let seeds = try Self.seeds()
         var sent = 0
         for i in 0..<3_000 {
@@ -111,11 +113,11 @@ struct FuzzTests {
             if Self.exchange(port: broker.port, frame, readTimeoutMs: 5) != nil { sent += 1 }
             await Task.yield()
         }
-        #expect(sent >= 2_900, "most frames reached the broker")
-        #expect(broker.isRunning, "broker process is alive after the fuzzing:\n\(broker.tailOfLog())")
+        #expect(sent >= 2_900, "seed \(seed): most frames reached the broker")
+        #expect(broker.isRunning, "seed \(seed): broker process is alive after the fuzzing:\n\(broker.tailOfLog())")
         let log = (try? String(contentsOfFile: broker.logPath, encoding: .utf8)) ?? ""
-        #expect(!log.contains("cannot encode response") && !log.contains("internal error"), "no broker bug surfaced")
-        #expect(log.contains("closing connection"), "bad frames were answered by closing connections")
+        #expect(!log.contains("cannot encode response") && !log.contains("internal error"), "seed \(seed): no broker bug surfaced")
+        #expect(log.contains("closing connection"), "seed \(seed): bad frames were answered by closing connections")
 
         // Still serving a real client, and nothing acknowledged before was lost.
         let md = try await runProcess(kcat, ["-b", broker.bootstrap, "-L"])
@@ -123,9 +125,9 @@ struct FuzzTests {
         #expect(try await runProcess(kcat, ["-b", broker.bootstrap, "-P", "-t", "fuzzed", "-p", "0"], input: Data("after\n".utf8)).status == 0)
         let c = try await runProcess(kcat, ["-b", broker.bootstrap, "-C", "-t", "fuzzed", "-p", "0", "-o", "beginning", "-e", "-q"])
         let values = c.stdout.split(separator: "\n").map(String.init)
-        #expect(Array(values.prefix(50)) == before)
-        #expect(values.last == "after")
-        #expect(values.allSatisfy { $0.hasPrefix("before-") || $0.hasPrefix("fuzz-") || $0 == "after" })
+        #expect(Array(values.prefix(50)) == before, "seed \(seed)")
+        #expect(values.last == "after", "seed \(seed)")
+        #expect(values.allSatisfy { $0.hasPrefix("before-") || $0.hasPrefix("fuzz-") || $0 == "after" }, "seed \(seed)")
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))

@@ -83,9 +83,12 @@ struct MirrorProcessTests {
         }
         let mirrorArgs = ["mirror", "--topology", dir + "/topology.json", "--region", "eu-west"]
         let log = dir + "/mirror.log"
+        // The kill moments are random (MERIDIAN_TEST_SEED replays them; failures name the seed).
+        let seed = ProcessInfo.processInfo.environment["MERIDIAN_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        var rng = SplitMix64(seed: seed)
         for _ in 0..<5 {
             let m = try SpawnedProcess(BrokerProcess.binary, mirrorArgs, stdoutPath: dir + "/mirror.out", stderrPath: log)
-            try await Task.sleep(for: .milliseconds(Int.random(in: 300...1_500)))
+            try await Task.sleep(for: .milliseconds(Int.random(in: 300...1_500, using: &rng)))
             m.stop(SIGKILL)
         }
         try await producing.value
@@ -97,7 +100,7 @@ struct MirrorProcessTests {
         let source = try await dump(us.bootstrap, "orders")
         let mirrorLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         #expect(source.count == total)
-        #expect(target.count == total, "target has \(target.count) of \(total); mirror log tail:\n\(mirrorLog.suffix(3_000))")
+        #expect(target.count == total, "seed \(seed): target has \(target.count) of \(total); mirror log tail:\n\(mirrorLog.suffix(3_000))")
         let firstDifference = zip(source, target).first { $0 != $1 }.map { "source \($0.0) vs target \($0.1)" }
         #expect(firstDifference == nil, "every record once, same partition, offset, key, value, headers and timestamp")
         #expect(Set(target.map { $0.split(separator: " ").dropFirst(2).first ?? "" }).count == 1_013)

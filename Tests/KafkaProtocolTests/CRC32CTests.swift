@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 @testable import KafkaProtocol
@@ -54,7 +55,9 @@ struct CRC32CTests {
     }
 
     @Test func aChangedRangeUpdatesTheChecksumAsAFullPassWould() {
-        var rng = SystemRandomNumberGenerator()
+        // MERIDIAN_TEST_SEED replays a run; the failure message names the seed.
+        let seed = ProcessInfo.processInfo.environment["MERIDIAN_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        var rng = SeededGenerator(seed: seed)
         for length in [1, 14, 15, 61, 1000, 262_144] {
             var data = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
             let before = data.withUnsafeBytes { CRC32C.checksum($0) }
@@ -67,10 +70,23 @@ struct CRC32CTests {
                 changed.replaceSubrange(offset..<(offset + count), with: new)
                 let full = changed.withUnsafeBytes { CRC32C.checksum($0) }
                 #expect(CRC32C.updating(before, length: length, changedAt: offset, from: old, to: new) == full,
-                        "length \(length), \(count) bytes at \(offset)")
+                        "seed \(seed): length \(length), \(count) bytes at \(offset)")
             }
             data[0] ^= 0xFF
         }
         #expect(CRC32C.updating(0, length: 10, changedAt: 8, from: [1, 2, 3], to: [4, 5, 6]) == nil, "a change past the end")
+    }
+}
+
+/// SplitMix64: a seeded generator, so a failing case can be replayed.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
