@@ -6,6 +6,11 @@ import NIOPosix
 import Testing
 import TestSupport
 
+/// The proxy's own event loop: the mirror tests share one loop thread for their brokers and
+/// mirrors, and a proxy on it waits behind whatever they copy (one cause of the 29 s the loss test
+/// once took, with the proxy deciding a cut only after it had reached the target).
+let proxyTestLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
 /// The simulated WAN link on real sockets: bandwidth holds the sender back, loss cuts the connection.
 @Suite("TCPProxy with a link model", .timeLimit(.minutes(1)))
 struct TCPProxyLinkTests {
@@ -20,7 +25,7 @@ struct TCPProxyLinkTests {
     }
 
     func sink(_ received: NIOLockedValueBox<Int>) async throws -> Channel {
-        try await ServerBootstrap(group: mirrorTestLoops)
+        try await ServerBootstrap(group: proxyTestLoops)
             .childChannelInitializer { $0.pipeline.addHandler(Sink(received)) }
             .bind(host: "127.0.0.1", port: 0).get()
     }
@@ -29,8 +34,8 @@ struct TCPProxyLinkTests {
         let received = NIOLockedValueBox(0)
         let server = try await sink(received)
         let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: server.localAddress!.port!,
-                                 link: .init(latencyNanos: 20_000_000, bitsPerSecond: 8_000_000), group: mirrorTestLoops)
-        let client = try await ClientBootstrap(group: mirrorTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
+                                 link: .init(latencyNanos: 20_000_000, bitsPerSecond: 8_000_000), group: proxyTestLoops)
+        let client = try await ClientBootstrap(group: proxyTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
         let started = ContinuousClock.now
         // In chunks, as a client writes: the proxy paces them on the wire one after the other.
         for _ in 0..<16 { client.write(ByteBuffer(repeating: 7, count: 62_500), promise: nil) }
@@ -46,8 +51,8 @@ struct TCPProxyLinkTests {
     @Test func lossCutsTheConnection() async throws {
         let received = NIOLockedValueBox(0)
         let server = try await sink(received)
-        let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: server.localAddress!.port!, link: .init(loss: 1), group: mirrorTestLoops)
-        let client = try await ClientBootstrap(group: mirrorTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
+        let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: server.localAddress!.port!, link: .init(loss: 1), group: proxyTestLoops)
+        let client = try await ClientBootstrap(group: proxyTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
         client.writeAndFlush(ByteBuffer(string: "hello"), promise: nil)
         // The link decides when the chunk is sent, not once the proxy has reached the far side.
         #expect(await eventually(10) { !client.isActive }, "every chunk is lost, so the link drops the connection")
@@ -59,9 +64,9 @@ struct TCPProxyLinkTests {
     @Test func heldChunksWaitForReleaseAndDieWithACut() async throws {
         let received = NIOLockedValueBox(0)
         let server = try await sink(received)
-        let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: server.localAddress!.port!, group: mirrorTestLoops)
+        let proxy = try TCPProxy(targetHost: "127.0.0.1", targetPort: server.localAddress!.port!, group: proxyTestLoops)
         proxy.hold(.upstream)
-        let client = try await ClientBootstrap(group: mirrorTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
+        let client = try await ClientBootstrap(group: proxyTestLoops).connect(host: "127.0.0.1", port: proxy.port).get()
         try await client.writeAndFlush(ByteBuffer(string: "held")).get()
         #expect(await eventually(10) { proxy.heldChunks(.upstream) == 1 })
         #expect(received.withLockedValue { $0 } == 0, "nothing passes while held")
