@@ -60,7 +60,14 @@ public final class KafkaConnection: Sendable {
             }
         let channel: Channel
         do {
-            channel = try await bootstrap.connect(host: via?.host ?? host, port: via?.port ?? port).get()
+            let (h, p) = (via?.host ?? host, via?.port ?? port)
+            // An address literal needs no lookup: NIO would still run getaddrinfo for it on a
+            // Dispatch queue, which a busy process can make wait.
+            if Self.isIPAddress(h), let address = try? SocketAddress(ipAddress: h, port: p) {
+                channel = try await bootstrap.connect(to: address).get()
+            } else {
+                channel = try await bootstrap.connect(host: h, port: p).get()
+            }
         } catch {
             let through = via.map { " (through \($0.host):\($0.port))" } ?? ""
             throw KafkaConnectionError.connectFailed(host: host, port: port, reason: Self.reason(error, connectTimeout: connectTimeout) + through)
