@@ -84,3 +84,23 @@ struct TCPProxyLinkTests {
         try await server.close()
     }
 }
+
+@Suite("Free local ports", .timeLimit(.minutes(1)))
+struct LocalPortTests {
+    @Test func portsComeFromOutsideTheRangeOutgoingConnectionsUse() throws {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) } ?? [32_768, 60_999]
+        for _ in 0..<20 {
+            let p = try LocalPort.free()
+            #expect(p < range[0] || p > range[1], "\(p) is outside \(range)")
+            // Free: a listener can take it.
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = UInt16(p).bigEndian
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            #expect(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0)
+        }
+    }
+}
