@@ -141,9 +141,8 @@ public final class KafkaCluster: @unchecked Sendable {
         // An attempt ends by the deadline of the operation that makes it.
         var timeout = options.connectTimeout
         if let until {
-            let left = until - .now
-            let ns = max(Int64(100_000_000), left.components.seconds * 1_000_000_000 + left.components.attoseconds / 1_000_000_000)
-            timeout = .nanoseconds(min(timeout.nanoseconds, ns))
+            let left = max(.milliseconds(100), until - .now)
+            timeout = min(timeout, .nanoseconds(Int64(left / .nanoseconds(1))))
         }
         do {
             let c = try await KafkaConnection.connect(host: host, port: port, via: via, tls: options.tls, group: group, clientID: options.clientID,

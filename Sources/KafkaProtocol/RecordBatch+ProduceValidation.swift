@@ -150,6 +150,14 @@ extension RecordBatch {
     /// Producer id, epoch, sequence, codec and the transactional bit stay as sent.
     public static func repaired(_ buffer: ByteBuffer, at index: Int, header: RecordBatchHeader,
                                 _ repair: ProducedBatchRepair, maxDecompressedBytes: Int = 64 << 20) throws -> ByteBuffer {
+        if !repair.rewriteRecords && repair.logAppendTime == nil, let ts = repair.maxTimestamp {
+            // Only the header's max timestamp (every Sarama batch): a copy with the CRC updated
+            // from the 8 changed bytes, no pass over the records.
+            var out = ByteBufferAllocator().buffer(capacity: header.totalSize)
+            out.writeImmutableBuffer(buffer.getSlice(at: index, length: header.totalSize)!)
+            try setMaxTimestamp(ts, in: &out, at: out.readerIndex, checksumValid: true)
+            return out
+        }
         var h = header
         var body = buffer.getSlice(at: index + RecordBatchHeader.size, length: header.totalSize - RecordBatchHeader.size)!
         if repair.rewriteRecords || repair.logAppendTime != nil {

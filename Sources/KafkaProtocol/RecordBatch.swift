@@ -75,6 +75,14 @@ public enum RecordBatch {
         }
     }
 
+    /// Sets the max timestamp of the batch at `index` and updates the CRC as
+    /// ``setProducer(id:epoch:baseSequence:in:at:checksumValid:)`` does.
+    public static func setMaxTimestamp(_ timestamp: Int64, in buffer: inout ByteBuffer, at index: Int, checksumValid: Bool = false) throws {
+        try rewrite(&buffer, batchAt: index, bytesAt: RecordBatchHeader.maxTimestampOffset, count: 8, checksumValid: checksumValid) { b in
+            b.setInteger(timestamp, at: index + RecordBatchHeader.maxTimestampOffset, endianness: .big)
+        }
+    }
+
     /// Clears the transactional bit of the batch at `index` (a committed transaction's records
     /// produced as ordinary ones) and updates the CRC as ``setProducer(id:epoch:baseSequence:in:at:checksumValid:)`` does.
     public static func clearTransactional(in buffer: inout ByteBuffer, at index: Int, checksumValid: Bool = false) throws {

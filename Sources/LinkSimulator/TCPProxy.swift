@@ -156,12 +156,12 @@ final class LinkDirections: @unchecked Sendable {
 
 /// What the link does with a chunk handed to it at `now`: when it arrives (nil: it cuts the
 /// connection), and whether the sender should pause while the wire is booked far ahead.
-private func admit(_ buf: ByteBuffer, upstream: Bool, link: LinkDirections) -> (arrival: Int64?, transparent: Bool, backlog: Int64) {
+private func admit(_ buf: ByteBuffer, upstream: Bool, link: LinkDirections) -> (arrival: Int64?, backlog: Int64) {
     let now = Int64(NIODeadline.now().uptimeNanoseconds)
     let (fate, backlog, transparent) = link.send(upstream: upstream, bytes: buf.readableBytes, now: now)
     switch fate {
-    case .cut: return (nil, transparent, backlog)
-    case .deliver(let at): return (transparent ? now : at, transparent, backlog)
+    case .cut: return (nil, backlog)
+    case .deliver(let at): return (transparent ? now : at, backlog)
     }
 }
 
@@ -233,7 +233,7 @@ private final class InboundSide: ChannelInboundHandler, @unchecked Sendable {
         let buf = unwrapInboundIn(data)
         received.withLockedValue { $0 += buf.readableBytes }
         // The link decides a chunk's fate when it is sent, whether or not the far side is reached yet.
-        let (arrival, _, backlog) = admit(buf, upstream: true, link: delay)
+        let (arrival, backlog) = admit(buf, upstream: true, link: delay)
         guard let arrival else {
             context.close(promise: nil)
             outbound?.close(promise: nil)
@@ -266,7 +266,7 @@ private final class OutboundSide: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buf = unwrapInboundIn(data)
-        let (arrival, _, backlog) = admit(buf, upstream: false, link: delay)
+        let (arrival, backlog) = admit(buf, upstream: false, link: delay)
         guard let arrival else {
             context.close(promise: nil)
             peer.close(promise: nil)
