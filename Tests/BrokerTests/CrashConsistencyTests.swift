@@ -138,25 +138,15 @@ struct CrashConsistencyTests {
     }
 
     @Test func recoveryKeepsEverythingAcknowledgedAcrossThousandsOfPowerCuts() async throws {
-        // Half a minute of work that waits on the flusher thread: done on a thread of its own, so
-        // the test pool's two threads stay free for the tests running alongside (this used to hold
-        // one of them for most of the suite, and other tests' timing paid for it).
-        let (problems, checked) = try await onOwnThread { try Self.cutThousandsOfTimes() }
-        #expect(problems.isEmpty, "\(problems.count) problem(s); the first: \(problems.prefix(5).joined(separator: "\n"))")
-        #expect(checked.records > 5_000 && checked.commits > 500 && checked.served > 1_000,
-                "the cuts landed after enough acknowledgements to mean something: \(checked)")
-    }
-
-    static func cutThousandsOfTimes() throws -> ([String], (records: Int, commits: Int, served: Int)) {
         // How many file operations a workload takes, to spread the cut points over all of it.
         let probe = CrashSimulatingFileSystem(seed: 7)
         _ = Self.workload(probe, seed: 7)
         let span = max(100, probe.operationCount)
         let iterations = 2_000
         var checked = (records: 0, commits: 0, served: 0)
-        var problems: [String] = []
-        func expect(_ ok: Bool, _ what: @autoclosure () -> String) { if !ok { problems.append(what()) } }
         for iteration in 0..<iterations {
+            // CPU-bound for half a minute: let the other tests on this thread pool run in between.
+            await Task.yield()
             let seed = UInt64(iteration) &* 0x9E37_79B9 &+ 11
             var rng = SplitMix64(seed: seed)
             let fs = CrashSimulatingFileSystem(seed: seed)
@@ -167,41 +157,42 @@ struct CrashConsistencyTests {
             do {
                 storage = try Storage(image)
             } catch {
-                problems.append("iteration \(iteration) (seed \(seed)): storage does not open after the cut: \(error)")
+                Issue.record("iteration \(iteration) (seed \(seed)): storage does not open after the cut: \(error)")
                 continue
             }
             defer { storage.flusher.shutdown() }
             if promises.topicCreated {
-                expect(storage.logs.topic(Self.topic) != nil, "iteration \(iteration): an acknowledged topic creation was lost")
+                #expect(storage.logs.topic(Self.topic) != nil, "iteration \(iteration): an acknowledged topic creation was lost")
             }
             for p in Int32(0)...1 {
                 let after = try storage.records(Self.topic, p)
                 for (offset, value) in promises.acked[p] ?? [:] {
-                    expect(after[offset] == value, "iteration \(iteration) (seed \(seed)): acked \(Self.topic)-\(p)@\(offset) is \(after[offset] ?? "missing")")
+                    #expect(after[offset] == value, "iteration \(iteration) (seed \(seed)): acked \(Self.topic)-\(p)@\(offset) is \(after[offset] ?? "missing")")
                     checked.records += 1
                 }
                 for (offset, value) in promises.served[p] ?? [:] {
-                    expect(after[offset] == value, "iteration \(iteration) (seed \(seed)): \(Self.topic)-\(p)@\(offset) was read as \(value), now \(after[offset] ?? "missing")")
+                    #expect(after[offset] == value, "iteration \(iteration) (seed \(seed)): \(Self.topic)-\(p)@\(offset) was read as \(value), now \(after[offset] ?? "missing")")
                     checked.served += 1
                 }
                 let commit = storage.groups.fetchOffsets(Self.group, [TopicPartition(Self.topic, p)])[TopicPartition(Self.topic, p)]
                 if let promised = promises.committed[p] {
-                    expect((commit?.offset ?? -1) >= promised, "iteration \(iteration) (seed \(seed)): commit \(promised) of partition \(p) lost (now \(commit?.offset ?? -1))")
+                    #expect((commit?.offset ?? -1) >= promised, "iteration \(iteration) (seed \(seed)): commit \(promised) of partition \(p) lost (now \(commit?.offset ?? -1))")
                     checked.commits += 1
                 }
                 if let c = commit {
-                    expect(promises.attemptedCommits[p]?.contains(c.offset) == true, "iteration \(iteration): commit \(c.offset) was never made")
+                    #expect(promises.attemptedCommits[p]?.contains(c.offset) == true, "iteration \(iteration): commit \(c.offset) was never made")
                 }
                 // The recovered log takes new writes after what it kept.
                 if let partition = storage.logs.partition(Self.topic, p) {
                     var b = RecordBatchBuilder()
                     b.append(key: nil, value: ByteBuffer(string: "after"), timestamp: 99_000)
                     let r = try partition.append(try b.build(), nowMs: 100_000, allowRoll: true)
-                    expect(r.baseOffset == partition.offsets.logEndOffset - 1, "iteration \(iteration): the append after recovery went to \(r.baseOffset)")
-                    expect(after.keys.allSatisfy { $0 < r.baseOffset }, "iteration \(iteration): the append after recovery overlaps what was kept")
+                    #expect(r.baseOffset == partition.offsets.logEndOffset - 1)
+                    #expect(after.keys.allSatisfy { $0 < r.baseOffset })
                 }
             }
         }
-        return (problems, checked)
+        #expect(checked.records > 5_000 && checked.commits > 500 && checked.served > 1_000,
+                "the cuts landed after enough acknowledgements to mean something: \(checked)")
     }
 }

@@ -75,48 +75,43 @@ struct FuzzTests {
 
         // MERIDIAN_FUZZ_SEED replays a run; the failure messages name the seed.
         let seed = ProcessInfo.processInfo.environment["MERIDIAN_FUZZ_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        var rng = SplitMix64(seed: seed)
         let seeds = try Self.seeds()
-        let port = broker.port
-        // Three thousand socket exchanges, each waiting up to 5 ms for an answer: on a thread of
-        // its own, so they do not hold one of the test pool's two threads.
-        let sent = try await onOwnThread { () -> Int in
-            var rng = SplitMix64(seed: seed)
-            var sent = 0
-            for i in 0..<3_000 {
-                var frame: [UInt8]
-                switch i % 6 {
-                case 0:
-                    // Pure noise, sometimes with a plausible length prefix.
-                    frame = (0..<Int.random(in: 1...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-                    if rng.next() % 2 == 0 { frame = withUnsafeBytes(of: Int32(frame.count).bigEndian, Array.init) + frame }
-                case 1, 2, 3:
-                    // A real request with 1–8 random bytes changed (length prefix kept or not).
-                    frame = seeds[Int(rng.next() % UInt64(seeds.count))]
-                    for _ in 0..<Int.random(in: 1...8, using: &rng) {
-                        let at = Int.random(in: (i % 2 == 0 ? 4 : 0)..<frame.count, using: &rng)
-                        frame[at] = UInt8.random(in: 0...255, using: &rng)
-                    }
-                case 4:
-                    // Truncated or extended real requests, length prefix unchanged.
-                    frame = seeds[Int(rng.next() % UInt64(seeds.count))]
-                    if rng.next() % 2 == 0 {
-                        frame = Array(frame.prefix(Int.random(in: 1..<frame.count, using: &rng)))
-                    } else {
-                        frame += (0..<Int.random(in: 1...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-                    }
-                default:
-                    // Absurd sizes: negative, tiny, just above the 100 MiB limit, huge; unknown keys and versions.
-                    let sizes: [Int32] = [-1, 0, 3, 104_857_601, Int32.max]
-                    let header: [UInt8] = [0, UInt8.random(in: 0...255, using: &rng), 0x7F, 0xFF, 0, 0, 0, 9, 0xFF, 0xFF]
-                    frame = withUnsafeBytes(of: sizes[i % sizes.count].bigEndian, Array.init) + header
-                    if i % 12 == 5 {
-                        // An unknown API key or version in an otherwise valid frame.
-                        frame = withUnsafeBytes(of: Int32(10).bigEndian, Array.init) + [0x0F, 0xA0, 0, 1, 0, 0, 0, 1, 0xFF, 0xFF]
-                    }
+        var sent = 0
+        for i in 0..<3_000 {
+            var frame: [UInt8]
+            switch i % 6 {
+            case 0:
+                // Pure noise, sometimes with a plausible length prefix.
+                frame = (0..<Int.random(in: 1...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                if rng.next() % 2 == 0 { frame = withUnsafeBytes(of: Int32(frame.count).bigEndian, Array.init) + frame }
+            case 1, 2, 3:
+                // A real request with 1–8 random bytes changed (length prefix kept or not).
+                frame = seeds[Int(rng.next() % UInt64(seeds.count))]
+                for _ in 0..<Int.random(in: 1...8, using: &rng) {
+                    let at = Int.random(in: (i % 2 == 0 ? 4 : 0)..<frame.count, using: &rng)
+                    frame[at] = UInt8.random(in: 0...255, using: &rng)
                 }
-                if Self.exchange(port: port, frame, readTimeoutMs: 5) != nil { sent += 1 }
+            case 4:
+                // Truncated or extended real requests, length prefix unchanged.
+                frame = seeds[Int(rng.next() % UInt64(seeds.count))]
+                if rng.next() % 2 == 0 {
+                    frame = Array(frame.prefix(Int.random(in: 1..<frame.count, using: &rng)))
+                } else {
+                    frame += (0..<Int.random(in: 1...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                }
+            default:
+                // Absurd sizes: negative, tiny, just above the 100 MiB limit, huge; unknown keys and versions.
+                let sizes: [Int32] = [-1, 0, 3, 104_857_601, Int32.max]
+                let header: [UInt8] = [0, UInt8.random(in: 0...255, using: &rng), 0x7F, 0xFF, 0, 0, 0, 9, 0xFF, 0xFF]
+                frame = withUnsafeBytes(of: sizes[i % sizes.count].bigEndian, Array.init) + header
+                if i % 12 == 5 {
+                    // An unknown API key or version in an otherwise valid frame.
+                    frame = withUnsafeBytes(of: Int32(10).bigEndian, Array.init) + [0x0F, 0xA0, 0, 1, 0, 0, 0, 1, 0xFF, 0xFF]
+                }
             }
-            return sent
+            if Self.exchange(port: broker.port, frame, readTimeoutMs: 5) != nil { sent += 1 }
+            await Task.yield()
         }
         #expect(sent >= 2_900, "seed \(seed): most frames reached the broker")
         #expect(broker.isRunning, "seed \(seed): broker process is alive after the fuzzing:\n\(broker.tailOfLog())")

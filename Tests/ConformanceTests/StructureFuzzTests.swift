@@ -11,12 +11,6 @@ import TestSupport
 /// connection, never stop, and afterwards still serve kcat with nothing acknowledged lost.
 @Suite("Structure-aware fuzzing", .timeLimit(.minutes(8)))
 struct StructureFuzzTests {
-    struct Counts: Sendable, CustomStringConvertible {
-        var answered = 0
-        var closed = 0
-        var description: String { "(answered: \(answered), closed: \(closed))" }
-    }
-
     struct Fuzzer {
         var rng: SplitMix64
 
@@ -309,27 +303,23 @@ struct StructureFuzzTests {
         // MERIDIAN_FUZZ_SEED replays a run; every failure message names the seed.
         let seed = ProcessInfo.processInfo.environment["MERIDIAN_FUZZ_SEED"].flatMap { UInt64($0) }
             ?? UInt64(Date().timeIntervalSince1970)
-        // Each exchange waits on a socket (up to 0.3 s): the loop runs on a thread of its own, so
-        // it does not hold one of the test pool's two threads for minutes.
-        let port = broker.port
-        let (stats, stoppedAfter) = try await onOwnThread { () -> ([ApiKey: Counts], Int?) in
-            var fuzzer = Fuzzer(rng: SplitMix64(seed: seed))
-            var stats: [ApiKey: Counts] = [:]
-            for i in 0..<4_000 {
-                var (key, body) = fuzzer.request()
-                guard body.readableBytes > 0 else { continue }
-                if i % 4 == 3 { fuzzer.corruptLengths(&body) }
-                let r = Self.send(port: port, body)
-                stats[key, default: Counts()].answered += r.answered ? 1 : 0
-                stats[key, default: Counts()].closed += r.closed ? 1 : 0
-                if i % 500 == 499 && !broker.isRunning { return (stats, i) }
+        var fuzzer = Fuzzer(rng: SplitMix64(seed: seed))
+        var stats: [ApiKey: (answered: Int, closed: Int)] = [:]
+        for i in 0..<4_000 {
+            var (key, body) = fuzzer.request()
+            guard body.readableBytes > 0 else { continue }
+            if i % 4 == 3 { fuzzer.corruptLengths(&body) }
+            let r = Self.send(port: broker.port, body)
+            await Task.yield()
+            stats[key, default: (0, 0)].answered += r.answered ? 1 : 0
+            stats[key, default: (0, 0)].closed += r.closed ? 1 : 0
+            if i % 500 == 499 {
+                #expect(broker.isRunning, "the broker stopped after \(i) requests:\n\(broker.tailOfLog())")
+                if !broker.isRunning { return }
             }
-            return (stats, nil)
         }
-        #expect(stoppedAfter == nil, "seed \(seed): the broker stopped after \(stoppedAfter ?? 0) requests:\n\(broker.tailOfLog())")
-        if stoppedAfter != nil { return }
-        #expect(broker.isRunning, "seed \(seed): broker process is alive:\n\(broker.tailOfLog())")
-        let produce = stats[.produce] ?? Counts(), join = stats[.joinGroup] ?? Counts()
+        #expect(broker.isRunning, "broker process is alive:\n\(broker.tailOfLog())")
+        let produce = stats[.produce] ?? (0, 0), join = stats[.joinGroup] ?? (0, 0)
         #expect(produce.answered > 300 && join.answered > 50, "hostile requests were answered, not just dropped: \(stats)")
         let log = (try? String(contentsOfFile: broker.logPath, encoding: .utf8)) ?? ""
         #expect(!log.contains("cannot encode response") && !log.contains("internal error"), "no broker bug surfaced")
