@@ -22,4 +22,23 @@ struct SuiteHygieneTests {
             }
         }
     }
+
+    /// Foundation's `Process.run()` on Linux can crash the process that calls it (it over-reads
+    /// `/proc/self/fd` entries), and its children outlive it: every child, in the product and in
+    /// the tests, is a `ChildProcess`.
+    @Test func noChildIsStartedWithFoundationsProcess() throws {
+        let root = ExternalTools.packageRoot
+        var offenders: [String] = []
+        for dir in ["Sources", "Tests"] {
+            let base = root.appendingPathComponent(dir)
+            for file in FileManager.default.enumerator(atPath: base.path)?.compactMap({ $0 as? String }) ?? [] where file.hasSuffix(".swift") {
+                let text = try String(contentsOf: base.appendingPathComponent(file), encoding: .utf8)
+                for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+                where line.contains(#/(^|[^A-Za-z0-9_])Process\(\)/#) && !line.trimmingCharacters(in: .whitespaces).hasPrefix("//") {
+                    offenders.append("\(dir)/\(file):\(n + 1): \(line.trimmingCharacters(in: .whitespaces))")
+                }
+            }
+        }
+        #expect(offenders.isEmpty, "use ChildProcess (module Spawn): \(offenders.joined(separator: "\n"))")
+    }
 }
