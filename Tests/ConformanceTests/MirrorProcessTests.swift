@@ -217,7 +217,9 @@ extension MirrorProcessTests {
         #expect(down.status == 0 && down.stderr.contains("did not answer"), "\(down.stdout)\(down.stderr)")
         #expect(down.stdout.split(separator: "\n").filter { $0.hasPrefix("us-to-eu ") && $0.hasSuffix("caught-up") }.count >= partitions,
                 "\(down.stdout)")
-        #expect(ContinuousClock.now - started < .seconds(15))
+        // Measured on the test pool, which a loaded machine delays: the bound is loose, the mirror's
+        // 3 s HTTP timeout is what keeps it short.
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     @Test(.enabled(if: ExternalTools.shouldRun(ExternalTools.kcat)))
