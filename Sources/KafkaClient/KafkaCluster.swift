@@ -113,6 +113,7 @@ public final class KafkaCluster: @unchecked Sendable {
     private var _clusterID: String?
     private var _controller: BrokerID = .none
     private var failures = ConnectFailures()
+    private var closed = false
 
     public init(bootstrap: [BootstrapAddress], options: Options = Options(), group: EventLoopGroup) {
         self.bootstrap = bootstrap
@@ -125,6 +126,10 @@ public final class KafkaCluster: @unchecked Sendable {
     public var knownBrokers: [BrokerInfo] { lock.withLock { brokers.values.sorted { $0.id < $1.id } } }
 
     private func connect(_ host: String, _ port: Int) async throws -> KafkaConnection {
+        // After close nothing new is opened: the caller may be shutting the event loops down, and a
+        // task of a client still at work (a consumer's prefetch, a heartbeat) that connected then
+        // would register a channel on a loop that is gone (a crash of `meridian lag report`).
+        if lock.withLock({ closed }) { throw KafkaClientError.closed("cluster") }
         let via = options.routes["\(host):\(port)"].map { (host: $0.host, port: $0.port) }
         let address = "\(host):\(port)"
         // Said while the attempt goes on, so a black-holed address is reported within seconds.
@@ -147,6 +152,10 @@ public final class KafkaCluster: @unchecked Sendable {
         do {
             let c = try await KafkaConnection.connect(host: host, port: port, via: via, tls: options.tls, group: group, clientID: options.clientID,
                                                       requestTimeout: options.requestTimeout, connectTimeout: timeout)
+            if lock.withLock({ closed }) {
+                await c.close()
+                throw KafkaClientError.closed("cluster")
+            }
             if let report = options.onConnectionEvent, let down = lock.withLock({ failures.succeeded(address, now: .now) }) {
                 report(.recovered(address: address, after: down))
             }
@@ -319,6 +328,7 @@ public final class KafkaCluster: @unchecked Sendable {
 
     public func close() async {
         let all: [KafkaConnection] = lock.withLock {
+            closed = true
             let a = Array(connections.values) + [bootstrapConnection].compactMap { $0 }
             connections.removeAll()
             bootstrapConnection = nil

@@ -113,6 +113,34 @@ struct ClientEdgeTests {
         await b.stop()
     }
 
+    /// `meridian lag report` crashed: a consumer's prefetch, cancelled by its close, connected after
+    /// the command had closed the cluster and shut its event loops down, and NIO refuses a channel
+    /// on a loop that is gone. A closed cluster opens nothing.
+    @Test func aClosedClusterOpensNoConnection() async throws {
+        let b = try await InProcessBroker()
+        let elg = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let c = KafkaCluster(bootstrap: [BootstrapAddress(host: "127.0.0.1", port: b.port)], group: elg)
+        try await c.refreshMetadata(topics: [])
+        let broker = try #require(c.knownBrokers.first?.id)
+        await c.close()
+        await #expect(throws: KafkaClientError.self) { _ = try await c.anyConnection() }
+        await #expect(throws: KafkaClientError.self) { _ = try await c.connection(to: broker, for: .fetch) }
+        // A consumer polling while everything is closed under it, as a command's end does, many times.
+        for _ in 0..<20 {
+            let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let cluster = KafkaCluster(bootstrap: [BootstrapAddress(host: "127.0.0.1", port: b.port)], group: loops)
+            let consumer = KafkaConsumer(cluster: cluster, config: ConsumerConfig())
+            consumer.assign([TopicPartition("closing", 0)])
+            consumer.seek(TopicPartition("closing", 0), to: .earliest)
+            _ = try? await consumer.poll(timeout: .milliseconds(1))
+            await consumer.close()
+            await cluster.close()
+            try await loops.shutdownGracefully()
+        }
+        try await elg.shutdownGracefully()
+        await b.stop()
+    }
+
     @Test func noResetPolicyThrowsInsteadOfJumpingToTheEnd() async throws {
         let b = try await InProcessBroker()
         let producer = KafkaProducer(cluster: cluster(port: b.port))
